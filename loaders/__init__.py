@@ -1,0 +1,1 @@
+"""Bulk loading of data releases (importable as qserv_py.loaders)."""

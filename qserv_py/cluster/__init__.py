@@ -1,0 +1,1 @@
+"""The cluster: local instances, cluster files, metadata, catalogs, two-phase commit."""

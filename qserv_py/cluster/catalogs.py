@@ -1,0 +1,144 @@
+"""Creating and dropping catalogs across the cluster, atomically.
+
+A catalog's tables are created on every worker and registered in the czar metadata in
+one two-phase commit: either every worker and the czar have it, or none does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from qserv_py.cluster.db import connect
+from qserv_py.cluster.metadata import metadata_version
+from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.cluster.twophase import commit_two_phase
+from qserv_py.errors import CatalogError, CatalogExists, UnknownCatalog
+from qserv_py.schema.ddl import create_catalog_ddl, drop_catalog_ddl
+from qserv_py.schema.model import Catalog
+
+
+@dataclass(frozen=True)
+class CatalogInfo:
+    name: str
+    description: str
+    overlap_arcsec: float
+    tables: tuple[tuple[str, str], ...]  # (spelling, kind)
+
+
+def list_catalogs(spec: ClusterSpec) -> list[CatalogInfo]:
+    with connect(spec.czar, autocommit=True) as czar:
+        metadata_version(czar)
+        rows = czar.execute(
+            "SELECT c.spelling, c.description, c.overlap_arcsec,"
+            " coalesce(array_agg(t.spelling ORDER BY t.ordinal)"
+            "   FILTER (WHERE t.name IS NOT NULL), '{}'),"
+            " coalesce(array_agg(t.kind ORDER BY t.ordinal)"
+            "   FILTER (WHERE t.name IS NOT NULL), '{}')"
+            " FROM qserv_meta.catalogs c LEFT JOIN qserv_meta.tables t ON t.catalog = c.name"
+            " GROUP BY c.name ORDER BY c.name"
+        ).fetchall()
+    return [
+        CatalogInfo(name, desc, overlap, tuple(zip(tables, kinds, strict=True)))
+        for name, desc, overlap, tables, kinds in rows
+    ]
+
+
+def create_catalog(spec: ClusterSpec, catalog: Catalog, schema_text: str) -> None:
+    """Create ``catalog`` on every worker and register it on the czar."""
+    with connect(spec.czar, autocommit=True) as czar:
+        metadata_version(czar)
+        if czar.execute(
+            "SELECT 1 FROM qserv_meta.catalogs WHERE name = %s", (catalog.sql_name,)
+        ).fetchone():
+            raise CatalogExists(
+                f"catalog {catalog.name} exists already; drop it first "
+                f"(`qserv-py catalog drop {catalog.name}`) or choose another name"
+            )
+    statements = create_catalog_ddl(catalog, spec.reader_user)
+
+    def on_worker(conn: psycopg.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    try:
+        commit_two_phase(
+            spec,
+            {w.name: on_worker for w in spec.workers},
+            lambda czar: _register(czar, catalog, schema_text),
+            label=f"catalog-create:{catalog.sql_name}",
+        )
+    except psycopg.errors.DuplicateSchema as exc:
+        raise CatalogError(
+            f"a worker already has a schema {catalog.sql_name} that the czar does not know "
+            f"({exc.diag.message_primary}); drop that schema on the worker or choose another "
+            "catalog name"
+        ) from exc
+
+
+def drop_catalog(spec: ClusterSpec, name: str) -> None:
+    """Remove catalog ``name`` (its tables and data) from every worker and the czar."""
+    with connect(spec.czar, autocommit=True) as czar:
+        metadata_version(czar)
+        row = czar.execute(
+            "SELECT name FROM qserv_meta.catalogs WHERE name = lower(%s)", (name,)
+        ).fetchone()
+        if row is None:
+            known = [r[0] for r in czar.execute("SELECT spelling FROM qserv_meta.catalogs")]
+            raise UnknownCatalog(
+                f"no catalog {name}; known catalogs: {', '.join(known) or '(none)'}"
+            )
+    sql_name = row[0]
+    statements = drop_catalog_ddl(sql_name)
+
+    def on_worker(conn: psycopg.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    def on_czar(czar: psycopg.Connection) -> None:
+        czar.execute("DELETE FROM qserv_meta.catalogs WHERE name = %s", (sql_name,))
+
+    commit_two_phase(
+        spec,
+        {w.name: on_worker for w in spec.workers},
+        on_czar,
+        label=f"catalog-drop:{sql_name}",
+    )
+
+
+def _register(czar: psycopg.Connection, catalog: Catalog, schema_text: str) -> None:
+    czar.execute(
+        "INSERT INTO qserv_meta.catalogs (name, spelling, description, overlap_arcsec,"
+        " schema_yaml) VALUES (%s, %s, %s, %s, %s)",
+        (catalog.sql_name, catalog.name, catalog.description, catalog.overlap_arcsec, schema_text),
+    )
+    for ordinal, table in enumerate(catalog.tables, 1):
+        czar.execute(
+            "INSERT INTO qserv_meta.tables (catalog, name, spelling, ordinal, kind, description,"
+            " key_column, ra_column, dec_column, director, director_key)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                catalog.sql_name, table.sql_name, table.name, ordinal, table.kind.value,
+                table.description, _lower(table.key_column), _lower(table.ra_column),
+                _lower(table.dec_column), _lower(table.director), _lower(table.director_key),
+            ),
+        )  # fmt: skip
+        with czar.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO qserv_meta.columns (catalog, table_name, name, spelling, ordinal,"
+                " datatype, length, pg_type, nullable, unit, ucd, description, principal)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        catalog.sql_name, table.sql_name, col.sql_name, col.name, i,
+                        col.datatype, col.length, col.pg_type, col.nullable, col.unit, col.ucd,
+                        col.description, col.principal,
+                    )  # fmt: skip
+                    for i, col in enumerate(table.columns, 1)
+                ],
+            )
+
+
+def _lower(name: str | None) -> str | None:
+    return name.lower() if name is not None else None

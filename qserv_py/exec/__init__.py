@@ -1,0 +1,1 @@
+"""Execution: dispatch to workers, merge, query tracking."""

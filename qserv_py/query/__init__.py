@@ -1,0 +1,1 @@
+"""The query path: dialects, checks, analysis, rewrite passes, planner."""

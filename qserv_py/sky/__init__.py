@@ -1,0 +1,1 @@
+"""The sky: HEALPix layout, regions, overlap."""

@@ -1,0 +1,1 @@
+"""SQL that runs inside PostgreSQL (package data of qserv_py)."""
