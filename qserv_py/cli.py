@@ -174,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = csub.add_parser(name, help=help_text)
         p.add_argument(
-            "--dir", dest="cluster", type=Path, default=argparse.SUPPRESS, help="the cluster directory"
+            "--dir",
+            dest="cluster",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help="the cluster directory",
         )
         p.set_defaults(handler=handler)
         if name in ("init", "start", "status"):
@@ -201,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="the main job: start the local cluster with the dp02 catalog")
     p.add_argument(
-            "--dir", dest="cluster", type=Path, default=argparse.SUPPRESS, help="the cluster directory"
-        )
+        "--dir", dest="cluster", type=Path, default=argparse.SUPPRESS, help="the cluster directory"
+    )
     p.add_argument("--workers", type=int, help="workers of a new cluster (default 2)")
     p.set_defaults(handler=cmd_up)
     return parser

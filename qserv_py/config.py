@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         description="First port of a new local cluster (czar; workers follow). Default: "
         "free ports chosen by the system.",
     )
-    shared_buffers: str = Field(default="256MB", description="Each local instance's shared_buffers.")
+    shared_buffers: str = Field(
+        default="256MB", description="Each local instance's shared_buffers."
+    )
     work_mem: str = Field(default="64MB", description="Each local instance's work_mem.")
     maintenance_work_mem: str = Field(
         default="256MB", description="Each local instance's maintenance_work_mem."

@@ -4,12 +4,15 @@
 
 CREATE SCHEMA IF NOT EXISTS qserv;
 
--- Angular separation of two points (haversine; exact to double precision at small angles).
+-- Angular separation of two points (Vincenty's atan2 form: accurate at every angle, never
+-- out of domain, and NULL in gives NULL out).
 CREATE OR REPLACE FUNCTION qserv.ang_sep(
     ra1 double precision, dec1 double precision, ra2 double precision, dec2 double precision)
 RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 2 * asind(least(1.0::double precision, sqrt(
-        sind(($4 - $2) / 2) ^ 2 + cosd($2) * cosd($4) * sind(($3 - $1) / 2) ^ 2)))
+    SELECT atan2d(
+        sqrt((cosd($4) * sind($3 - $1)) ^ 2
+             + (cosd($2) * sind($4) - sind($2) * cosd($4) * cosd($3 - $1)) ^ 2),
+        sind($2) * sind($4) + cosd($2) * cosd($4) * cosd($3 - $1))
 $$;
 
 -- Is (ra, dec) within radius r of (ra0, dec0)?
@@ -17,8 +20,10 @@ CREATE OR REPLACE FUNCTION qserv.pt_in_circle(
     ra double precision, decl double precision,
     ra0 double precision, dec0 double precision, r double precision)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 2 * asind(least(1.0::double precision, sqrt(
-        sind(($4 - $2) / 2) ^ 2 + cosd($2) * cosd($4) * sind(($3 - $1) / 2) ^ 2))) <= $5
+    SELECT atan2d(
+        sqrt((cosd($4) * sind($3 - $1)) ^ 2
+             + (cosd($2) * sind($4) - sind($2) * cosd($4) * cosd($3 - $1)) ^ 2),
+        sind($2) * sind($4) + cosd($2) * cosd($4) * cosd($3 - $1)) <= $5
 $$;
 
 -- RA folded into [0, 360).

@@ -131,10 +131,20 @@ def _register(czar: psycopg.Connection, catalog: Catalog, schema_text: str) -> N
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
-                        catalog.sql_name, table.sql_name, col.sql_name, col.name, i,
-                        col.datatype, col.length, col.pg_type, col.nullable, col.unit, col.ucd,
-                        col.description, col.principal,
-                    )  # fmt: skip
+                        catalog.sql_name,
+                        table.sql_name,
+                        col.sql_name,
+                        col.name,
+                        i,
+                        col.datatype,
+                        col.length,
+                        col.pg_type,
+                        col.nullable,
+                        col.unit,
+                        col.ucd,
+                        col.description,
+                        col.principal,
+                    )
                     for i, col in enumerate(table.columns, 1)
                 ],
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -12,9 +12,12 @@ from qserv_py.cluster.spec import Instance
 from qserv_py.errors import InstanceUnreachable
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
-def connect(instance: Instance, *, autocommit: bool = False, timeout: float = 10) -> psycopg.Connection:
+def connect(
+    instance: Instance, *, autocommit: bool = False, timeout: float = 10
+) -> psycopg.Connection:
     """A connection to ``instance``; InstanceUnreachable says which one and why."""
     try:
         return psycopg.connect(instance.dsn, autocommit=autocommit, connect_timeout=int(timeout))
@@ -26,13 +29,13 @@ def connect(instance: Instance, *, autocommit: bool = False, timeout: float = 10
         ) from exc
 
 
-def on_each(instances: tuple[Instance, ...] | list[Instance], fn: Callable[[Instance], T]) -> list[T]:
-    """Run ``fn`` for every instance concurrently; results in the instances' order.
+def on_each(items: Sequence[Item], fn: Callable[[Item], T]) -> list[T]:
+    """Run ``fn`` for every item (instance) concurrently; results in the items' order.
 
-    The first exception (in the instances' order) is raised after all have finished.
+    The first exception (in the items' order) is raised after all have finished.
     """
-    if len(instances) <= 1:
-        return [fn(i) for i in instances]
-    with ThreadPoolExecutor(max_workers=min(len(instances), 16)) as pool:
-        futures = [pool.submit(fn, i) for i in instances]
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), 16)) as pool:
+        futures = [pool.submit(fn, i) for i in items]
     return [f.result() for f in futures]

@@ -14,6 +14,7 @@ process name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -141,8 +142,9 @@ class LocalCluster:
             if state.get("state") != "ready":
                 self._ready_state()  # raises HalfInitialisedCluster
             up = [s.name for s in self.status() if s.up]
+            how = f"running: {', '.join(up)}" if up else "stopped"
             raise ClusterDirInUse(
-                f"{self.root} already holds a cluster ({'running: ' + ', '.join(up) if up else 'stopped'}); "
+                f"{self.root} already holds a cluster ({how}); "
                 "use `qserv-py cluster start` / `status`, or `cluster destroy` it first"
             )
         if self.root.exists() and any(self.root.iterdir()):
@@ -426,10 +428,8 @@ def _dir_size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # files come and go while running
                 total += os.lstat(os.path.join(root, name)).st_size
-            except FileNotFoundError:
-                pass
     return total
 
 
@@ -438,4 +438,3 @@ def _tail(path: Path, lines: int = 10) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
-

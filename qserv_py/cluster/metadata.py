@@ -123,15 +123,21 @@ def check_server(conn: psycopg.Connection, instance: Instance, *, needs_2pc: boo
 
 
 def initialize_cluster(spec: ClusterSpec, settings: Settings) -> int:
-    """Set up (or upgrade) every database of ``spec``; return the metadata version."""
+    """Set up (or upgrade) every database of ``spec``; return the metadata version.
+
+    Every instance is reached and checked before anything is changed.
+    """
+
+    def check(instance: Instance) -> None:
+        with connect(instance) as conn:
+            check_server(conn, instance, needs_2pc=instance is not spec.czar)
 
     def set_up_worker(worker: Instance) -> None:
         with connect(worker) as conn:
-            check_server(conn, worker, needs_2pc=True)
             install_common(conn, spec, settings)
 
+    on_each(spec.instances, check)
     with connect(spec.czar) as czar:
-        check_server(czar, spec.czar, needs_2pc=False)
         version = migrate(czar)
         install_common(czar, spec, settings)
         with czar.transaction():

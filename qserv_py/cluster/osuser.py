@@ -94,9 +94,7 @@ def run_as(
         "LANG": "C",
         "HOME": str(cwd) if cwd else "/",
     }
-    extra: dict[str, object] = {}
-    if not user.is_current:
-        extra = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    other = not user.is_current
     return subprocess.run(
         [str(c) for c in cmd],
         cwd=cwd,
@@ -105,7 +103,9 @@ def run_as(
         capture_output=True,
         text=True,
         check=False,
-        **extra,  # type: ignore[arg-type]
+        user=user.uid if other else None,
+        group=user.gid if other else None,
+        extra_groups=[] if other else None,
     )
 
 

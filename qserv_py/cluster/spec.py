@@ -116,13 +116,11 @@ def read_cluster_file(path: Path) -> ClusterSpec:
             )
         raise ClusterFileError(file, problem)
     text = file.read_text()
+    kind = "yaml" if file.suffix in (".yaml", ".yml") else "toml"
     try:
-        if file.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            data = tomllib.loads(text)
+        data = yaml.safe_load(text) if kind == "yaml" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ClusterFileError(file, f"is not valid {file.suffix.lstrip('.') or 'TOML'}: {exc}")
+        raise ClusterFileError(file, f"is not valid {kind}: {exc}") from exc
     return parse_cluster(data, file)
 
 
@@ -136,7 +134,7 @@ def parse_cluster(data: Any, file: Path) -> ClusterSpec:
         )
     czar = data.get("czar")
     if not isinstance(czar, dict) or not isinstance(czar.get("dsn"), str):
-        raise ClusterFileError(file, "needs `[czar]` with `dsn = \"postgresql://...\"`")
+        raise ClusterFileError(file, 'needs `[czar]` with `dsn = "postgresql://..."`')
     workers = data.get("workers")
     if not isinstance(workers, list) or not workers:
         raise ClusterFileError(file, "needs at least one `[[workers]]` with `name` and `dsn`")

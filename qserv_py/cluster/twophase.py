@@ -17,6 +17,7 @@ skipping gids whose advisory lock is still held (their coordinator is alive).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,10 +88,8 @@ def _release(czar: psycopg.Connection, gid: str) -> None:
 
 
 def _quietly(fn: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(psycopg.Error):
         fn()
-    except psycopg.Error:
-        pass
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""Session fixtures: real PostgreSQL clusters, started once, stopped at the end.
+
+Every postmaster a test starts is recorded; when the session ends, any still alive is a
+failure (no server process of the test session may survive it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qserv_py.cluster.local import LocalCluster
+from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.config import Settings, load_settings
+
+_STARTED_PIDS: set[int] = set()
+
+
+def record_pids(cluster: LocalCluster) -> None:
+    """Remember the postmasters of ``cluster`` for the end-of-session check."""
+    for inst in cluster.instances():
+        pid = cluster.pid(inst)
+        if pid is not None:
+            _STARTED_PIDS.add(pid)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not a running server
+    try:
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except FileNotFoundError:
+        return False
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    survivors = sorted(pid for pid in _STARTED_PIDS if alive(pid))
+    if survivors:
+        print(f"\nERROR: PostgreSQL servers started by the tests are still running: {survivors}")
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def work_dir() -> Iterator[Path]:
+    """A directory the servers' OS user can enter (pytest's own tmp is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="qserv-py-tests-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(work_dir: Path) -> Settings:
+    return load_settings({"cluster": work_dir / "cluster", "shared_buffers": "64MB"})
+
+
+@pytest.fixture(scope="session")
+def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
+    """The session's cluster: a czar and two workers."""
+    cluster = LocalCluster(settings.cluster)
+    cluster.init(settings)
+    record_pids(cluster)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def spec(local_cluster: LocalCluster) -> ClusterSpec:
+    return local_cluster.spec()
