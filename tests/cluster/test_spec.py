@@ -147,3 +147,9 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("QSERV_WORKERS", "many")
     with pytest.raises(ConfigError, match="workers: Input should be a valid integer"):
         load_settings()
+
+
+def test_shipped_docker_cluster_file_parses() -> None:
+    spec = read_cluster_file(Path(__file__).resolve().parents[2] / "docker" / "cluster.native.toml")
+    assert [w.name for w in spec.workers] == ["worker1", "worker2"]
+    assert spec.czar.conninfo["dbname"] == "qserv_czar"
