@@ -1,0 +1,141 @@
+"""HEALPix basics: the order-29 spatial index, NUNIQ chunk ids, index ranges.
+
+Every partitioned row carries ``spatial_index``, its order-29 nested HEALPix index (as
+HATS' ``_healpix_29``). A pixel (order k, ipix) holds exactly the order-29 indexes
+``[ipix << 2(29-k), (ipix + 1) << 2(29-k))``, so "which chunk" is a top-bits question
+and every region becomes ranges of spatial_index.
+
+Chunks are pixels named by their NUNIQ id ``4·4^k + ipix``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import astropy.units as u
+import numpy as np
+import numpy.typing as npt
+from astropy.coordinates import Latitude, Longitude
+from cdshealpix import nested
+
+ORDER = 29
+#: mean pixel size at order 0, in degrees (sqrt of 4π/12 steradians)
+ORDER0_SIZE_DEG = math.degrees(math.sqrt(4 * math.pi / 12))
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def spatial_index(ra: npt.ArrayLike, dec: npt.ArrayLike) -> IntArray:
+    """Order-29 nested HEALPix index of each (ra, dec) in degrees (vectorised).
+
+    >>> spatial_index([0.0, 45.0], [0.0, 90.0]).tolist()
+    [1369094286720630784, 288230376151711743]
+    """
+    return pixel_of(ra, dec, ORDER)
+
+
+def pixel_of(ra: npt.ArrayLike, dec: npt.ArrayLike, order: int) -> IntArray:
+    """Nested pixel index at ``order`` of each (ra, dec) in degrees."""
+    lon = Longitude(np.asarray(ra, dtype=np.float64), unit=u.deg)
+    lat = Latitude(np.asarray(dec, dtype=np.float64), unit=u.deg)
+    return nested.lonlat_to_healpix(lon, lat, order, num_threads=0).astype(np.int64)
+
+
+def nuniq(order: int | IntArray, ipix: int | IntArray) -> IntArray:
+    """NUNIQ id of pixel ``ipix`` at ``order``.
+
+    >>> int(nuniq(0, 0)), int(nuniq(1, 47)), int(nuniq(29, 0))
+    (4, 63, 1152921504606846976)
+    """
+    order_arr = np.asarray(order, dtype=np.int64)
+    return np.asarray((np.int64(4) << (2 * order_arr)) + np.asarray(ipix, dtype=np.int64))
+
+
+def order_ipix(uniq: int | IntArray) -> tuple[IntArray, IntArray]:
+    """(order, ipix) of NUNIQ ids.
+
+    >>> [a.tolist() for a in order_ipix(np.array([4, 63, 1152921504606846976]))]
+    [[0, 1, 29], [0, 47, 0]]
+    """
+    u_arr = np.asarray(uniq, dtype=np.int64)
+    # order = floor(log2(uniq / 4) / 2), exact for every id up to order 29
+    order = (_bit_length(u_arr) - 3) // 2
+    return order, u_arr - (np.int64(4) << (2 * order))
+
+
+def _bit_length(values: IntArray) -> IntArray:
+    out = np.zeros(values.shape, dtype=np.int64)
+    v = values.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = v >= (np.int64(1) << shift)
+        out[big] += shift
+        v[big] >>= shift
+    return out + (v > 0)
+
+
+def index_range(uniq: int | IntArray) -> tuple[IntArray, IntArray]:
+    """The half-open spatial_index range [lo, hi) of each NUNIQ pixel.
+
+    >>> [int(x) for x in index_range(4)]
+    [0, 288230376151711744]
+    """
+    order, ipix = order_ipix(uniq)
+    shift = 2 * (ORDER - order)
+    return ipix << shift, (ipix + 1) << shift
+
+
+def ancestor(index: IntArray, order: int) -> IntArray:
+    """The pixel at ``order`` containing each order-29 index."""
+    return np.asarray(index, dtype=np.int64) >> (2 * (ORDER - order))
+
+
+def mean_pixel_size_deg(order: int) -> float:
+    return ORDER0_SIZE_DEG / 2**order
+
+
+def neighbourhood_order(radius_deg: float) -> int:
+    """The finest order whose 3×3 pixel blocks surely hold every circle of this radius.
+
+    A point's pixel and its (up to 8) neighbours cover everything within 0.70 mean
+    pixel sizes of the point (measured over random points, poles and base-pixel
+    corners); 0.6 leaves a margin. Capped to [0, 29].
+
+    >>> neighbourhood_order(1 / 60)
+    11
+    """
+    if radius_deg <= 0:
+        return ORDER
+    order = math.floor(math.log2(0.6 * ORDER0_SIZE_DEG / radius_deg))
+    return max(0, min(ORDER, order))
+
+
+def neighbours(pixels: IntArray, order: int) -> IntArray:
+    """Each pixel and its neighbours at ``order``: shape (n, 9), -1 where there is none."""
+    if len(pixels) == 0:
+        return np.empty((0, 9), dtype=np.int64)
+    return nested.neighbours(np.asarray(pixels, dtype=np.uint64), order, num_threads=0).astype(
+        np.int64
+    )
+
+
+def unit_vectors(ra: npt.ArrayLike, dec: npt.ArrayLike) -> FloatArray:
+    """Unit vectors (n, 3) of (ra, dec) in degrees."""
+    ra_r = np.radians(np.asarray(ra, dtype=np.float64))
+    dec_r = np.radians(np.asarray(dec, dtype=np.float64))
+    cos_dec = np.cos(dec_r)
+    return np.stack([cos_dec * np.cos(ra_r), cos_dec * np.sin(ra_r), np.sin(dec_r)], axis=-1)
+
+
+def angular_separation(
+    ra1: npt.ArrayLike, dec1: npt.ArrayLike, ra2: npt.ArrayLike, dec2: npt.ArrayLike
+) -> FloatArray:
+    """Angular separation in degrees (the same Vincenty formula as ``qserv.ang_sep``)."""
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(x, dtype=np.float64)) for x in (ra1, dec1, ra2, dec2))
+    dra = ra2 - ra1
+    num = np.hypot(
+        np.cos(dec2) * np.sin(dra),
+        np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(dra),
+    )
+    den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(dra)
+    return np.degrees(np.arctan2(num, den))
