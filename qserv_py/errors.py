@@ -118,3 +118,35 @@ class MetadataError(QservError):
     """The czar metadata is missing or of a version this code cannot use."""
 
     http_status = 503
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+class LoadError(QservError):
+    """A load cannot proceed."""
+
+    http_status = 409
+
+
+class LoadInputError(LoadError):
+    """The input files are wrong; the message names file, column and row."""
+
+    http_status = 400
+
+
+class UnknownLoad(LoadError):
+    http_status = 404
+
+
+class LoadBusy(LoadError):
+    """Another process is running this load."""
+
+
+# --- sky regions ----------------------------------------------------------------------
+
+
+class RegionError(QservError):
+    """A sky region (cone, box, polygon, ellipse, ranges) is invalid or unsupported."""
+
+    http_status = 400

@@ -131,7 +131,9 @@ def angular_separation(
     ra1: npt.ArrayLike, dec1: npt.ArrayLike, ra2: npt.ArrayLike, dec2: npt.ArrayLike
 ) -> FloatArray:
     """Angular separation in degrees (the same Vincenty formula as ``qserv.ang_sep``)."""
-    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(x, dtype=np.float64)) for x in (ra1, dec1, ra2, dec2))
+    ra1, dec1, ra2, dec2 = (
+        np.radians(np.asarray(x, dtype=np.float64)) for x in (ra1, dec1, ra2, dec2)
+    )
     dra = ra2 - ra1
     num = np.hypot(
         np.cos(dec2) * np.sin(dra),
