@@ -120,11 +120,113 @@ def cmd_catalog_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_catalog_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.stats import catalog_stats
+
+    stats = catalog_stats(_spec(settings), args.name)
+    print(f"{'TABLE':<16} {'KIND':<10} {'ROWS':>14} {'OVERLAP':>12} {'CHUNKS':>7}")
+    for t in stats.tables:
+        print(f"{t.name:<16} {t.kind:<10} {t.rows:>14,} {t.overlap_rows:>12,} {t.chunks:>7}")
+    print(f"layout: {stats.layout_chunks} chunks {stats.layout or ''}")
+    if args.chunks:
+        print(f"\n{'CHUNK':>20} {'ORDER':>5} {'TABLE':<16} {'ROWS':>12} {'OVERLAP':>10}  WORKERS")
+        for c in stats.chunks:
+            print(
+                f"{c.chunk_id:>20} {c.order:>5} {c.table:<16} {c.rows:>12,} {c.overlap_rows:>10,}"
+                f"  {','.join(c.workers)}"
+            )
+    return 0
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.loaders.generate import generate_release
+
+    counts = generate_release(
+        args.out,
+        args.objects,
+        sources_per_object=args.sources_per_object,
+        forced_per_object=args.forced_per_object,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    for table, rows in counts.items():
+        print(f"{table:<14} {rows:>14,} rows  -> {args.out / table}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.loaders.load import LoadOptions, load
+    from qserv_py.loaders.progress import ProgressLine
+
+    options = LoadOptions(
+        publish=not args.no_publish,
+        ignore_extra=args.ignore_extra,
+        replication=args.replication,
+        max_rows_per_chunk=args.max_rows_per_chunk,
+        min_order=args.min_order,
+        max_order=args.max_order,
+        fixed_order=args.order,
+    )
+    progress = ProgressLine()
+    try:
+        result = load(_spec(settings), args.catalog, args.table, args.files, options, progress)
+    finally:
+        progress.close()
+    print(
+        f"load {result.txn}: {result.rows:,} rows (+{result.overlap_rows:,} overlap) "
+        f"{result.state} in {result.seconds:.1f} s"
+    )
+    return 0
+
+
+def cmd_txn_list(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.loaders.txn import list_txns
+
+    print(f"{'ID':>5} {'STATE':<10} {'TABLE':<24} {'ROWS':>14} {'FILES':>9} UPDATED")
+    for t in list_txns(_spec(settings), args.catalog):
+        done = sum(f.done for f in t.files)
+        print(
+            f"{t.id:>5} {t.state:<10} {t.catalog + '.' + t.table:<24} {t.rows:>14,} "
+            f"{f'{done}/{len(t.files)}':>9} {t.updated_at:%Y-%m-%d %H:%M:%S}"
+        )
+        if t.error and args.verbose:
+            print(f"      {t.error}")
+    return 0
+
+
+def cmd_txn_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.loaders.load import resume
+
+    result = resume(_spec(settings), args.id, force_publish=True)
+    print(f"load {result.txn}: {result.state}")
+    return 0
+
+
+def cmd_txn_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.loaders.load import resume
+
+    result = resume(_spec(settings), args.id)
+    print(f"load {result.txn}: {result.state}, {result.rows:,} rows")
+    return 0
+
+
+def cmd_txn_abort(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.loaders.publish import abort
+
+    abort(_spec(settings), args.id)
+    print(f"load {args.id}: aborted")
+    return 0
+
+
 # --- the main job ---------------------------------------------------------------------------
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Start the local cluster (creating it the first time) with the dp02 catalog."""
+    """Start the local cluster (creating it the first time) with the dp02 catalog, loaded
+    with a synthetic sample release the first time."""
     cluster = LocalCluster(settings.cluster)
     if cluster.exists():
         cluster.start()
@@ -135,12 +237,33 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if not any(info.name == "dp02" for info in list_catalogs(spec)):
         path = default_catalog_path("dp02")
         create_catalog(spec, load_catalog(path), path.read_text())
+    _load_sample(spec, settings.cluster / "sample", args.objects)
     cmd_cluster_status(args, settings)
     print()
     cmd_catalog_list(args, settings)
     print(f"\ncluster file: {cluster_file_path(settings.cluster)}")
     print(f"stop it with: qserv-py --cluster {settings.cluster} cluster stop")
     return 0
+
+
+def _load_sample(spec: ClusterSpec, folder: Path, objects: int) -> None:
+    """Generate and load the sample release into dp02, unless dp02 already has data."""
+    from qserv_py.cluster.stats import catalog_stats
+    from qserv_py.loaders.generate import generate_release
+    from qserv_py.loaders.load import load
+    from qserv_py.loaders.progress import ProgressLine
+
+    if any(t.rows for t in catalog_stats(spec, "dp02").tables):
+        return
+    print(f"generating a sample release of {objects:,} objects in {folder} ...", flush=True)
+    generate_release(folder, objects, sources_per_object=3, forced_per_object=10, overwrite=True)
+    for table in ("Object", "Source", "ForcedSource", "CcdVisit"):
+        progress = ProgressLine()
+        try:
+            result = load(spec, "dp02", table, [folder / table], progress=progress)
+        finally:
+            progress.close()
+        print(f"loaded dp02.{table}: {result.rows:,} rows in {result.seconds:.1f} s", flush=True)
 
 
 def _size(n: int) -> str:
@@ -202,12 +325,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_catalog_drop)
     p = catsub.add_parser("list", help="list catalogs")
     p.set_defaults(handler=cmd_catalog_list)
+    p = catsub.add_parser("stats", help="rows, overlap rows and chunks per table")
+    p.add_argument("name")
+    p.add_argument("--chunks", action="store_true", help="also each chunk's rows and workers")
+    p.set_defaults(handler=cmd_catalog_stats)
+
+    p = sub.add_parser("generate", help="write a synthetic dp02 data release as Parquet")
+    p.add_argument("--objects", type=int, required=True)
+    p.add_argument("--sources-per-object", type=float, default=5)
+    p.add_argument("--forced-per-object", type=float, default=10)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace tables already in --out")
+    p.set_defaults(handler=cmd_generate)
+
+    p = sub.add_parser("load", help="bulk-load Parquet files into a table (stage, then publish)")
+    p.add_argument("catalog")
+    p.add_argument("table")
+    p.add_argument("files", nargs="+", help="Parquet files, directories or glob patterns")
+    p.add_argument("--no-publish", action="store_true", help="stage only; publish with `txn`")
+    p.add_argument("--ignore-extra", action="store_true", help="skip columns not in the table")
+    p.add_argument("--replication", type=int, default=1, help="workers per chunk (default 1)")
+    p.add_argument("--max-rows-per-chunk", type=int, default=1_000_000)
+    p.add_argument("--min-order", type=int, default=1, help="coarsest chunk order (default 1)")
+    p.add_argument("--max-order", type=int, default=10, help="finest chunk order (default 10)")
+    p.add_argument("--order", type=int, help="one fixed chunk order instead of adaptive")
+    p.set_defaults(handler=cmd_load)
+
+    txn = sub.add_parser("txn", help="load transactions: list, publish, resume, abort")
+    tsub = txn.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = tsub.add_parser("list", help="list loads")
+    p.add_argument("catalog", nargs="?")
+    p.add_argument("-v", "--verbose", action="store_true", help="show errors")
+    p.set_defaults(handler=cmd_txn_list)
+    for name, handler, help_text in (
+        ("publish", cmd_txn_publish, "finish staging if need be, then publish"),
+        ("resume", cmd_txn_resume, "finish an interrupted load as it was started"),
+        ("abort", cmd_txn_abort, "drop what a load staged"),
+    ):
+        p = tsub.add_parser(name, help=help_text)
+        p.add_argument("id", type=int)
+        p.set_defaults(handler=handler)
 
     p = sub.add_parser("up", help="the main job: start the local cluster with the dp02 catalog")
     p.add_argument(
         "--dir", dest="cluster", type=Path, default=argparse.SUPPRESS, help="the cluster directory"
     )
     p.add_argument("--workers", type=int, help="workers of a new cluster (default 2)")
+    p.add_argument(
+        "--objects", type=int, default=100_000, help="objects of the sample release (default 100k)"
+    )
     p.set_defaults(handler=cmd_up)
     return parser
 

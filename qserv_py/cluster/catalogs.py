@@ -15,8 +15,17 @@ from qserv_py.cluster.metadata import metadata_version
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.twophase import commit_two_phase
 from qserv_py.errors import CatalogError, CatalogExists, UnknownCatalog
-from qserv_py.schema.ddl import create_catalog_ddl, drop_catalog_ddl
-from qserv_py.schema.model import Catalog
+from qserv_py.schema.ddl import (
+    create_catalog_ddl,
+    create_dirindex_ddl,
+    dirindex_table,
+    drop_catalog_ddl,
+)
+from qserv_py.schema.felis import parse_catalog
+from qserv_py.schema.model import Catalog, TableKind
+
+#: staging tables of a load on a worker or the czar (see qserv_py.loaders.staging)
+STAGING_SUFFIXES = ("", "_o", "_dirindex")
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,26 @@ def list_catalogs(spec: ClusterSpec) -> list[CatalogInfo]:
     ]
 
 
+def get_catalog(czar: psycopg.Connection, name: str) -> Catalog:
+    """The catalog model of ``name`` as registered on the czar."""
+    row = czar.execute(
+        "SELECT schema_yaml, spelling FROM qserv_meta.catalogs WHERE name = lower(%s)", (name,)
+    ).fetchone()
+    if row is None:
+        known = [r[0] for r in czar.execute("SELECT spelling FROM qserv_meta.catalogs")]
+        raise UnknownCatalog(f"no catalog {name}; known catalogs: {', '.join(known) or '(none)'}")
+    return parse_catalog(row[0], f"catalog {row[1]}")
+
+
 def create_catalog(spec: ClusterSpec, catalog: Catalog, schema_text: str) -> None:
     """Create ``catalog`` on every worker and register it on the czar."""
+    for table in catalog.tables_of_kind(TableKind.DIRECTOR):
+        assert table.key_column is not None
+        if table.column(table.key_column).datatype not in ("byte", "short", "int", "long"):
+            raise CatalogError(
+                f"director table {table.name}: its key {table.key_column} must be an integer "
+                "column (the director index maps integer keys to chunks)"
+            )
     with connect(spec.czar, autocommit=True) as czar:
         metadata_version(czar)
         if czar.execute(
@@ -81,22 +108,28 @@ def drop_catalog(spec: ClusterSpec, name: str) -> None:
     """Remove catalog ``name`` (its tables and data) from every worker and the czar."""
     with connect(spec.czar, autocommit=True) as czar:
         metadata_version(czar)
-        row = czar.execute(
-            "SELECT name FROM qserv_meta.catalogs WHERE name = lower(%s)", (name,)
-        ).fetchone()
-        if row is None:
-            known = [r[0] for r in czar.execute("SELECT spelling FROM qserv_meta.catalogs")]
-            raise UnknownCatalog(
-                f"no catalog {name}; known catalogs: {', '.join(known) or '(none)'}"
+        catalog = get_catalog(czar, name)
+        loads = [
+            r[0]
+            for r in czar.execute(
+                "SELECT id FROM qserv_meta.load_txns WHERE catalog = %s", (catalog.sql_name,)
             )
-    sql_name = row[0]
-    statements = drop_catalog_ddl(sql_name)
+        ]
+    sql_name = catalog.sql_name
+    staging = [
+        f"DROP TABLE IF EXISTS qserv_stage.s{i}{x} CASCADE" for i in loads for x in STAGING_SUFFIXES
+    ]
+    statements = drop_catalog_ddl(sql_name) + staging
 
     def on_worker(conn: psycopg.Connection) -> None:
         for statement in statements:
             conn.execute(statement)
 
     def on_czar(czar: psycopg.Connection) -> None:
+        for table in catalog.tables_of_kind(TableKind.DIRECTOR):
+            czar.execute(f"DROP TABLE IF EXISTS {dirindex_table(sql_name, table.name)}")
+        for statement in staging:
+            czar.execute(statement)
         czar.execute("DELETE FROM qserv_meta.catalogs WHERE name = %s", (sql_name,))
 
     commit_two_phase(
@@ -108,6 +141,8 @@ def drop_catalog(spec: ClusterSpec, name: str) -> None:
 
 
 def _register(czar: psycopg.Connection, catalog: Catalog, schema_text: str) -> None:
+    for statement in create_dirindex_ddl(catalog):
+        czar.execute(statement)
     czar.execute(
         "INSERT INTO qserv_meta.catalogs (name, spelling, description, overlap_arcsec,"
         " schema_yaml) VALUES (%s, %s, %s, %s, %s)",

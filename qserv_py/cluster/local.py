@@ -385,6 +385,10 @@ def _server_conf(inst: LocalInstance, settings: Settings) -> str:
         "work_mem": settings.work_mem,
         "maintenance_work_mem": settings.maintenance_work_mem,
         "max_wal_size": "4GB",
+        # no replication here: tables created and filled in one transaction (partitions
+        # built by publish) then write no WAL
+        "wal_level": "minimal",
+        "max_wal_senders": 0,
         "checkpoint_timeout": "15min",
         "jit": "off",
         "timezone": "UTC",

@@ -155,3 +155,38 @@ def _ident(name: str) -> str:
     if problem is not None:
         raise ValueError(f"cannot use {name!r} in generated SQL: {problem}")
     return name.lower()
+
+
+def partition_name(table: Table | str, chunk: int, *, overlap: bool = False) -> str:
+    """The name (in the catalog's schema) of a table's partition holding one chunk.
+
+    >>> partition_name("Object", 1234), partition_name("Object", 1234, overlap=True)
+    ('object_1234', 'object_overlap_1234')
+    """
+    base = _ident(table if isinstance(table, str) else table.name)
+    if overlap:
+        base += "_overlap"
+    if len(base) > 40:
+        base = f"{base[:31]}_{hashlib.sha1(base.encode()).hexdigest()[:8]}"
+    return f"{base}_{int(chunk)}"
+
+
+def dirindex_table(catalog: str, table: str) -> str:
+    """The czar table (schema-qualified) holding a director's index: key -> chunk.
+
+    >>> dirindex_table("dp02", "Object")
+    'qserv_dirindex.dp02__object'
+    """
+    name = f"{_ident(catalog)}__{_ident(table)}"
+    if len(name) > PG_MAX_IDENTIFIER_BYTES:
+        name = f"{name[:50]}_{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    return f"qserv_dirindex.{name}"
+
+
+def create_dirindex_ddl(catalog: Catalog) -> list[str]:
+    """Czar statements creating the director index of each director table."""
+    return [
+        f"CREATE TABLE {dirindex_table(catalog.name, t.name)} ("
+        "key bigint PRIMARY KEY, chunk_id bigint NOT NULL, spatial_index bigint NOT NULL)"
+        for t in catalog.tables_of_kind(TableKind.DIRECTOR)
+    ]

@@ -45,15 +45,23 @@ def test_tables_on_every_worker(dp02: ClusterSpec) -> None:
                     "SELECT pg_get_partkeydef(%s::regclass)", (f"dp02.{table}",)
                 ).fetchone()
                 assert key == ("LIST (chunk_id)",)
-            columns = [r[0] for r in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = 'dp02.object'::regclass"
-                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]  # fmt: skip
+            columns = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = 'dp02.object'::regclass"
+                    " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+                )
+            ]
             assert columns[:3] == ["objectid", "coord_ra", "coord_dec"]
             assert columns[-2:] == ["spatial_index", "chunk_id"]
             assert len(columns) == 11 + 6 * 5 + 2
-            indexed = {r[0] for r in conn.execute(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'dp02'"
-                " AND tablename = 'forcedsource'")}  # fmt: skip
+            indexed = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = 'dp02'"
+                    " AND tablename = 'forcedsource'"
+                )
+            }
             assert any("(spatial_index)" in d for d in indexed)
             assert any("(objectid)" in d for d in indexed)
             pk = conn.execute(
@@ -61,18 +69,24 @@ def test_tables_on_every_worker(dp02: ClusterSpec) -> None:
                 " WHERE conrelid = 'dp02.ccdvisit'::regclass AND contype = 'p'"
             ).fetchone()
             assert pk == ("PRIMARY KEY (ccdvisitid)",)
-            functions = {r[0] for r in conn.execute(
-                "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                " WHERE nspname = 'qserv'")}  # fmt: skip
+            functions = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " WHERE nspname = 'qserv'"
+                )
+            }
             assert {"ang_sep", "pt_in_circle", "pt_in_box", "pt_in_cpoly"} <= functions
 
 
 def test_czar_metadata(dp02: ClusterSpec) -> None:
     [info] = [c for c in list_catalogs(dp02) if c.name == "dp02"]
     assert info.tables == (
-        ("Object", "director"), ("Source", "child"), ("ForcedSource", "child"),
+        ("Object", "director"),
+        ("Source", "child"),
+        ("ForcedSource", "child"),
         ("CcdVisit", "replicated"),
-    )  # fmt: skip
+    )
     with connect(dp02.czar) as czar:
         row = czar.execute(
             "SELECT spelling, unit, ucd, pg_type FROM qserv_meta.columns"
@@ -175,8 +189,10 @@ def test_bad_schema_through_cli(
     spec: ClusterSpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\ntables:\n- name: T\n  qserv:kind: replicated\n  columns:\n"
-                   "  - {name: x, datatype: quaternion}\n")  # fmt: skip
+    bad.write_text(
+        "name: bad\ntables:\n- name: T\n  qserv:kind: replicated\n  columns:\n"
+        "  - {name: x, datatype: quaternion}\n"
+    )
     assert main(["--cluster", str(spec.path), "catalog", "create", str(bad)]) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "table T" in err and "column x" in err and "quaternion" in err

@@ -1,0 +1,268 @@
+"""Publishing a staged load, atomically, and aborting one.
+
+Publish has two steps:
+
+1. *Build*, invisible to queries and repeatable. On each worker and for each staged
+   chunk, a new table holds the chunk's live rows plus its staged rows, sorted by
+   ``spatial_index``. It carries a ``CHECK (chunk_id = …)`` constraint and the
+   parent's indexes (plus a unique index on a child's primary key, which catches
+   duplicates across loads), and is analysed.
+2. *Swap*, in one two-phase commit across the workers and the czar. Each new table
+   replaces the chunk's partition (detach, drop, rename, attach: the constraint and
+   the indexes make the attach instant). Replicated rows are inserted. On the czar,
+   the director index, the row counts and the placement are updated, and the load is
+   marked published.
+
+A publish killed during the build is resumed by building again. A publish killed
+during the commit is settled by the in-doubt recovery: it commits if the czar decided,
+else it rolls back.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from qserv_py.cluster.catalogs import get_catalog
+from qserv_py.cluster.db import connect, on_each
+from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.cluster.twophase import commit_two_phase, recover_in_doubt
+from qserv_py.errors import LoadError
+from qserv_py.loaders import txn as txns
+from qserv_py.loaders.load import Progress
+from qserv_py.loaders.staging import drop_staging, stage_name, stage_partition
+from qserv_py.schema.ddl import dirindex_table, overlap_table_name, partition_name
+from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, Table, TableKind
+
+_Swap = tuple[int, bool, str, str, bool]  # chunk, overlap, partition, new table, replaces
+
+
+def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> None:
+    """Make staged load ``txn`` visible to queries, on every worker at once."""
+    with connect(spec.czar, autocommit=True) as czar, txns.locked(czar, txn):
+        record = txns.get_txn(czar, txn)
+        if record.state == "published":
+            drop_staging(spec, txn)
+            return
+        txns.require_state(record, "staged", "publishing", done="published")
+        recover_in_doubt(spec)
+        catalog = get_catalog(czar, record.catalog)
+        table = catalog.table(record.table)
+        if table.kind is TableKind.DIRECTOR:
+            _check_director_keys(czar, catalog, table, txn)
+        txns.set_state(czar, txn, "publishing")
+        done = [0]
+
+        def build(worker: Instance) -> list[_Swap]:
+            swaps = _build_worker(worker, catalog, table, txn)
+            done[0] += 1
+            if progress:
+                progress("publishing", done[0], len(spec.workers))
+            return swaps
+
+        try:
+            built = dict(
+                zip((w.name for w in spec.workers), on_each(spec.workers, build), strict=True)
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            message = (
+                f"load {txn} repeats primary keys of {table.name} already loaded or staged twice "
+                f"({exc.diag.message_detail}); nothing was published: abort the load "
+                f"(`qserv-py txn abort {txn}`) and load only new rows"
+            )
+            txns.set_state(czar, txn, "failed", error=message)
+            raise LoadError(message) from exc
+        commit_two_phase(
+            spec,
+            {name: _swap_worker(catalog, table, txn, swaps) for name, swaps in built.items()},
+            lambda conn: _publish_czar(conn, catalog, table, txn),
+            label=f"publish:{txn}",
+        )
+    drop_staging(spec, txn)
+    on_each(spec.workers, lambda w: _analyze(w, catalog, table))
+
+
+def abort(spec: ClusterSpec, txn: int) -> None:
+    """Drop everything load ``txn`` staged; nothing of it was or will be visible."""
+    with connect(spec.czar, autocommit=True) as czar, txns.locked(czar, txn):
+        record = txns.get_txn(czar, txn)
+        txns.require_state(
+            record, "staging", "staged", "publishing", "failed", "aborted", done="aborted"
+        )
+        recover_in_doubt(spec)
+        record = txns.get_txn(czar, txn)
+        if record.state == "published":  # its publish had been decided
+            raise LoadError(f"load {txn} was published before it could be aborted")
+        catalog = get_catalog(czar, record.catalog)
+        for worker in spec.workers:
+            with connect(worker, autocommit=True) as conn:
+                _drop_built(conn, catalog, txn)
+        drop_staging(spec, txn)
+        with czar.transaction():
+            txns.set_state(czar, txn, "aborted", error=record.error)
+            _forget_unused_layout(czar, catalog, txn)
+
+
+def _check_director_keys(
+    czar: psycopg.Connection, catalog: Catalog, table: Table, txn: int
+) -> None:
+    """Director keys must be unique within the load and new to the catalog."""
+    stage = f"qserv_stage.{stage_name(txn)}_dirindex"
+    key = table.key_column
+    repeated = czar.execute(
+        f"SELECT key FROM {stage} GROUP BY key HAVING count(*) > 1 ORDER BY key LIMIT 5"
+    ).fetchall()
+    existing = czar.execute(
+        f"SELECT s.key FROM {stage} s JOIN {dirindex_table(catalog.name, table.name)} d"
+        " USING (key) ORDER BY s.key LIMIT 5"
+    ).fetchall()
+    for rows, what in (
+        (repeated, "more than once in this load"),
+        (existing, "already in the catalog"),
+    ):
+        if rows:
+            message = (
+                f"{table.name}.{key} values occur {what} "
+                f"(e.g. {', '.join(str(r[0]) for r in rows)}); "
+                f"nothing was published: abort the load (`qserv-py txn abort {txn}`) and fix the "
+                "input"
+            )
+            txns.set_state(czar, txn, "failed", error=message)
+            raise LoadError(message)
+
+
+def _build_worker(worker: Instance, catalog: Catalog, table: Table, txn: int) -> list[_Swap]:
+    """Build the sorted, indexed replacement of every chunk staged on ``worker``."""
+    if not table.partitioned:
+        return []
+    schema = catalog.sql_name
+    columns = ", ".join([c.sql_name for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
+    key = table.key_column if table.kind is TableKind.DIRECTOR else table.director_key
+    assert key is not None
+    swaps: list[_Swap] = []
+    with connect(worker, autocommit=True) as conn:
+        _drop_built(conn, catalog, txn)
+        for overlap in (False, True) if table.kind is TableKind.DIRECTOR else (False,):
+            parent = overlap_table_name(table) if overlap else table.sql_name
+            for chunk in _staged_chunks(conn, txn, overlap=overlap):
+                part = partition_name(table, chunk, overlap=overlap)
+                new = f"n{txn}_{chunk}{'o' if overlap else ''}"
+                exists = conn.execute("SELECT to_regclass(%s)", (f"{schema}.{part}",)).fetchone()
+                replaces = bool(exists and exists[0])
+                live = f"SELECT {columns} FROM {schema}.{part} UNION ALL " if replaces else ""
+                stage = stage_partition(txn, chunk, overlap=overlap)
+                staged = f"SELECT {columns} FROM qserv_stage.{stage}"
+                with conn.transaction():
+                    conn.execute(
+                        f"CREATE TABLE {schema}.{new} (LIKE {schema}.{parent} INCLUDING DEFAULTS)"
+                    )
+                    conn.execute(
+                        f"INSERT INTO {schema}.{new}"
+                        f" SELECT * FROM ({live}{staged}) s ORDER BY {SPATIAL_INDEX}"
+                    )
+                    conn.execute(
+                        f"ALTER TABLE {schema}.{new} ADD CHECK ({CHUNK_ID} = {int(chunk)})"
+                    )
+                    conn.execute(f"CREATE INDEX ON {schema}.{new} ({SPATIAL_INDEX})")
+                    conn.execute(f"CREATE INDEX ON {schema}.{new} ({key.lower()})")
+                    if table.kind is TableKind.CHILD and table.key_column and not overlap:
+                        conn.execute(
+                            f"CREATE UNIQUE INDEX ON {schema}.{new} ({table.key_column.lower()})"
+                        )
+                conn.execute(f"ANALYZE {schema}.{new}")
+                swaps.append((chunk, overlap, part, new, replaces))
+    return swaps
+
+
+def _staged_chunks(conn: psycopg.Connection, txn: int, *, overlap: bool) -> list[int]:
+    name = stage_name(txn, overlap=overlap)
+    if not conn.execute("SELECT to_regclass(%s)", (f"qserv_stage.{name}",)).fetchone()[0]:  # type: ignore[index]
+        return []
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = %s::regclass",
+        (f"qserv_stage.{name}",),
+    ).fetchall()
+    return sorted(int(r[0].rsplit("_", 1)[1]) for r in rows)
+
+
+def _drop_built(conn: psycopg.Connection, catalog: Catalog, txn: int) -> None:
+    """Drop replacement tables an earlier attempt built (and did not swap in)."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname ~ %s AND NOT c.relispartition",
+        (catalog.sql_name, rf"^n{int(txn)}_\d+o?$"),
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(f"DROP TABLE {catalog.sql_name}.{name}")
+
+
+def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]):  # type: ignore[no-untyped-def]
+    schema = catalog.sql_name
+
+    def work(conn: psycopg.Connection) -> None:
+        if not table.partitioned:
+            columns = ", ".join(c.sql_name for c in table.columns)
+            conn.execute(
+                f"INSERT INTO {schema}.{table.sql_name} ({columns})"
+                f" SELECT {columns} FROM qserv_stage.{stage_name(txn)}"
+            )
+            return
+        for chunk, overlap, part, new, replaces in swaps:
+            parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
+            if replaces:
+                conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {schema}.{part}")
+                conn.execute(f"DROP TABLE {schema}.{part}")
+            conn.execute(f"ALTER TABLE {schema}.{new} RENAME TO {part}")
+            conn.execute(
+                f"ALTER TABLE {parent} ATTACH PARTITION {schema}.{part}"
+                f" FOR VALUES IN ({int(chunk)})"
+            )
+
+    return work
+
+
+def _publish_czar(czar: psycopg.Connection, catalog: Catalog, table: Table, txn: int) -> None:
+    if table.kind is TableKind.DIRECTOR:
+        czar.execute(
+            f"INSERT INTO {dirindex_table(catalog.name, table.name)} (key, chunk_id, spatial_index)"
+            f" SELECT key, chunk_id, spatial_index FROM qserv_stage.{stage_name(txn)}_dirindex"
+        )
+    czar.execute(
+        "INSERT INTO qserv_meta.chunk_stats (catalog, table_name, chunk_id, rows, overlap_rows)"
+        " SELECT %s, %s, chunk_id, rows, overlap_rows FROM qserv_meta.load_chunks WHERE txn = %s"
+        " ON CONFLICT (catalog, table_name, chunk_id) DO UPDATE SET"
+        " rows = chunk_stats.rows + excluded.rows,"
+        " overlap_rows = chunk_stats.overlap_rows + excluded.overlap_rows",
+        (catalog.sql_name, table.sql_name, txn),
+    )
+    czar.execute(
+        "INSERT INTO qserv_meta.placement (catalog, chunk_id, worker)"
+        " SELECT %s, chunk_id, worker FROM qserv_meta.load_placement WHERE txn = %s"
+        " ON CONFLICT DO NOTHING",
+        (catalog.sql_name, txn),
+    )
+    txns.set_state(czar, txn, "published")
+
+
+def _forget_unused_layout(czar: psycopg.Connection, catalog: Catalog, txn: int) -> None:
+    """An aborted first load leaves no layout behind (nothing else was published)."""
+    row = czar.execute(
+        "SELECT (layout->>'built_by')::bigint FROM qserv_meta.catalogs WHERE name = %s",
+        (catalog.sql_name,),
+    ).fetchone()
+    published = czar.execute(
+        "SELECT 1 FROM qserv_meta.load_txns WHERE catalog = %s AND state = 'published' LIMIT 1",
+        (catalog.sql_name,),
+    ).fetchone()
+    if row and row[0] == txn and not published:
+        czar.execute("DELETE FROM qserv_meta.chunks WHERE catalog = %s", (catalog.sql_name,))
+        czar.execute(
+            "UPDATE qserv_meta.catalogs SET layout = NULL WHERE name = %s", (catalog.sql_name,)
+        )
+
+
+def _analyze(worker: Instance, catalog: Catalog, table: Table) -> None:
+    with connect(worker, autocommit=True) as conn:
+        conn.execute(f"ANALYZE {catalog.sql_name}.{table.sql_name}")
+        if table.kind is TableKind.DIRECTOR:
+            conn.execute(f"ANALYZE {catalog.sql_name}.{overlap_table_name(table)}")
