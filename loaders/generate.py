@@ -344,16 +344,23 @@ def _object_batch(
 # -- Source and ForcedSource ------------------------------------------------------------
 
 
+def _epochs(
+    rng: np.random.Generator, truth: _Truth, ccds: sky.Ccds, obj: IntArray
+) -> tuple[int, IntArray, IntArray, FloatArray, FloatArray]:
+    """A random CCD visit for each of ``obj``: (count, ccd, band, true flux, flux error)."""
+    m = len(obj)
+    ccd = rng.integers(0, len(ccds.visit), m)
+    band = ccds.band[ccd]
+    true = sky.epoch_flux(truth.psf_flux, truth.variability, obj, band, ccds.mjd[ccd])
+    return m, ccd, band, true, sky.flux_error(true, ccds.sky[ccd])
+
+
 def _sources(
     rng: np.random.Generator, truth: _Truth, ccds: sky.Ccds, obj: IntArray, first_id: int,
     schema: pa.Schema,
 ) -> pa.Table:  # fmt: skip
     """Detections of objects ``obj`` (batch indexes) on random CCD visits."""
-    m = len(obj)
-    ccd = rng.integers(0, len(ccds.visit), m)
-    band = ccds.band[ccd]
-    true = sky.epoch_flux(truth.psf_flux, truth.variability, obj, band, ccds.mjd[ccd])
-    err = sky.flux_error(true, ccds.sky[ccd])
+    m, ccd, band, true, err = _epochs(rng, truth, ccds, obj)
     flux = true + err * sky.normal32(rng, m)
     # centroid scatter: ~seeing / S/N, 10 mas floor, at most 1"
     snr = np.maximum(true / err, 1e-3)
@@ -380,11 +387,7 @@ def _forced_sources(
     schema: pa.Schema,
 ) -> pa.Table:  # fmt: skip
     """Forced photometry of objects ``obj`` (batch indexes) on random CCD visits."""
-    m = len(obj)
-    ccd = rng.integers(0, len(ccds.visit), m)
-    band = ccds.band[ccd]
-    true = sky.epoch_flux(truth.psf_flux, truth.variability, obj, band, ccds.mjd[ccd])
-    err = sky.flux_error(true, ccds.sky[ccd])
+    m, ccd, band, true, err = _epochs(rng, truth, ccds, obj)
     noise = sky.normal32(rng, (2, m))
     flux = true + err * noise[0]
     # the template: the object's coadd flux, with the coadd's noise
