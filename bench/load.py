@@ -162,6 +162,7 @@ def main() -> None:
             cluster.destroy()
         ours = ours_obj + ours_fs
         rows.append((n, counts, ours, max(rss_obj, rss_fs), base))
+        print(f"  peak RSS: Object {rss_obj:.0f} MB, ForcedSource {rss_fs:.0f} MB")
         print(
             f"objects {n:,}: qserv_py {ours:.1f} s (Object {ours_obj:.1f} s, ForcedSource "
             f"{ours_fs:.1f} s), peak RSS {max(rss_obj, rss_fs):.0f} MB"

@@ -154,9 +154,18 @@ def read_batches(
     names (``columns``: which ones; default all), missing nullable columns as NULLs."""
     wanted = [c for c in table.columns if columns is None or c.sql_name in columns]
     sources = [file.columns[c.sql_name] for c in wanted if c.sql_name in file.columns]
-    parquet = pq.ParquetFile(file.path)
+    # one row group at a time, without read-ahead: memory is bounded by the row group,
+    # not by the file (pre_buffer would read ahead through the whole file)
+    parquet = pq.ParquetFile(file.path, pre_buffer=False)
     first = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=sources):
+    batches = (
+        batch
+        for group in range(parquet.metadata.num_row_groups)
+        for batch in parquet.iter_batches(
+            batch_size=batch_rows, row_groups=[group], columns=sources, use_threads=True
+        )
+    )
+    for batch in batches:
         arrays = []
         for col in wanted:
             source = file.columns.get(col.sql_name)

@@ -47,7 +47,7 @@ from qserv_py.loaders.placement import Placement
 from qserv_py.loaders.staging import DIRINDEX_TYPES, StagingSession, WorkerPayload
 from qserv_py.schema.ddl import dirindex_table
 from qserv_py.schema.model import Catalog, Table, TableKind
-from qserv_py.sky.healpix import spatial_index
+from qserv_py.sky.healpix import ORDER, spatial_index
 from qserv_py.sky.layout import (
     DEFAULT_MAX_ORDER,
     DEFAULT_MAX_ROWS_PER_CHUNK,
@@ -327,12 +327,12 @@ def _stage(
 
 
 def _rows_per_chunk(layout: Layout, counts: PixelCounts) -> dict[int, int]:
-    from qserv_py.sky.healpix import ORDER
-
-    chunk = layout.chunk_of(counts.pixels << (2 * (ORDER - counts.order)))
-    uniq, inverse = np.unique(chunk, return_inverse=True)
-    rows = np.bincount(inverse, weights=counts.counts).astype(np.int64)
-    return dict(zip(uniq.tolist(), rows.tolist(), strict=True))
+    """Rows of this load in each chunk (chunks are no finer than the counts' order)."""
+    orders = layout.orders
+    shift = 2 * (counts.order - orders)
+    ipix = layout.lo >> (2 * (ORDER - orders))
+    rows = counts.rows_in(ipix << shift, (ipix + 1) << shift)
+    return {int(c): int(r) for c, r in zip(layout.uniq, rows, strict=True) if r}
 
 
 def _file_done(

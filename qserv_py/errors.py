@@ -150,3 +150,46 @@ class RegionError(QservError):
     """A sky region (cone, box, polygon, ellipse, ranges) is invalid or unsupported."""
 
     http_status = 400
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+class QueryError(QservError):
+    """A query is wrong or cannot be answered; the message says why and what to change."""
+
+    http_status = 400
+
+
+class QueryParseError(QueryError):
+    """The query text does not parse; carries the position and a caret line."""
+
+    def __init__(self, message: str, *, text: str, line: int, column: int) -> None:
+        lines = text.splitlines() or [""]
+        source = lines[line - 1] if 0 < line <= len(lines) else ""
+        caret = " " * max(column - 1, 0) + "^"
+        super().__init__(f"{message} (line {line}, column {column})\n  {source}\n  {caret}")
+        self.line = line
+        self.column = column
+
+
+class UnknownName(QueryError):
+    """A table, column or function name that the catalog does not have."""
+
+
+class QueryRefused(QueryError):
+    """A query that chunk-local data cannot answer correctly (say why and how to rewrite)."""
+
+
+class QueryTimeout(QueryError):
+    http_status = 408
+
+
+class QueryKilled(QueryError):
+    http_status = 409
+
+
+class WorkerError(QservError):
+    """A worker failed while running its part of a query."""
+
+    http_status = 502

@@ -65,14 +65,11 @@ class Layout:
             )
         if max_rows_per_chunk < 1:
             raise ValueError("max_rows_per_chunk must be at least 1")
-        pix, cum = counts.pixels, np.concatenate([[0], np.cumsum(counts.counts)])
         ipix = np.arange(12 * 4**min_order, dtype=np.int64)
         chunks = []
         for order in range(min_order, max_order + 1):
             shift = 2 * (counts.order - order)
-            first = np.searchsorted(pix, ipix << shift)
-            last = np.searchsorted(pix, (ipix + 1) << shift)
-            rows = cum[last] - cum[first]
+            rows = counts.rows_in(ipix << shift, (ipix + 1) << shift)
             split = (rows > max_rows_per_chunk) & (order < max_order)
             chunks.append(nuniq(order, ipix[~split]))
             ipix = ((ipix[split] << 2)[:, None] + np.arange(4, dtype=np.int64)).ravel()
@@ -106,26 +103,46 @@ class Layout:
 
 
 class PixelCounts:
-    """Rows per pixel at one order, accumulated batch by batch in bounded memory
-    (it grows with the number of non-empty pixels, not with the rows)."""
+    """Rows per pixel at one order, accumulated batch by batch in bounded memory.
+
+    Up to order 10 (12.6M pixels) the counts are one dense array: a fixed 100 MB at most,
+    of which only touched pages are resident, whatever the number of rows. Finer orders
+    keep sparse counts, which grow with the number of non-empty pixels.
+    """
+
+    DENSE_MAX_ORDER = 10
 
     def __init__(self, order: int) -> None:
         _check_order(order)
         self.order = order
+        self._dense = (
+            np.zeros(12 * 4**order, dtype=np.int64) if order <= self.DENSE_MAX_ORDER else None
+        )
         self._pixels = np.empty(0, np.int64)
         self._counts = np.empty(0, np.int64)
         self._pending: list[tuple[IntArray, IntArray]] = []
         self._pending_len = 0
+        self._cumulative: IntArray | None = None
 
     def add(self, index: IntArray) -> None:
         """Count spatial_index values (order 29)."""
-        pix = np.asarray(index, np.int64) >> (2 * (ORDER - self.order))
-        self._pending.append(np.unique(pix, return_counts=True))
-        self._pending_len += len(self._pending[-1][0])
+        pix, cnt = np.unique(
+            np.asarray(index, np.int64) >> (2 * (ORDER - self.order)), return_counts=True
+        )
+        if self._dense is not None:
+            self._dense[pix] += cnt
+            self._cumulative = None
+            return
+        self._pending.append((pix, cnt))
+        self._pending_len += len(pix)
         if self._pending_len > max(len(self._pixels), 1 << 20):
             self._merge()
 
     def _merge(self) -> None:
+        if self._dense is not None:
+            self._pixels = np.flatnonzero(self._dense).astype(np.int64)
+            self._counts = self._dense[self._pixels]
+            return
         if not self._pending:
             return
         merged = np.concatenate([self._pixels, *(p for p, _ in self._pending)])
@@ -148,7 +165,17 @@ class PixelCounts:
 
     @property
     def total(self) -> int:
-        return int(self.counts.sum())
+        return int(self._dense.sum()) if self._dense is not None else int(self.counts.sum())
+
+    def rows_in(self, lo: IntArray, hi: IntArray) -> IntArray:
+        """Rows in each half-open range [lo, hi) of pixels at this order (memory bounded
+        by the pixel count of the order, not by the rows or the non-empty pixels)."""
+        if self._dense is not None:
+            if self._cumulative is None:
+                self._cumulative = np.concatenate([[0], np.cumsum(self._dense)])
+            return self._cumulative[hi] - self._cumulative[lo]
+        cum = np.concatenate([[0], np.cumsum(self.counts)])
+        return cum[np.searchsorted(self.pixels, hi)] - cum[np.searchsorted(self.pixels, lo)]
 
 
 def _check_order(order: int) -> None:

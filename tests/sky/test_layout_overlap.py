@@ -75,6 +75,18 @@ def test_adaptive_layout_respects_max_rows(max_rows: int) -> None:
     assert np.array_equal(lo, layout.lo) and np.array_equal(hi, layout.hi)
 
 
+@pytest.mark.parametrize("order", [8, 12])  # dense and sparse counting
+def test_pixel_counts_batch_by_batch(order: int) -> None:
+    ra, dec = _clustered(50_000)
+    idx = spatial_index(ra, dec)
+    counts = PixelCounts(order)
+    for start in range(0, len(idx), 7_000):
+        counts.add(idx[start : start + 7_000])
+    want_pix, want_cnt = np.unique(idx >> (2 * (ORDER - order)), return_counts=True)
+    assert np.array_equal(counts.pixels, want_pix) and np.array_equal(counts.counts, want_cnt)
+    assert counts.total == len(idx)
+
+
 def test_layout_tiles_the_sky() -> None:
     assert len(Layout.fixed(0)) == 12 and len(Layout.fixed(3)) == 768
     with pytest.raises(ValueError, match="do not tile the sky"):

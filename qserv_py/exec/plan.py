@@ -1,0 +1,53 @@
+"""What the planner hands to execution: SQL for the workers, SQL for the merge, chunks.
+
+The planner (``qserv_py.query``) produces an :class:`ExecPlan` from a checked query tree;
+execution (``qserv_py.exec.dispatch``) runs it. Neither looks at the user's text.
+
+``worker_sql`` runs on a worker over a batch of its chunks: the placeholder ``{chunks}``
+is replaced by an ``ARRAY[...]::bigint[]`` literal of the batch's chunk ids (a literal,
+so that PostgreSQL prunes partitions when it plans). Its rows are streamed with binary
+COPY into a merge table on the czar. ``merge_sql`` then runs on the czar, with the
+placeholder ``{partials}`` replaced by that table's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ResultColumn:
+    """A column of the result as the user sees it, with its metadata."""
+
+    name: str
+    unit: str = ""
+    ucd: str = ""
+    description: str = ""
+    #: VOTable/Felis datatype when the column comes straight from a catalog column
+    datatype: str = ""
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    #: SELECT ... over the workers' tables, with ``{chunks}`` for the chunk list
+    worker_sql: str
+    #: SELECT ... FROM {partials} ... on the czar
+    merge_sql: str
+    #: worker name -> the chunks this query reads there (each chunk on exactly one of the
+    #: workers that hold it); empty for a query of replicated tables only
+    chunks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: a query of replicated tables only: worker_sql runs once, on ``replicated_worker``
+    replicated_worker: str | None = None
+    #: rows the user wants at most (LIMIT + OFFSET), if any
+    limit: int | None = None
+    #: the merge just concatenates partial rows (no ORDER BY, aggregate or DISTINCT), so
+    #: execution may stop the workers as soon as ``limit`` rows have arrived
+    concatenate: bool = False
+    columns: tuple[ResultColumn, ...] = ()
+    #: for EXPLAIN: the SQL the oracle (one unpartitioned database) would run
+    oracle_sql: str = ""
+    estimated_rows: int | None = None
+
+    @property
+    def total_chunks(self) -> int:
+        return sum(len(c) for c in self.chunks.values())
