@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
+
 from qserv_py.cluster.catalogs import create_catalog, drop_catalog, list_catalogs
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.metadata import initialize_cluster
@@ -221,6 +223,83 @@ def cmd_txn_abort(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- queries ---------------------------------------------------------------------------------
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.client import connect
+
+    client = connect(_spec(settings), default_catalog=args.catalog)
+    if args.explain:
+        print(client.explain(args.text, args.lang))
+        return 0
+    table = client.query(args.text, args.lang, max_rows=args.max_rows, timeout_s=args.timeout)
+    _write_table(table, args.format, args.out)
+    if (table.schema.metadata or {}).get(b"truncated") == b"true":
+        print(f"qserv-py: the result was cut at {args.max_rows} rows", file=sys.stderr)
+    return 0
+
+
+def _write_table(table: pa.Table, fmt: str, out: Path | None) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        if out is None:
+            raise QservError("--format parquet needs --out FILE")
+        pq.write_table(table, out)
+        return
+    if fmt == "csv":
+        target = str(out) if out else sys.stdout.buffer
+        pacsv.write_csv(table, target)
+        return
+    if fmt == "json":
+        text = json.dumps(table.to_pylist(), default=str, indent=1)
+    else:
+        text = table.to_pandas().to_string(index=False) if _has_pandas() else _plain(table)
+    if out:
+        out.write_text(text + "\n")
+    else:
+        print(text)
+
+
+def _has_pandas() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pandas") is not None
+
+
+def _plain(table: pa.Table) -> str:
+    rows = [[str(v) for v in row.values()] for row in table.to_pylist()]
+    names = table.column_names
+    widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
+    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(f"({len(rows)} rows)")
+    return "\n".join(lines)
+
+
+def cmd_ps(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.exec.tracking import list_queries
+
+    print(f"{'ID':>6} {'STATUS':<10} {'CHUNKS':>11} {'ELAPSED':>9}  QUERY")
+    for q in list_queries(_spec(settings), active_only=not args.all):
+        text = " ".join(q.text.split())
+        print(
+            f"{q.id:>6} {q.status:<10} {f'{q.chunks_done}/{q.chunks_total}':>11} "
+            f"{q.elapsed:>8.1f}s  {text[:80]}"
+        )
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.exec.tracking import kill_query
+
+    kill_query(_spec(settings), args.id)
+    print(f"query {args.id}: killed")
+    return 0
+
+
 # --- the main job ---------------------------------------------------------------------------
 
 
@@ -366,6 +445,23 @@ def build_parser() -> argparse.ArgumentParser:
         p = tsub.add_parser(name, help=help_text)
         p.add_argument("id", type=int)
         p.set_defaults(handler=handler)
+
+    p = sub.add_parser("query", help="run a query (ADQL by default)")
+    p.add_argument("text", help="the query")
+    p.add_argument("--lang", default="adql", choices=["adql", "postgresql", "qserv"])
+    p.add_argument("--format", default="table", choices=["table", "csv", "json", "parquet"])
+    p.add_argument("--out", type=Path, help="write the result to this file")
+    p.add_argument("--explain", action="store_true", help="show the plan instead of running it")
+    p.add_argument("--max-rows", type=int, help="cut the result at this many rows")
+    p.add_argument("--timeout", type=float, help="seconds before the query is cancelled")
+    p.add_argument("--catalog", default="dp02", help="where bare table names are looked up")
+    p.set_defaults(handler=cmd_query)
+    p = sub.add_parser("ps", help="list running queries")
+    p.add_argument("--all", action="store_true", help="also finished queries")
+    p.set_defaults(handler=cmd_ps)
+    p = sub.add_parser("kill", help="kill a running query (and its worker statements)")
+    p.add_argument("id", type=int)
+    p.set_defaults(handler=cmd_kill)
 
     p = sub.add_parser("up", help="the main job: start the local cluster with the dp02 catalog")
     p.add_argument(

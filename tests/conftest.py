@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from qserv_py.cluster.catalogs import create_catalog, drop_catalog
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings, load_settings
+from qserv_py.loaders.generate import generate_release
+from qserv_py.schema import default_catalog_path, parse_catalog
 
 _STARTED_PIDS: set[int] = set()
 
@@ -79,3 +82,32 @@ def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def spec(local_cluster: LocalCluster) -> ClusterSpec:
     return local_cluster.spec()
+
+
+@pytest.fixture(scope="session")
+def release(work_dir: Path) -> Path:
+    """A small dp02 release: 4,000 objects with their sources and forced sources."""
+    out = work_dir / "release"
+    generate_release(out, 4_000, sources_per_object=3, forced_per_object=5, seed=11)
+    return out
+
+
+def create_dp02_catalog(spec: ClusterSpec, name: str) -> str:
+    """Create a dp02-shaped catalog named ``name`` (empty); its name."""
+    text = default_catalog_path("dp02").read_text().replace("name: dp02", f"name: {name}", 1)
+    create_catalog(spec, parse_catalog(text, name), text)
+    return name
+
+
+@pytest.fixture
+def make_catalog(spec: ClusterSpec) -> Iterator[Callable[[str], str]]:
+    """Create dp02-shaped catalogs under new names; dropped after the test."""
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        made.append(create_dp02_catalog(spec, name))
+        return name
+
+    yield make
+    for name in made:
+        drop_catalog(spec, name)

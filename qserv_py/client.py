@@ -1,0 +1,114 @@
+"""The Python API: ``qserv_py.connect(cluster).query(text)`` → a pyarrow Table.
+
+>>> import qserv_py                                            # doctest: +SKIP
+>>> client = qserv_py.connect("/var/lib/qserv_py/cluster")     # doctest: +SKIP
+>>> client.query("SELECT COUNT(*) FROM dp02.Object")           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from qserv_py.cluster.db import connect as db_connect
+from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
+from qserv_py.exec.dispatch import execute
+from qserv_py.exec.plan import ExecPlan
+from qserv_py.query.context import PlanContext
+from qserv_py.query.planner import plan
+
+
+@dataclass(frozen=True)
+class Explain:
+    chunks: int
+    chunks_per_worker: dict[str, int]
+    worker_sql: str
+    merge_sql: str
+    oracle_sql: str
+    estimated_rows: int | None
+
+    def __str__(self) -> str:
+        workers = ", ".join(f"{w}: {n}" for w, n in self.chunks_per_worker.items()) or "none"
+        return (
+            f"chunks: {self.chunks} ({workers})\n"
+            f"worker SQL:\n  {self.worker_sql}\n"
+            f"merge SQL:\n  {self.merge_sql}\n"
+            f"as one database would run it:\n  {self.oracle_sql}"
+        )
+
+
+class Client:
+    """A connection to a cluster for queries; plans against the czar's metadata, which it
+    re-reads whenever a catalog or a load changed."""
+
+    def __init__(self, spec: ClusterSpec, default_catalog: str | None = None) -> None:
+        self.spec = spec
+        self.default_catalog = default_catalog
+        self._context: PlanContext | None = None
+        self._version: tuple[object, ...] | None = None
+
+    @property
+    def context(self) -> PlanContext:
+        version = self._metadata_version()
+        if self._context is None or version != self._version:
+            self._context = PlanContext.load(self.spec, self.default_catalog)
+            self._version = version
+        return self._context
+
+    def _metadata_version(self) -> tuple[object, ...]:
+        with db_connect(self.spec.czar, autocommit=True) as czar:
+            row = czar.execute(
+                "SELECT (SELECT count(*) FROM qserv_meta.catalogs),"
+                " (SELECT max(created_at) FROM qserv_meta.catalogs),"
+                " (SELECT count(*) FROM qserv_meta.load_txns WHERE state = 'published'),"
+                " (SELECT max(finished_at) FROM qserv_meta.load_txns WHERE state = 'published')"
+            ).fetchone()
+        return tuple(row) if row else ()
+
+    def plan(self, text: str, lang: str = "adql") -> ExecPlan:
+        return plan(text, lang, self.context)
+
+    def query(
+        self,
+        text: str,
+        lang: str = "adql",
+        *,
+        max_rows: int | None = None,
+        timeout_s: float | None = None,
+        owner: str = "",
+    ) -> pa.Table:
+        """Run ``text``; the result's schema metadata says ``truncated`` when ``max_rows``
+        cut it (and ``query_id``)."""
+        result = execute(
+            self.spec,
+            self.plan(text, lang),
+            text=text,
+            lang=lang,
+            owner=owner,
+            timeout_s=timeout_s,
+            max_rows=max_rows,
+        )
+        metadata = dict(result.table.schema.metadata or {})
+        metadata[b"truncated"] = b"true" if result.truncated else b"false"
+        metadata[b"query_id"] = str(result.query_id).encode()
+        return result.table.replace_schema_metadata(metadata)
+
+    def explain(self, text: str, lang: str = "adql") -> Explain:
+        planned = self.plan(text, lang)
+        return Explain(
+            planned.total_chunks,
+            {w: len(c) for w, c in planned.chunks.items()},
+            planned.worker_sql,
+            planned.merge_sql,
+            planned.oracle_sql,
+            planned.estimated_rows,
+        )
+
+
+def connect(cluster: str | Path | ClusterSpec, default_catalog: str | None = None) -> Client:
+    """A client for the cluster of a cluster file or local cluster directory; tables
+    named without a catalog are looked up in ``default_catalog`` first."""
+    spec = cluster if isinstance(cluster, ClusterSpec) else read_cluster_file(Path(cluster))
+    return Client(spec, default_catalog)

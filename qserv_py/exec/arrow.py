@@ -1,0 +1,130 @@
+"""PostgreSQL results as Arrow tables.
+
+Rows are fetched in binary (so numbers are never formatted as text and parsed back) and
+turned into one Arrow array per column, typed from the column's PostgreSQL type: int2/4/8
+→ int16/32/64, float4/8 → float32/64, numeric → float64, bool → bool, text, varchar,
+char(n) and name → string, timestamp(tz) → timestamp[us], date → date32, bytea → binary;
+any other type → its Python text. NULLs stay nulls. Field names and metadata (unit, UCD,
+description) come from the plan's result columns when it has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from qserv_py.exec.plan import ResultColumn
+
+#: PostgreSQL type OID -> Arrow type (built-in types have fixed OIDs)
+ARROW_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    17: pa.binary(),
+    18: pa.string(),  # "char"
+    19: pa.string(),  # name
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    25: pa.string(),
+    26: pa.int64(),  # oid
+    700: pa.float32(),
+    701: pa.float64(),
+    1042: pa.string(),  # bpchar, char(n)
+    1043: pa.string(),  # varchar
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+    1700: pa.float64(),  # numeric
+    2950: pa.string(),  # uuid
+}
+
+
+def arrow_type(oid: int) -> pa.DataType:
+    """The Arrow type of a column of PostgreSQL type ``oid`` (string when unknown)."""
+    return ARROW_TYPES.get(oid, pa.string())
+
+
+def _to_float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _to_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _converter(oid: int) -> Callable[[Any], Any] | None:
+    """How a fetched Python value becomes an Arrow value (None: as it is)."""
+    if oid == 1700:
+        return _to_float
+    if oid in ARROW_TYPES and oid not in (2950, 18):
+        return None
+    return _to_text
+
+
+def field_metadata(column: ResultColumn) -> dict[bytes, bytes]:
+    """A result column's metadata as Arrow field metadata (bytes keys and values)."""
+    meta = {
+        b"unit": column.unit.encode(),
+        b"ucd": column.ucd.encode(),
+        b"description": column.description.encode(),
+    }
+    if column.datatype:
+        meta[b"datatype"] = column.datatype.encode()
+    return meta
+
+
+def to_table(
+    rows: Sequence[Sequence[Any]],
+    names: Sequence[str],
+    oids: Sequence[int],
+    columns: Sequence[ResultColumn] = (),
+) -> pa.Table:
+    """An Arrow table of ``rows`` whose columns are named ``names`` with type ``oids``.
+
+    When ``columns`` is given, it names the fields (one per column) and gives their
+    metadata.
+    """
+    if columns and len(columns) != len(names):
+        raise ValueError(
+            f"the result has {len(names)} columns but the plan describes {len(columns)}: "
+            f"{list(names)} vs {[c.name for c in columns]}"
+        )
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    fields = []
+    for i, (name, oid) in enumerate(zip(names, oids, strict=True)):
+        convert = _converter(oid)
+        data = values[i] if convert is None else [convert(v) for v in values[i]]
+        kind = arrow_type(oid)
+        arrays.append(pa.array(data, type=kind))
+        if columns:
+            fields.append(pa.field(columns[i].name, kind, metadata=field_metadata(columns[i])))
+        else:
+            fields.append(pa.field(name, kind))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def fetch_table(
+    conn: psycopg.Connection,
+    sql: str,
+    params: Sequence[Any] | None = None,
+    *,
+    columns: Sequence[ResultColumn] = (),
+) -> pa.Table:
+    """Run ``sql`` on ``conn``, fetching in binary, and return its rows as Arrow."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(sql, params)
+        result = cur.pgresult
+        if result is None or cur.description is None:
+            raise ValueError("the statement returns no rows")
+        names = [c.name for c in cur.description]
+        oids = [result.ftype(i) for i in range(result.nfields)]
+        rows = cur.fetchall()
+    return to_table(rows, names, oids, columns)

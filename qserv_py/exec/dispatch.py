@@ -1,0 +1,497 @@
+"""Running an :class:`ExecPlan` on the cluster: fan out to the workers, merge on the czar.
+
+1. Record the query (``qserv_meta.queries``, running). Run the worker SQL with no chunks
+   and ``LIMIT 0`` on one worker to learn its columns' types (``format_type`` there);
+   make an UNLOGGED merge table ``qserv_result.q<id>`` of those columns on the czar.
+2. Cut each worker's chunks into batches of ``batch_chunks``; ``per_worker`` lanes
+   (threads) per worker take batches in turn, each streaming ``COPY (worker SQL) TO
+   STDOUT (FORMAT BINARY)`` straight into ``COPY qserv_result.q<id> FROM STDIN (FORMAT
+   BINARY)`` on its own czar session (rows are never decoded in Python), then adding to
+   ``chunks_done`` and reading the query's status (a kill shows there).
+3. Run the merge SQL on the czar, limited to ``max_rows + 1`` rows (to detect overflow),
+   into Arrow; record the query completed. Drop the merge table, whatever happened.
+
+The calling thread watches the lanes: it calls ``on_progress``, stops early once a
+concatenating query with a LIMIT has its rows, enforces ``timeout_s``, and on the first
+error (or kill, or timeout) cancels the worker statements still running, waits for the
+lanes, and raises.
+
+Connection pools (psycopg_pool) are cached per process: one per worker (read-only role)
+and one for the czar (admin user), keeping one idle session each and at most
+``WORKER_POOL_SIZE`` / ``CZAR_POOL_SIZE``, so they also bound how many statements a
+process runs on an instance at once (more wait up to ``POOL_TIMEOUT_S``). They close at
+exit, or with :func:`close_pools`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from qserv_py.cluster.db import connect
+from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.errors import (
+    InstanceUnreachable,
+    QservError,
+    QueryError,
+    QueryKilled,
+    QueryTimeout,
+    WorkerError,
+)
+from qserv_py.exec import tracking
+from qserv_py.exec.arrow import fetch_table
+from qserv_py.exec.plan import ExecPlan
+
+WORKER_POOL_SIZE = 16
+CZAR_POOL_SIZE = 48
+POOL_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10
+RESULT_SCHEMA = "qserv_result"
+COPY_BUFFER = 1 << 18  # bytes passed to the czar at once
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (chunks done, chunks total)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    table: pa.Table
+    #: more than ``max_rows`` rows existed; ``table`` holds the first ``max_rows``
+    truncated: bool
+    query_id: int
+    #: chunks read (fewer than the plan's when a LIMIT was met early)
+    chunks: int
+    seconds: float
+
+
+_pools: dict[tuple[int, str, str], ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _check(conn: psycopg.Connection) -> None:
+    """Check a pooled session by a round trip only if the server has sent something (an
+    idle session gets data only when the server hangs up); the pool replaces it if dead."""
+    poll = select.poll()
+    poll.register(conn.fileno(), select.POLLIN)
+    if poll.poll(0):
+        ConnectionPool.check_connection(conn)
+
+
+def _pool(instance: Instance, setup: str, size: int) -> ConnectionPool:
+    """The cached pool of ``instance``, running ``setup`` on each new session."""
+    key = (os.getpid(), instance.dsn, setup)  # a forked child makes its own
+    with _pools_lock:
+        pool = _pools.get(key)
+    if pool is not None:
+        return pool
+
+    def configure(conn: psycopg.Connection) -> None:
+        conn.execute(setup)
+
+    try:  # one session first: fails fast, and says why
+        with connect(instance, autocommit=True, timeout=CONNECT_TIMEOUT_S) as conn:
+            configure(conn)
+    except psycopg.Error as exc:
+        raise InstanceUnreachable(f"{instance.name}: cannot set up a session: {exc}") from exc
+    pool = ConnectionPool(
+        instance.dsn,
+        kwargs=dict(
+            autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="qserv_py"
+        ),
+        min_size=1,
+        max_size=size,
+        configure=configure,
+        check=_check,
+        name=f"qserv_py:{instance.name}",
+        timeout=POOL_TIMEOUT_S,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+    except PoolTimeout as exc:
+        pool.close()
+        raise InstanceUnreachable(f"cannot open sessions on {instance.name}") from exc
+    with _pools_lock:
+        existing = _pools.setdefault(key, pool)
+    if existing is not pool:  # another thread was quicker
+        pool.close()
+    return existing
+
+
+def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
+    """Sessions on worker ``name`` as the read-only role."""
+    worker = spec.worker(name)
+    if spec.reader_password is not None:
+        reader = worker.with_user(spec.reader_user, spec.reader_password)
+        return _pool(reader, "SET default_transaction_read_only = on", WORKER_POOL_SIZE)
+    role = sql.Identifier(spec.reader_user).as_string()
+    setup = f"SET ROLE {role}; SET default_transaction_read_only = on"
+    return _pool(worker, setup, WORKER_POOL_SIZE)
+
+
+def czar_pool(spec: ClusterSpec) -> ConnectionPool:
+    """Sessions on the czar as the admin user. Their commits do not wait for the WAL flush:
+    query records and merge tables need no durability."""
+    return _pool(spec.czar, "SET synchronous_commit = off", CZAR_POOL_SIZE)
+
+
+def close_pools() -> None:
+    """Close every cached pool of this process."""
+    with _pools_lock:
+        pools = [p for k, p in _pools.items() if k[0] == os.getpid()]
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(close_pools)
+
+
+@contextmanager
+def _borrow(pool: ConnectionPool, wait: float = POOL_TIMEOUT_S) -> Iterator[psycopg.Connection]:
+    try:
+        conn = pool.getconn(wait)
+    except PoolTimeout as exc:
+        raise InstanceUnreachable(
+            f"no session on {pool.name.removeprefix('qserv_py:')} within {wait:.3g} s: it "
+            f"is unreachable, or all {pool.max_size} sessions of this process are busy"
+        ) from exc
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
+
+
+class _Failure(Exception):
+    """A database error, and where it happened (a worker's name, or ``czar``)."""
+
+    def __init__(self, where: str, error: psycopg.Error) -> None:
+        super().__init__(where, error)
+        self.where, self.error = where, error
+
+
+class _BatchDone(NamedTuple):
+    chunks: int
+    rows: int
+    status: str
+
+
+class _Run:
+    """The state an execution shares with its lanes."""
+
+    def __init__(self, spec: ClusterSpec, plan: ExecPlan, query_id: int, timeout_s: float | None):
+        self.spec, self.plan, self.query_id, self.timeout_s = spec, plan, query_id, timeout_s
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self.table = f"{RESULT_SCHEMA}.q{query_id}"
+        self.czar = czar_pool(spec)
+        self.stop = threading.Event()
+        self.reason: str | None = None  # enough | error | killed | timeout
+        self.failure: BaseException | None = None
+        self.events: queue.SimpleQueue[_BatchDone | BaseException | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._busy: set[psycopg.Connection] = set()
+
+    def halt(self, reason: str, failure: BaseException | None = None) -> None:
+        """Stop launching batches and cancel the running ones (the first reason wins)."""
+        if not self.stop.is_set():
+            self.reason, self.failure = reason, failure
+            self.stop.set()
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the worker statements running now. The lock keeps each session from going
+        back to its pool (and on to another query) meanwhile; an idle session ignores it."""
+        with self._lock:
+            for conn in self._busy:
+                with suppress(psycopg.Error):  # a broken session runs nothing
+                    conn.cancel_safe(timeout=5)
+
+    def wait(self) -> float:
+        """How long a lane may wait for a pooled session."""
+        left = POOL_TIMEOUT_S if self.deadline is None else self.deadline - time.monotonic()
+        return max(min(left, POOL_TIMEOUT_S), 0.001)
+
+    def killed(self) -> QueryKilled:
+        return QueryKilled(f"query {self.query_id} was killed")
+
+    def timed_out(self, detail: str = "") -> QueryTimeout:
+        limit = f"its time limit of {self.timeout_s:g} s" if self.timeout_s else "the time limit"
+        return QueryTimeout(f"query {self.query_id} exceeded {limit}{detail}")
+
+    @contextmanager
+    def worker_session(self, name: str, czar: psycopg.Connection) -> Iterator[psycopg.Connection]:
+        """A session on worker ``name`` that works for this query and can be cancelled."""
+        with _borrow(worker_pool(self.spec, name), self.wait()) as conn:
+            timeout = "DEFAULT" if self.timeout_s is None else max(1, int(self.timeout_s * 1000))
+            app = tracking.application_name(self.query_id)
+            conn.execute(f"SET statement_timeout = {timeout}; SET application_name = '{app}'")
+            status = tracking.register_backend(czar, self.query_id, name, conn.info.backend_pid)
+            if status != "running":
+                raise self.killed()
+            with self._lock:
+                self._busy.add(conn)
+            try:
+                yield conn
+            finally:
+                with self._lock:
+                    self._busy.discard(conn)
+
+    def worker_sql(self, chunks: tuple[int, ...]) -> str:
+        array = f"ARRAY[{','.join(str(int(c)) for c in chunks)}]::bigint[]"
+        return self.plan.worker_sql.strip().rstrip(";").replace("{chunks}", array)
+
+    def lane(self, worker: str, batches: deque[tuple[int, ...]]) -> None:
+        """Run batches of ``worker`` one after the other until none is left or we stop."""
+        try:
+            with _borrow(self.czar, self.wait()) as czar, self.worker_session(worker, czar) as conn:
+                while not self.stop.is_set():
+                    try:
+                        batch = batches.popleft()
+                    except IndexError:
+                        break
+                    rows = self.stream(worker, conn, czar, batch)
+                    status = tracking.add_progress(czar, self.query_id, len(batch))
+                    self.events.put(_BatchDone(len(batch), rows, status))
+        except BaseException as exc:
+            self.events.put(exc)
+        finally:
+            self.events.put(None)
+
+    def stream(
+        self, worker: str, conn: psycopg.Connection, czar: psycopg.Connection, chunks: tuple
+    ) -> int:
+        """Copy the worker SQL's rows for ``chunks`` into the merge table; how many."""
+        copy_out = f"COPY ({self.worker_sql(chunks)}) TO STDOUT (FORMAT BINARY)"
+        where = tracking.CZAR
+        try:
+            with czar.cursor() as into_cur:
+                with into_cur.copy(f"COPY {self.table} FROM STDIN (FORMAT BINARY)") as into:
+                    where = worker
+                    buffer = bytearray()
+                    with conn.cursor() as cur, cur.copy(copy_out) as out:
+                        for data in out:  # one message per row: pass them on in bulk
+                            buffer += data
+                            if len(buffer) >= COPY_BUFFER:
+                                where = tracking.CZAR
+                                into.write(buffer)
+                                buffer.clear()
+                                where = worker
+                    where = tracking.CZAR
+                    into.write(buffer)
+                return into_cur.rowcount
+        except psycopg.Error as exc:
+            raise _Failure(where, exc) from exc
+
+    def make_table(self, czar: psycopg.Connection) -> None:
+        """Learn the worker SQL's columns on one worker; make the merge table of them."""
+        plan = self.plan
+        worker = plan.replicated_worker or next(
+            (w for w, chunks in plan.chunks.items() if chunks), self.spec.workers[0].name
+        )
+        try:
+            with self.worker_session(worker, czar) as conn:
+                cur = conn.execute(f"SELECT * FROM ({self.worker_sql(())}) AS qserv_probe LIMIT 0")
+                res = cur.pgresult
+                assert res is not None
+                cols = range(res.nfields)
+                kinds = conn.execute(
+                    "SELECT format_type(t, nullif(m, -1)) FROM unnest(%s::oid[], %s::int[])"
+                    " WITH ORDINALITY AS c(t, m, n) ORDER BY n",
+                    ([res.ftype(i) for i in cols], [res.fmod(i) for i in cols]),
+                ).fetchall()
+        except psycopg.Error as exc:
+            raise _Failure(worker, exc) from exc
+        fields, seen = [], set()
+        for i, (kind,) in enumerate(kinds):
+            name = (res.fname(i) or b"").decode()
+            while name in seen:  # the merge table cannot repeat a name
+                name = f"{name}_{i}"
+            seen.add(name)
+            fields.append(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)))
+        table = sql.Identifier(RESULT_SCHEMA, f"q{self.query_id}")
+        czar.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, sql.SQL(", ").join(fields))
+        )
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """The error a user sees for a failure of a lane or of the merge."""
+        killed = isinstance(exc, QueryKilled)
+        with _borrow(self.czar) as czar:
+            if killed or tracking.query_status(czar, self.query_id) == "killed":
+                return self.killed()
+        if not isinstance(exc, _Failure):
+            return exc
+        error, where = exc.error, exc.where
+        message = getattr(error.diag, "message_primary", None) or str(error).strip() or repr(error)
+        if isinstance(error, psycopg.errors.QueryCanceled) and "timeout" in message:
+            return self.timed_out(f" ({where}: {message})")
+        if where == tracking.CZAR:
+            return QueryError(f"the merge on the czar failed: {message}")
+        return WorkerError(f"worker {where}: {message}")
+
+
+def execute(
+    spec: ClusterSpec,
+    plan: ExecPlan,
+    *,
+    text: str = "",
+    lang: str = "",
+    owner: str = "",
+    timeout_s: float | None = None,
+    max_rows: int | None = None,
+    batch_chunks: int = 16,
+    per_worker: int = 2,
+    on_progress: Progress | None = None,
+) -> QueryResult:
+    """Run ``plan`` on the cluster and return its result (see the module's docstring).
+
+    Raises WorkerError (a worker's SQL failed), QueryTimeout, QueryKilled, QueryError
+    (the merge failed) or InstanceUnreachable; the query is recorded failed or killed.
+    """
+    if batch_chunks < 1 or per_worker < 1 or (max_rows is not None and max_rows < 0):
+        raise ValueError("batch_chunks and per_worker must be ≥ 1, max_rows ≥ 0")
+    named = set(plan.chunks) | ({plan.replicated_worker} if plan.replicated_worker else set())
+    if missing := named - {w.name for w in spec.workers}:
+        raise QueryError(f"the plan names workers the cluster does not have: {sorted(missing)}")
+    started = time.monotonic()
+    total = 0 if plan.replicated_worker else plan.total_chunks
+    with _borrow(czar_pool(spec)) as czar:
+        query_id = tracking.create_query(
+            czar, text=text, lang=lang, owner=owner, chunks_total=total
+        )
+    run = _Run(spec, plan, query_id, timeout_s)
+    table_made, failure = False, None
+    try:
+        try:
+            with _borrow(run.czar) as czar:
+                run.make_table(czar)
+                table_made = True
+            lanes = _lanes(plan, batch_chunks, per_worker)
+            done = _dispatch(run, lanes, total, on_progress) if lanes else 0
+            with _borrow(run.czar) as czar:
+                table, truncated = _merge(run, czar, max_rows)
+                status = tracking.finish_query(
+                    czar, query_id, "completed", rows=table.num_rows, truncated=truncated
+                )
+        except (_Failure, QueryKilled) as exc:
+            raise run.translate(exc) from exc
+        if status == "killed":
+            raise run.killed()
+        return QueryResult(table, truncated, query_id, done, time.monotonic() - started)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        _cleanup(run, failure, table_made)
+
+
+def _lanes(plan: ExecPlan, batch_chunks: int, per_worker: int) -> list[tuple[str, deque]]:
+    """(worker, its queue of batches) for each lane; lanes of a worker share the queue."""
+    if plan.replicated_worker is not None:
+        return [(plan.replicated_worker, deque([()]))]
+    lanes: list[tuple[str, deque]] = []
+    for worker, chunks in plan.chunks.items():
+        step = range(0, len(chunks), batch_chunks)
+        batches = deque(tuple(chunks[i : i + batch_chunks]) for i in step)
+        lanes += [(worker, batches)] * min(per_worker, len(batches))
+    return lanes
+
+
+def _dispatch(run: _Run, lanes: list, total: int, on_progress: Progress | None) -> int:
+    """Run the lanes and watch them; the number of chunks done."""
+    done = rows = 0
+    deadline = run.deadline
+    alive = len(lanes)
+    pool = ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix=f"qserv-q{run.query_id}")
+    try:
+        for worker, batches in lanes:
+            pool.submit(run.lane, worker, batches)
+        while alive:
+            if deadline is not None and time.monotonic() >= deadline:
+                run.halt("timeout")
+            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                event = run.events.get(timeout=0.25 if run.stop.is_set() else wait)
+            except queue.Empty:
+                run.cancel()  # a lane may have begun a batch just before the stop
+                continue
+            if event is None:
+                alive -= 1
+            elif not isinstance(event, _BatchDone):
+                run.halt("error", event)  # no-op when stopping: then errors are expected
+            else:
+                done, rows = done + event.chunks, rows + event.rows
+                if event.status == "killed":
+                    run.halt("killed")
+                elif run.plan.concatenate and run.plan.limit is not None and rows >= run.plan.limit:
+                    run.halt("enough")
+                if on_progress is not None and run.reason in (None, "enough"):
+                    try:
+                        on_progress(done, total)
+                    except Exception as exc:
+                        run.halt("error", exc)
+    except BaseException as exc:  # e.g. KeyboardInterrupt: stop the lanes before leaving
+        run.halt("error", exc)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    if run.reason == "timeout":
+        raise run.timed_out()
+    if run.reason in ("error", "killed"):
+        raise run.failure or run.killed()
+    return done
+
+
+def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> tuple[pa.Table, bool]:
+    """Run the merge SQL on the czar: its first ``max_rows`` rows, and whether more exist."""
+    status = tracking.register_backend(czar, run.query_id, tracking.CZAR, czar.info.backend_pid)
+    if status != "running":
+        raise run.killed()
+    merge = run.plan.merge_sql.strip().rstrip(";").replace("{partials}", run.table)
+    if max_rows is not None:
+        merge = f"SELECT * FROM ({merge}) AS qserv_merge LIMIT {max_rows + 1}"
+    settings = f"SET LOCAL application_name = '{tracking.application_name(run.query_id)}'"
+    if run.deadline is not None:
+        if (left := run.deadline - time.monotonic()) <= 0:
+            raise run.timed_out()
+        settings += f"; SET LOCAL statement_timeout = {max(1, int(left * 1000))}"
+    try:
+        with czar.transaction():
+            czar.execute(settings)
+            table = fetch_table(czar, merge, columns=run.plan.columns)
+    except psycopg.Error as exc:
+        raise _Failure(tracking.CZAR, exc) from exc
+    if max_rows is not None and table.num_rows > max_rows:
+        return table.slice(0, max_rows), True
+    return table, False
+
+
+def _cleanup(run: _Run, exc: BaseException | None, table_made: bool) -> None:
+    """Record a failure (or kill) with its message; drop the merge table."""
+    try:
+        with _borrow(run.czar) as czar:
+            if exc is not None:
+                status = "killed" if isinstance(exc, QueryKilled) else "failed"
+                message = str(exc) if isinstance(exc, QservError) else repr(exc)
+                tracking.finish_query(czar, run.query_id, status, error=message)
+            if table_made:
+                czar.execute(f"DROP TABLE IF EXISTS {run.table}")
+    except (QservError, psycopg.Error) as err:
+        log.warning("query %s: cannot record its end or drop %s: %s", run.query_id, run.table, err)

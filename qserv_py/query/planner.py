@@ -1,0 +1,546 @@
+"""From query text to an :class:`~qserv_py.exec.plan.ExecPlan`.
+
+The passes, in order: parse (dialect) → normalize (canonical tree) → qualify (schema)
+→ check (read-only, allowed functions) → analyze (partitioned tables, joins,
+restrictors) → rewrite for the workers (chunk predicates, overlap, spatial_index ranges)
+→ split (worker and merge SQL).
+
+A query that chunk-local data cannot answer correctly is refused with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.optimizer.annotate_types import annotate_types
+
+from qserv_py.errors import QueryError, QueryRefused
+from qserv_py.exec.plan import ExecPlan, ResultColumn
+from qserv_py.query import geometry as geo
+from qserv_py.query.check import check_allowed
+from qserv_py.query.context import PlanContext
+from qserv_py.query.normalize import normalize
+from qserv_py.query.parse import parse
+from qserv_py.query.qualify import qualify
+from qserv_py.query.regions_ast import arguments, constant, region_of
+from qserv_py.query.render import to_postgres
+from qserv_py.query.split import PARTIALS, split
+from qserv_py.schema.ddl import overlap_table_name
+from qserv_py.schema.model import Catalog, Table, TableKind
+from qserv_py.sky.regions import Cone, Region
+
+CHUNKS = "qserv_chunks__"  # stands for the chunk list in worker SQL until rendering
+
+
+@dataclass
+class Ref:
+    """A partitioned table of the query."""
+
+    alias: str
+    catalog: Catalog
+    table: Table
+    node: exp.Table
+    overlap: bool = False
+
+    def column(self, name: str | None) -> str | None:
+        return name.lower() if name else None
+
+    @property
+    def ra(self) -> str | None:
+        return self.column(self.table.ra_column)
+
+    @property
+    def dec(self) -> str | None:
+        return self.column(self.table.dec_column)
+
+    @property
+    def director_key(self) -> str | None:
+        """The column holding the director key (its own key for a director)."""
+        key = (
+            self.table.key_column
+            if self.table.kind is TableKind.DIRECTOR
+            else self.table.director_key
+        )
+        return self.column(key)
+
+    @property
+    def director(self) -> str:
+        return (
+            self.table.sql_name
+            if self.table.kind is TableKind.DIRECTOR
+            else (self.table.director or "").lower()
+        )
+
+
+def plan(text: str, lang: str, ctx: PlanContext) -> ExecPlan:
+    tree = qualify(normalize(parse(text, lang)), catalogs=ctx.catalogs)
+    check_allowed(tree)
+    annotate_types(tree, schema=ctx.catalogs.schema())
+    if not isinstance(tree, exp.Select):
+        return _whole_query_plan(tree, ctx)
+    return _plan_select(tree, ctx)
+
+
+def _columns(select: exp.Select, ctx: PlanContext, names: list[str]) -> tuple[ResultColumn, ...]:
+    out = []
+    for projection, name in zip(select.expressions, names, strict=True):
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        meta = ResultColumn(name)
+        if isinstance(inner, exp.Column) and inner.table:
+            source = _source_table(select, inner.table)
+            if source is not None:
+                cat = ctx.catalogs.catalogs[source.args["db"].name]
+                model = cat.table(source.name)
+                if model.has_column(inner.name):
+                    col = model.column(inner.name)
+                    meta = ResultColumn(
+                        name if not name.startswith("_col") else col.name,
+                        col.unit,
+                        col.ucd,
+                        col.description,
+                        col.datatype,
+                    )
+        out.append(meta)
+    return tuple(out)
+
+
+def _source_table(select: exp.Select, alias: str) -> exp.Table | None:
+    for table in select.find_all(exp.Table):
+        if table.alias_or_name == alias and table.args.get("db"):
+            return table
+    return None
+
+
+def _refs(select: exp.Select, ctx: PlanContext) -> list[Ref]:
+    refs = []
+    sources = [select.args["from_"].this] if select.args.get("from_") else []
+    sources += [j.this for j in select.args.get("joins") or []]
+    for source in sources:
+        if isinstance(source, exp.Table) and source.args.get("db"):
+            cat = ctx.catalogs.catalogs[source.args["db"].name]
+            table = cat.table(source.name)
+            if table.partitioned:
+                refs.append(Ref(source.alias_or_name, cat, table, source))
+        elif _has_partitioned(source, ctx):
+            raise QueryRefused(
+                "subqueries over partitioned tables (Object, Source, ...) are not supported "
+                "yet; join the tables directly"
+            )
+    for sub in select.find_all(exp.Select):
+        if sub is not select and _has_partitioned(sub, ctx):
+            raise QueryRefused(
+                "subqueries over partitioned tables are not supported yet; rewrite the query "
+                "as a join"
+            )
+    return refs
+
+
+def _has_partitioned(node: exp.Expression, ctx: PlanContext) -> bool:
+    for table in node.find_all(exp.Table):
+        if table.args.get("db"):
+            cat = ctx.catalogs.catalogs[table.args["db"].name]
+            if cat.table(table.name).partitioned:
+                return True
+    return False
+
+
+def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
+    if node is None:
+        return []
+    if isinstance(node, exp.Where):
+        node = node.this
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    if isinstance(node, exp.And):
+        return _conjuncts(node.this) + _conjuncts(node.expression)
+    return [node]
+
+
+def _column_of(node: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref, str] | None:
+    if isinstance(node, exp.Column) and node.table in refs:
+        return refs[node.table], node.name
+    return None
+
+
+def _point_of(node: exp.Expression, refs: dict[str, Ref]) -> Ref | None:
+    """The ref whose position (ra, dec columns) ``node`` is, as Point or two args."""
+    args = arguments(node) if isinstance(node, geo.Point) else None
+    if args is None or len(args) != 2:
+        return None
+    a, b = _column_of(args[0], refs), _column_of(args[1], refs)
+    if a and b and a[0] is b[0] and a[1] == a[0].ra and b[1] == b[0].dec:
+        return a[0]
+    return None
+
+
+@dataclass
+class _Analysis:
+    regions: dict[str, list[Region]]
+    keys: dict[str, set[int]]
+    edges: list[tuple[str, str, bool]]  # (alias, alias, near-neighbour?)
+    areaspec: list[exp.Expression]
+
+
+def _analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> _Analysis:
+    by_alias = {r.alias: r for r in refs}
+    analysis = _Analysis({}, {}, [], [])
+    where = _conjuncts(select.args.get("where"))
+    ons = [c for j in select.args.get("joins") or [] for c in _conjuncts(j.args.get("on"))]
+    for conjunct in where + ons:
+        edge = _join_edge(conjunct, by_alias)
+        if edge is not None:
+            analysis.edges.append(edge)
+            continue
+        if conjunct in ons:
+            continue
+        if isinstance(conjunct, geo.AreaSpec):
+            analysis.areaspec.append(conjunct)
+            continue
+        spatial = _spatial_restrictor(conjunct, by_alias)
+        if spatial is not None:
+            analysis.regions.setdefault(spatial[0].alias, []).append(spatial[1])
+            continue
+        keys = _key_restrictor(conjunct, by_alias)
+        if keys is not None:
+            ref, values = keys
+            known = analysis.keys.get(ref.alias)
+            analysis.keys[ref.alias] = values if known is None else known & values
+    return analysis
+
+
+def _join_edge(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str, bool] | None:
+    if isinstance(conjunct, exp.EQ):
+        a, b = _column_of(conjunct.this, refs), _column_of(conjunct.expression, refs)
+        if (
+            a
+            and b
+            and a[0] is not b[0]
+            and a[1] == a[0].director_key
+            and b[1] == b[0].director_key
+            and a[0].director == b[0].director
+            and a[0].catalog is b[0].catalog
+        ):
+            return (a[0].alias, b[0].alias, False)
+        return None
+    pair = _near_neighbour(conjunct, refs)
+    if pair is not None:
+        return pair
+    return None
+
+
+def _near_neighbour(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str, bool] | None:
+    """DISTANCE(a, b) < r, or CONTAINS(POINT(a), CIRCLE(b, r)), between two directors."""
+    radius: float | None = None
+    first = second = None
+    if isinstance(conjunct, (exp.LT, exp.LTE)) and isinstance(conjunct.this, geo.Distance):
+        args = arguments(conjunct.this)
+        radius = constant(conjunct.expression)
+        first = _pair_ref(args[0], args[1], refs)
+        second = _pair_ref(args[2], args[3], refs)
+    elif isinstance(conjunct, geo.Contains):
+        point, region = arguments(conjunct)
+        if isinstance(region, geo.Circle):
+            cargs = arguments(region)
+            first = _point_of(point, refs)
+            second = _pair_ref(cargs[0], cargs[1], refs)
+            radius = constant(cargs[2])
+    if first is None or second is None or first is second or radius is None:
+        return None
+    if first.table is not second.table or first.table.kind is not TableKind.DIRECTOR:
+        raise QueryRefused(
+            "a spatial join is only supported between two instances of one director table "
+            f"(here {first.table.name} and {second.table.name})"
+        )
+    overlap = first.catalog.overlap_arcsec / 3600
+    if radius > overlap:
+        raise QueryRefused(
+            f"the join radius {radius * 3600:g}″ is larger than the overlap of catalog "
+            f"{first.catalog.name} ({overlap * 3600:g}″): pairs farther apart than the overlap "
+            "can sit in different chunks and would be missed; use a radius of at most "
+            f"{overlap * 3600:g}″"
+        )
+    return (first.alias, second.alias, True)
+
+
+def _pair_ref(ra: exp.Expression, dec: exp.Expression, refs: dict[str, Ref]) -> Ref | None:
+    a, b = _column_of(ra, refs), _column_of(dec, refs)
+    if a and b and a[0] is b[0] and a[1] == a[0].ra and b[1] == b[0].dec:
+        return a[0]
+    return None
+
+
+def _spatial_restrictor(
+    conjunct: exp.Expression, refs: dict[str, Ref]
+) -> tuple[Ref, Region] | None:
+    if isinstance(conjunct, geo.Contains):
+        point, region = arguments(conjunct)
+        ref = _point_of(point, refs)
+        if ref is not None:
+            shape = region_of(region)
+            return (ref, shape) if shape is not None else None
+        # CONTAINS(POINT(const), CIRCLE(o.ra, o.dec, r)): a cone search too
+        if isinstance(region, geo.Circle):
+            cargs = arguments(region)
+            ref = _pair_ref(cargs[0], cargs[1], refs)
+            pargs = arguments(point) if isinstance(point, geo.Point) else None
+            if ref is not None and pargs is not None:
+                ra, dec, radius = constant(pargs[0]), constant(pargs[1]), constant(cargs[2])
+                if None not in (ra, dec, radius):
+                    return ref, Cone(ra, dec, radius)  # type: ignore[arg-type]
+        return None
+    if isinstance(conjunct, (exp.LT, exp.LTE)) and isinstance(conjunct.this, geo.Distance):
+        args = arguments(conjunct.this)
+        radius = constant(conjunct.expression)
+        for pos, other in ((0, 2), (2, 0)):
+            ref = _pair_ref(args[pos], args[pos + 1], refs)
+            ra, dec = constant(args[other]), constant(args[other + 1])
+            if ref is not None and None not in (ra, dec, radius):
+                return ref, Cone(ra, dec, radius)  # type: ignore[arg-type]
+    return None
+
+
+def _key_restrictor(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref, set[int]] | None:
+    if isinstance(conjunct, exp.EQ):
+        for side, other in (
+            (conjunct.this, conjunct.expression),
+            (conjunct.expression, conjunct.this),
+        ):
+            col = _column_of(side, refs)
+            value = constant(other)
+            if (
+                col
+                and col[1] == col[0].director_key
+                and value is not None
+                and float(value).is_integer()
+            ):
+                return col[0], {int(value)}
+    if isinstance(conjunct, exp.In) and not conjunct.args.get("query"):
+        col = _column_of(conjunct.this, refs)
+        values = [constant(v) for v in conjunct.expressions]
+        if (
+            col
+            and col[1] == col[0].director_key
+            and values
+            and all(v is not None and float(v).is_integer() for v in values)
+        ):
+            return col[0], {int(v) for v in values if v is not None}
+    return None
+
+
+def _components(refs: list[Ref], edges: list[tuple[str, str, bool]]) -> None:
+    parent = {r.alias: r.alias for r in refs}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for a, b, _ in edges:
+        parent[find(a)] = find(b)
+    roots = {find(r.alias) for r in refs}
+    if len(roots) > 1:
+        names = ", ".join(f"{r.table.name} ({r.alias})" for r in refs)
+        raise QueryRefused(
+            f"the partitioned tables {names} are not joined chunk by chunk: join a child to "
+            "its director on the director key (e.g. o.objectId = f.objectId), or two "
+            "instances of a director by a distance no larger than the overlap"
+        )
+
+
+def _display_names(select: exp.Select, ctx: PlanContext) -> None:
+    """Name each result column as the user expects: a column by its schema spelling, an
+    unnamed expression by its function (as PostgreSQL does: count, avg), unique."""
+    seen: dict[str, int] = {}
+    for projection in select.expressions:
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        alias = projection.alias_or_name
+        name = alias
+        if isinstance(inner, exp.Column) and inner.table and alias == inner.name:
+            source = _source_table(select, inner.table)
+            if source is not None:
+                model = ctx.catalogs.catalogs[source.args["db"].name].table(source.name)
+                if model.has_column(inner.name):
+                    name = model.column(inner.name).name
+        elif alias.startswith("_col_"):
+            name = _expression_name(inner)
+        count = seen.get(name.lower(), 0)
+        seen[name.lower()] = count + 1
+        if count:
+            name = f"{name}_{count + 1}"
+        if isinstance(projection, exp.Alias):
+            projection.set("alias", exp.to_identifier(name, quoted=name != name.lower()))
+        else:
+            projection.replace(exp.alias_(inner.copy(), name, quoted=name != name.lower()))
+
+
+def _expression_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Column):
+        return node.name
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func):
+        return node.sql_name().lower()
+    return "expr"
+
+
+def _plan_select(select: exp.Select, ctx: PlanContext) -> ExecPlan:
+    _display_names(select, ctx)
+    refs = _refs(select, ctx)
+    analysis = _analyze(select, refs, ctx)
+    directors = [r for r in refs if r.table.kind is TableKind.DIRECTOR]
+    for spec in analysis.areaspec:
+        if not directors:
+            raise QueryRefused("qserv_areaspec_* needs a director table (e.g. Object) in FROM")
+        ref = directors[0]
+        region = region_of(arguments(spec)[0])
+        contains = geo.Contains(
+            point=geo.Point(
+                ra=exp.column(ref.ra or "", ref.alias), dec=exp.column(ref.dec or "", ref.alias)
+            ),
+            region=arguments(spec)[0].copy(),
+        )
+        spec.replace(contains)
+        if region is not None:
+            analysis.regions.setdefault(ref.alias, []).append(region)
+    oracle_sql = to_postgres(select)
+    near = [e for e in analysis.edges if e[2]]
+    if len(near) > 1:
+        raise QueryRefused("only one spatial self-join per query is supported")
+    _components(refs, analysis.edges)
+    overlap_aliases = {near[0][1]} if near else set()
+    primary = [r for r in refs if r.alias not in overlap_aliases]
+    chunks = _chunk_set(primary, refs, analysis, ctx)
+    _rewrite_for_workers(select, refs, analysis, overlap_aliases)
+    parts = split(select)
+    worker_sql = to_postgres(parts.worker).replace(CHUNKS, "{chunks}")
+    merge_sql = to_postgres(parts.merge).replace(PARTIALS, "{partials}")
+    columns = _columns(select, ctx, parts.names)
+    if not refs:
+        workers = [w.name for w in ctx.spec.workers]
+        return ExecPlan(
+            worker_sql,
+            merge_sql,
+            {},
+            workers[0],
+            parts.limit,
+            parts.concatenate,
+            columns,
+            oracle_sql,
+        )
+    return ExecPlan(
+        worker_sql,
+        merge_sql,
+        _assign(chunks, refs[0].catalog.sql_name, ctx),
+        None,
+        parts.limit,
+        parts.concatenate,
+        columns,
+        oracle_sql,
+    )
+
+
+def _chunk_set(
+    primary: list[Ref], refs: list[Ref], analysis: _Analysis, ctx: PlanContext
+) -> set[int]:
+    if not refs:
+        return set()
+    state = ctx.states[refs[0].catalog.sql_name]
+    chunks: set[int] = set()
+    for ref in refs:
+        chunks |= set(state.chunks_with_rows.get(ref.table.sql_name, ()))
+    for ref in primary:
+        for region in analysis.regions.get(ref.alias, []):
+            if state.layout is None:
+                return set()
+            chunks &= set(region.chunks(state.layout).tolist())
+        if ref.alias in analysis.keys:
+            chunks &= ctx.lookup_keys(ref.catalog.sql_name, ref.director, analysis.keys[ref.alias])
+    return chunks
+
+
+def _assign(chunks: set[int], catalog: str, ctx: PlanContext) -> dict[str, tuple[int, ...]]:
+    """Each chunk to the least-loaded of the workers holding it."""
+    placement = ctx.states[catalog].placement
+    load: dict[str, list[int]] = {w.name: [] for w in ctx.spec.workers}
+    for chunk in sorted(chunks):
+        holders = placement.get(chunk)
+        if not holders:
+            raise QueryError(
+                f"chunk {chunk} of catalog {catalog} has no worker; is the data published?"
+            )
+        best = min(holders, key=lambda w: (len(load.get(w, [])), w))
+        load.setdefault(best, []).append(chunk)
+    return {w: tuple(cs) for w, cs in load.items() if cs}
+
+
+def _rewrite_for_workers(
+    select: exp.Select, refs: list[Ref], analysis: _Analysis, overlap: set[str]
+) -> None:
+    """Chunk predicates, chunk equality on joins, overlap sides, spatial_index ranges."""
+    extra: list[exp.Expression] = []
+    chunk_list = exp.column(CHUNKS)
+    for ref in refs:
+        if ref.alias in overlap:
+            table = f"{ref.catalog.sql_name}.{ref.table.sql_name}"
+            margin = f"{ref.catalog.sql_name}.{overlap_table_name(ref.table)}"
+            union: exp.Expression = exp.maybe_parse(
+                f"SELECT * FROM {table} WHERE chunk_id = ANY({CHUNKS}) UNION ALL "
+                f"SELECT * FROM {margin} WHERE chunk_id = ANY({CHUNKS})",
+                dialect="postgres",
+            )
+            ref.node.replace(
+                exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier(ref.alias)))
+            )
+        else:
+            extra.append(
+                exp.EQ(
+                    this=exp.column("chunk_id", ref.alias),
+                    expression=exp.func("ANY", chunk_list.copy()),
+                )
+            )
+        for region in analysis.regions.get(ref.alias, []):
+            extra.append(
+                exp.maybe_parse(region.index_sql(f"{ref.alias}.spatial_index"), dialect="postgres")
+            )
+    for a, b, _ in analysis.edges:
+        extra.append(exp.EQ(this=exp.column("chunk_id", a), expression=exp.column("chunk_id", b)))
+    if extra:
+        condition = exp.and_(*[exp.Paren(this=e) for e in extra])
+        where = select.args.get("where")
+        select.where(
+            condition if where is None else exp.and_(exp.Paren(this=where.this), condition),
+            append=False,
+            copy=False,
+        )
+
+
+def _whole_query_plan(tree: exp.Expression, ctx: PlanContext) -> ExecPlan:
+    """A set operation or WITH over replicated tables only: run it whole on one worker."""
+    for table in tree.find_all(exp.Table):
+        if table.args.get("db"):
+            cat = ctx.catalogs.catalogs[table.args["db"].name]
+            if cat.table(table.name).partitioned:
+                raise QueryRefused(
+                    "UNION/INTERSECT/EXCEPT and WITH over partitioned tables are not supported "
+                    "yet; run the parts as separate queries"
+                )
+    sql = to_postgres(tree)
+    names = [e.alias_or_name for e in tree.selects] if hasattr(tree, "selects") else []
+    merge = exp.select(*[exp.alias_(exp.column(f"c{i}"), n) for i, n in enumerate(names)]).from_(
+        PARTIALS
+    )
+    worker_cols = ", ".join(
+        f"q.{exp.to_identifier(n).sql('postgres')} AS c{i}" for i, n in enumerate(names)
+    )
+    worker = f"SELECT {worker_cols} FROM ({sql}) AS q"
+    return ExecPlan(
+        worker,
+        to_postgres(merge).replace(PARTIALS, "{partials}"),
+        {},
+        ctx.spec.workers[0].name,
+        None,
+        True,
+        tuple(ResultColumn(n) for n in names),
+        sql,
+    )

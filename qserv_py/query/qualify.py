@@ -1,0 +1,130 @@
+"""The qualify pass: every table and column resolved against the catalog schemas.
+
+Tables may be written with or without their catalog (``dp02.Object`` or ``Object``),
+in any case unless delimited. After this pass every table reference is
+``catalog.table AS alias``, ``SELECT *`` is expanded (the loader's own columns
+``spatial_index`` and ``chunk_id`` are neither shown nor reachable), and every column
+names its table alias. An unknown name is an :class:`~qserv_py.errors.UnknownName`
+that lists the closest known names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.qualify import qualify as sqlglot_qualify
+from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.schema import MappingSchema
+
+from qserv_py.errors import UnknownName
+from qserv_py.schema.model import Catalog, Column, Table
+
+
+@dataclass(frozen=True)
+class CatalogSet:
+    """The catalogs a query may read, by lower-case name."""
+
+    catalogs: dict[str, Catalog]
+    #: where a table named without its catalog is looked up first
+    default: str | None = None
+
+    def resolve(self, name: str, catalog: str | None) -> tuple[Catalog, Table]:
+        """The (catalog, table) a query's table name means."""
+        if catalog is None and self.default is not None:
+            cat = self.catalogs.get(self.default.lower())
+            if cat is not None and cat.has_table(name):
+                return cat, cat.table(name)
+        if catalog is not None:
+            cat = self.catalogs.get(catalog.lower())
+            if cat is None:
+                names = [c.name for c in self.catalogs.values()]
+                raise UnknownName(f"no catalog {catalog}{_suggest(catalog, names)}")
+            if not cat.has_table(name):
+                known = [t.name for t in cat.tables]
+                raise UnknownName(f"no table {catalog}.{name}{_suggest(name, known)}")
+            return cat, cat.table(name)
+        found = [(c, c.table(name)) for c in self.catalogs.values() if c.has_table(name)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            where = ", ".join(f"{c.name}.{t.name}" for c, t in found)
+            raise UnknownName(f"table {name} is in several catalogs ({where}); name one of them")
+        known = [t.name for c in self.catalogs.values() for t in c.tables]
+        raise UnknownName(f"no table {name}{_suggest(name, known)}")
+
+    def schema(self) -> MappingSchema:
+        """sqlglot's view: catalog -> table -> column -> type (users' columns only)."""
+        mapping: dict[str, object] = {
+            cat.sql_name: {
+                t.sql_name: {c.sql_name: _sqlglot_type(c) for c in t.columns} for t in cat.tables
+            }
+            for cat in self.catalogs.values()
+        }
+        return MappingSchema(mapping, dialect="postgres", normalize=False)
+
+
+def _sqlglot_type(column: Column) -> str:
+    return column.pg_type.replace("double precision", "double")
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
+    spelled = [next(k for k in known if k.lower() == c) for c in close]
+    if spelled:
+        return f"; did you mean {', '.join(spelled)}?"
+    return f"; known: {', '.join(sorted(known)[:12])}" if known else ""
+
+
+def qualify(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
+    """Resolve tables and columns of ``tree`` (modified in place and returned)."""
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not table.args.get("db") and table.name.lower() in ctes:
+            continue
+        db = table.args.get("db")
+        cat, model = catalogs.resolve(table.name, db.name if db else None)
+        table.set("db", exp.to_identifier(cat.sql_name))
+        table.set("this", exp.to_identifier(model.sql_name))
+        table.set("catalog", None)
+    try:
+        return sqlglot_qualify(
+            tree,
+            schema=catalogs.schema(),
+            dialect="postgres",
+            quote_identifiers=False,
+            validate_qualify_columns=True,
+            identify=False,
+        )
+    except OptimizeError as exc:
+        raise _unknown_column(tree, catalogs, str(exc)) from None
+
+
+def _unknown_column(tree: exp.Expression, catalogs: CatalogSet, message: str) -> UnknownName:
+    match = re.search(
+        r"[Cc]olumn '?([^'\s]+)'? could not be resolved|[Uu]nknown column: (\S+)", message
+    )
+    if not match:
+        return UnknownName(f"cannot resolve the query's columns: {message}")
+    name = (match.group(1) or match.group(2)).strip("'\"")
+    known: list[str] = []
+    holders: list[str] = []
+    tables: list[str] = []
+    for scope in traverse_scope(tree):
+        for alias, source in scope.sources.items():
+            if isinstance(source, exp.Table) and source.args.get("db"):
+                model = catalogs.catalogs[source.args["db"].name].table(source.name)
+                tables.append(model.name)
+                known.extend(c.name for c in model.columns)
+                if model.has_column(name):
+                    holders.append(f"{model.name} ({alias}.{model.column(name).name})")
+    if len(holders) > 1:
+        return UnknownName(
+            f"column {name} is ambiguous: it is in {' and '.join(holders)}; qualify it with "
+            "its table's name or alias"
+        )
+    where = f" in {', '.join(dict.fromkeys(tables))}" if tables else ""
+    return UnknownName(f"no column {name}{where}{_suggest(name, known)}")

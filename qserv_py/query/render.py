@@ -1,0 +1,143 @@
+"""Canonical tree → PostgreSQL text: sqlglot's PostgreSQL generator, plus a generator
+function for each node of :mod:`qserv_py.query.geometry` writing the ``qserv.*`` SQL
+functions of sql/spatial.sql.
+
+Angular distance is symmetric, so the reversed cone ``Contains(Point(constants),
+Circle(columns, r))`` is written like the usual one, with the columns first. An ADQL BOX
+is written as its polygon, which needs constant arguments. AreaSpec and IN_UNIT are
+resolved by the planner (the director table, the column units) and must not get here.
+User comments are never written: only SQL generated from the tree reaches a worker.
+
+>>> from sqlglot import exp
+>>> from qserv_py.query import geometry as geo
+>>> to_postgres(geo.Distance(ra1=exp.column("ra"), dec1=exp.column("dec"),
+...                          ra2=exp.Literal.number(1), dec2=exp.Literal.number(2)))
+'qserv.ang_sep(ra, dec, 1, 2)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from sqlglot import exp
+from sqlglot.dialects.postgres import Postgres
+from sqlglot.errors import ErrorLevel, UnsupportedError
+from sqlglot.generators.postgres import PostgresGenerator
+
+from qserv_py.errors import QservError, QueryRefused
+from qserv_py.query import geometry as geo
+from qserv_py.sky import regions
+
+
+def _constant(*nodes: exp.Expression) -> bool:
+    return all(geo.number(n) is not None for n in nodes)
+
+
+def _call(name: str) -> Callable[[PostgresGenerator, exp.Func], str]:
+    """A node written as ``qserv.<name>(its arguments in order)``."""
+
+    def sql(self: PostgresGenerator, e: exp.Func) -> str:
+        return self.func(f"qserv.{name}", *(e.args.get(k) for k in e.arg_types), normalize=False)
+
+    return sql
+
+
+def _contains_sql(self: PostgresGenerator, e: geo.Contains) -> str:
+    point, region = e.args["point"], e.args["region"]
+    x, y = point.args["ra"], point.args["dec"]
+    args = [region.args.get(k) for k in region.arg_types]
+    if isinstance(region, geo.Circle):
+        ra, dec, radius = args
+        if _constant(x, y) and not _constant(ra, dec):
+            x, y, ra, dec = ra, dec, x, y
+        return self.func("qserv.pt_in_circle", x, y, ra, dec, radius, normalize=False)
+    if isinstance(region, geo.LonLatBox):
+        return self.func("qserv.pt_in_box", x, y, *args, normalize=False)
+    if isinstance(region, geo.Ellipse):
+        return self.func("qserv.pt_in_ellipse", x, y, *args, normalize=False)
+    if isinstance(region, geo.Polygon):
+        vertices = list(region.expressions)
+    elif isinstance(region, geo.AdqlBox):
+        values = geo.numbers(args)
+        if values is None:
+            raise QueryRefused(
+                f"BOX({', '.join(a.sql() for a in args)}): a BOX needs constant centre, width "
+                "and height; use a CIRCLE, or a POLYGON, for regions that depend on columns"
+            )
+        box = regions.Box(*values)
+        vertices = [exp.Literal.number(float(c)) for v in box.polygon.vertices for c in v]
+    else:
+        raise QservError(f"internal error: no SQL for CONTAINS with {type(region).__name__}")
+    array = self.format_args(*vertices)
+    return f"qserv.pt_in_cpoly({self.sql(x)}, {self.sql(y)}, ARRAY[{array}]::float8[])"
+
+
+def _not_here(why: str) -> Callable[[PostgresGenerator, exp.Expression], str]:
+    def sql(self: PostgresGenerator, e: exp.Expression) -> str:
+        raise QservError(f"internal error: {e.sql()} reached the SQL writer; {why}")
+
+    return sql
+
+
+_POSITIONS = "positions and regions are only written inside CONTAINS"
+
+TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
+    geo.Contains: _contains_sql,
+    geo.Distance: _call("ang_sep"),
+    geo.NanojanskyToAbMag: _call("nanojansky_to_abmag"),
+    geo.NanojanskyToAbMagSigma: _call("nanojansky_to_abmag_sigma"),
+    geo.FluxToAbMag: _call("flux_to_abmag"),
+    geo.AbMagToNanojansky: _call("abmag_to_nanojansky"),
+    geo.AreaSpec: _not_here("the planner turns qserv_areaspec_* into restrictions"),
+    geo.InUnit: _not_here("the planner converts IN_UNIT, knowing the column units"),
+    geo.Point: _not_here(_POSITIONS),
+    **{region: _not_here(_POSITIONS) for region in geo.REGIONS},
+}
+
+
+class QservPostgresGenerator(PostgresGenerator):
+    """PostgreSQL, with the geometry and photometry nodes as ``qserv.*`` functions."""
+
+    TRANSFORMS: ClassVar[dict[type[exp.Expr], Callable[..., str]]] = {
+        **PostgresGenerator.TRANSFORMS,
+        **TRANSFORMS,
+    }
+
+
+class QservPostgres(Postgres):
+    """PostgreSQL as qserv_py writes it for the workers and the czar."""
+
+    Generator = QservPostgresGenerator
+
+
+class _DisplayGenerator(QservPostgresGenerator):
+    TRANSFORMS: ClassVar[dict[type[exp.Expr], Callable[..., str]]] = {
+        k: v for k, v in QservPostgresGenerator.TRANSFORMS.items() if k not in geo.NODES
+    }
+
+
+class _Display(Postgres):
+    Generator = _DisplayGenerator
+
+
+def to_postgres(tree: exp.Expression, *, pretty: bool = False) -> str:
+    """PostgreSQL text of a canonical tree (QueryRefused if it cannot be written)."""
+    options: dict[str, Any] = {"comments": False, "unsupported_level": ErrorLevel.RAISE}
+    try:
+        return QservPostgres().generate(tree, pretty=pretty, **options)
+    except UnsupportedError as exc:
+        raise QueryRefused(f"the query cannot be written for PostgreSQL: {exc}") from exc
+
+
+def display(tree: exp.Expression, *, pretty: bool = False) -> str:
+    """The canonical tree as text — PostgreSQL, with the geometry nodes written as
+    themselves (POINT, CIRCLE, ADQL_BOX, LONLAT_BOX, CONTAINS, AREASPEC, ...) — for golden
+    files, logs and messages.
+
+    >>> from qserv_py.query.normalize import normalize
+    >>> from qserv_py.query.parse import parse
+    >>> display(normalize(parse("SELECT * FROM t WHERE qserv_areaspec_box(0, 0, 1, 1)", "qserv")))
+    'SELECT * FROM t WHERE AREASPEC(LONLAT_BOX(0, 0, 1, 1))'
+    """
+    return _Display().generate(tree, pretty=pretty, comments=False)

@@ -1,0 +1,1 @@
+SELECT * FROM Object WHERE objectId = 1000000000042

@@ -1,0 +1,2 @@
+-- refuse: did you mean coord_ra
+SELECT coord_raa FROM Object

@@ -1,0 +1,1 @@
+SELECT DISTINCT refBand, detect_isPrimary FROM Object

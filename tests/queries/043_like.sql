@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM ForcedSource WHERE band LIKE 'r' OR band ILIKE 'I'

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM ForcedSource WHERE ccdVisitId IN (SELECT ccdVisitId FROM CcdVisit WHERE band = 'r')
