@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psycopg
 import pyarrow as pa
 
 from qserv_py.cluster.catalogs import create_catalog, drop_catalog, list_catalogs
@@ -482,6 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, _settings(args))
     except QservError as exc:
         print(f"qserv-py: error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:  # not translated where it happened: still say it plainly
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"qserv-py: error: the database said: {message}; run `qserv-py init` if the "
+            "cluster was made by an older qserv_py, else please report this",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130
