@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pyarrow as pa
 
 from qserv_py.cluster.db import connect as db_connect
@@ -48,6 +50,8 @@ class Client:
         self.default_catalog = default_catalog
         self._context: PlanContext | None = None
         self._version: tuple[object, ...] | None = None
+        self._czar: psycopg.Connection | None = None
+        self._lock = threading.Lock()
 
     @property
     def context(self) -> PlanContext:
@@ -58,8 +62,18 @@ class Client:
         return self._context
 
     def _metadata_version(self) -> tuple[object, ...]:
-        with db_connect(self.spec.czar, autocommit=True) as czar:
-            row = czar.execute(
+        """A cheap fingerprint of the catalogs and published loads (one kept connection)."""
+        try:
+            return self._read_version()
+        except psycopg.OperationalError:  # the czar restarted: reconnect once
+            self._czar = None
+            return self._read_version()
+
+    def _read_version(self) -> tuple[object, ...]:
+        if self._czar is None or self._czar.closed:
+            self._czar = db_connect(self.spec.czar, autocommit=True)
+        with self._lock:
+            row = self._czar.execute(
                 "SELECT (SELECT count(*) FROM qserv_meta.catalogs),"
                 " (SELECT max(created_at) FROM qserv_meta.catalogs),"
                 " (SELECT count(*) FROM qserv_meta.load_txns WHERE state = 'published'),"
