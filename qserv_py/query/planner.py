@@ -10,8 +10,10 @@ A query that chunk-local data cannot answer correctly is refused with the reason
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import numpy as np
 from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
 
@@ -106,17 +108,18 @@ def _columns(select: exp.Select, ctx: PlanContext, names: list[str]) -> tuple[Re
 
 
 def _source_table(select: exp.Select, alias: str) -> exp.Table | None:
-    for table in select.find_all(exp.Table):
-        if table.alias_or_name == alias and table.args.get("db"):
-            return table
-    return None
+    """The catalog table an alias of ``select`` names (the map is built once per query:
+    one walk of the tree per result column made SELECT * of a wide table slow)."""
+    tables = select.meta.get("qserv_tables")
+    if tables is None:
+        tables = {t.alias_or_name: t for t in select.find_all(exp.Table) if t.args.get("db")}
+        select.meta["qserv_tables"] = tables
+    return tables.get(alias)
 
 
 def _refs(select: exp.Select, ctx: PlanContext) -> list[Ref]:
     refs = []
-    sources = [select.args["from_"].this] if select.args.get("from_") else []
-    sources += [j.this for j in select.args.get("joins") or []]
-    for source in sources:
+    for source in _sources(select):
         if isinstance(source, exp.Table) and source.args.get("db"):
             cat = ctx.catalogs.catalogs[source.args["db"].name]
             table = cat.table(source.name)
@@ -352,6 +355,7 @@ def _display_names(select: exp.Select, ctx: PlanContext) -> None:
     """Name each result column as the user expects: a column by its schema spelling, an
     unnamed expression by its function (as PostgreSQL does: count, avg), unique."""
     seen: dict[str, int] = {}
+    renamed: dict[str, str] = {}
     for projection in select.expressions:
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         alias = projection.alias_or_name
@@ -368,10 +372,19 @@ def _display_names(select: exp.Select, ctx: PlanContext) -> None:
         seen[name.lower()] = count + 1
         if count:
             name = f"{name}_{count + 1}"
+        if name != alias:
+            renamed.setdefault(alias, name)
         if isinstance(projection, exp.Alias):
             projection.set("alias", exp.to_identifier(name, quoted=name != name.lower()))
         else:
             projection.replace(exp.alias_(inner.copy(), name, quoted=name != name.lower()))
+    # ORDER BY may name a projection by its alias (qualify writes it so): follow the rename
+    order = select.args.get("order")
+    for item in order.expressions if order is not None else []:
+        key = item.this
+        if isinstance(key, exp.Column) and not key.table and key.name in renamed:
+            new = renamed[key.name]
+            key.set("this", exp.to_identifier(new, quoted=new != new.lower()))
 
 
 def _expression_name(node: exp.Expression) -> str:
@@ -408,10 +421,11 @@ def _plan_select(select: exp.Select, ctx: PlanContext) -> ExecPlan:
     if len(near) > 1:
         raise QueryRefused("only one spatial self-join per query is supported")
     _components(refs, analysis.edges)
+    nullable = _nullable_sides(select, refs)
     overlap_aliases = {near[0][1]} if near else set()
     primary = [r for r in refs if r.alias not in overlap_aliases]
     chunks = _chunk_set(primary, refs, analysis, ctx)
-    _rewrite_for_workers(select, refs, analysis, overlap_aliases)
+    _rewrite_for_workers(select, refs, analysis, overlap_aliases, nullable)
     parts = split(select)
     worker_sql = to_postgres(parts.worker).replace(CHUNKS, "{chunks}")
     merge_sql = to_postgres(parts.merge).replace(PARTIALS, "{partials}")
@@ -453,7 +467,8 @@ def _chunk_set(
         for region in analysis.regions.get(ref.alias, []):
             if state.layout is None:
                 return set()
-            chunks &= set(region.chunks(state.layout).tolist())
+            lo, hi = _ranges(region)
+            chunks &= set(state.layout.chunks_overlapping(lo, hi)[1].tolist())
         if ref.alias in analysis.keys:
             chunks &= ctx.lookup_keys(ref.catalog.sql_name, ref.director, analysis.keys[ref.alias])
     return chunks
@@ -474,14 +489,71 @@ def _assign(chunks: set[int], catalog: str, ctx: PlanContext) -> dict[str, tuple
     return {w: tuple(cs) for w, cs in load.items() if cs}
 
 
+def _sources(select: exp.Select) -> list[exp.Expression]:
+    """The FROM source and the joined sources, in order."""
+    sources = [select.args["from_"].this] if select.args.get("from_") else []
+    return sources + [j.this for j in select.args.get("joins") or []]
+
+
+def _nullable_sides(select: exp.Select, refs: list[Ref]) -> set[str]:
+    """The aliases on the NULL-filled side of an outer join.
+
+    Their chunk predicates cannot go in WHERE (that would reject the NULL-filled rows).
+    An outer join that keeps unmatched rows of replicated tables only, against a
+    partitioned table, is refused: every worker would return those rows.
+    """
+    partitioned = {r.alias for r in refs}
+    aliases = [source.alias_or_name for source in _sources(select)]
+    nullable: set[str] = set()
+    for i, join in enumerate(select.args.get("joins") or [], start=1):
+        side = join.side.upper()
+        if side not in ("LEFT", "RIGHT", "FULL"):
+            continue
+        before, joined = set(aliases[:i]), {aliases[i]}
+        kept, filled = (
+            (before, joined)
+            if side == "LEFT"
+            else (joined, before)
+            if side == "RIGHT"
+            else (before | joined, before | joined)
+        )
+        for preserved in (kept,) if side != "FULL" else (before, joined):
+            if not preserved & partitioned and filled & partitioned:
+                raise QueryRefused(
+                    f"this {side} outer join keeps the unmatched rows of a replicated table "
+                    "against a partitioned one: every chunk would return them; put the "
+                    "partitioned table on the preserved side, or use an inner join"
+                )
+        nullable |= filled
+    return nullable
+
+
 def _rewrite_for_workers(
-    select: exp.Select, refs: list[Ref], analysis: _Analysis, overlap: set[str]
+    select: exp.Select,
+    refs: list[Ref],
+    analysis: _Analysis,
+    overlap: set[str],
+    nullable: set[str],
 ) -> None:
-    """Chunk predicates, chunk equality on joins, overlap sides, spatial_index ranges."""
-    extra: list[exp.Expression] = []
+    """Chunk predicates, chunk equality on joins, overlap sides, spatial_index ranges.
+
+    A table on the NULL-filled side of an outer join is read as a subquery of its chunks,
+    and its chunk equality goes in the ON clause of its join, not in WHERE.
+    """
+    extra: list[exp.Expr] = []
     chunk_list = exp.column(CHUNKS)
     for ref in refs:
-        if ref.alias in overlap:
+        if ref.alias in nullable and ref.alias not in overlap:
+            table = f"{ref.catalog.sql_name}.{ref.table.sql_name}"
+            chunk_rows: exp.Expression = exp.maybe_parse(
+                f"SELECT * FROM {table} WHERE chunk_id = ANY({CHUNKS})", dialect="postgres"
+            )
+            ref.node.replace(
+                exp.Subquery(
+                    this=chunk_rows, alias=exp.TableAlias(this=exp.to_identifier(ref.alias))
+                )
+            )
+        elif ref.alias in overlap:
             table = f"{ref.catalog.sql_name}.{ref.table.sql_name}"
             margin = f"{ref.catalog.sql_name}.{overlap_table_name(ref.table)}"
             union: exp.Expression = exp.maybe_parse(
@@ -500,19 +572,44 @@ def _rewrite_for_workers(
                 )
             )
         for region in analysis.regions.get(ref.alias, []):
-            extra.append(
-                exp.maybe_parse(region.index_sql(f"{ref.alias}.spatial_index"), dialect="postgres")
-            )
+            extra.append(_index_ranges(region, ref.alias))
+    position = {source.alias_or_name: i for i, source in enumerate(_sources(select))}
+    joins = select.args.get("joins") or []
     for a, b, _ in analysis.edges:
-        extra.append(exp.EQ(this=exp.column("chunk_id", a), expression=exp.column("chunk_id", b)))
+        same_chunk = exp.EQ(this=exp.column("chunk_id", a), expression=exp.column("chunk_id", b))
+        last = max(position[a], position[b])
+        join = joins[last - 1] if last else None
+        if nullable and join is not None and join.side and join.args.get("on") is not None:
+            join.set("on", exp.and_(join.args["on"], same_chunk))
+        else:
+            extra.append(same_chunk)
     if extra:
-        condition = exp.and_(*[exp.Paren(this=e) for e in extra])
+        condition = exp.and_(*[exp.Paren(this=e) for e in extra], copy=False)
         where = select.args.get("where")
-        select.where(
-            condition if where is None else exp.and_(exp.Paren(this=where.this), condition),
-            append=False,
+        if where is not None:
+            condition = exp.and_(exp.Paren(this=where.this), condition, copy=False)
+        select.where(condition, append=False, copy=False)
+
+
+def _index_ranges(region: Region, alias: str) -> exp.Expr:
+    """``spatial_index`` range predicate of a region (built as nodes: parsing the text of
+    64 ranges would cost milliseconds per query)."""
+    lo, hi = _ranges(region)
+    terms: list[exp.Condition] = [
+        exp.and_(
+            exp.GTE(this=exp.column("spatial_index", alias), expression=exp.Literal.number(int(a))),
+            exp.LT(this=exp.column("spatial_index", alias), expression=exp.Literal.number(int(b))),
             copy=False,
         )
+        for a, b in zip(lo.tolist(), hi.tolist(), strict=True)
+    ]
+    return exp.or_(*terms, copy=False) if terms else exp.false()
+
+
+@functools.lru_cache(maxsize=256)
+def _ranges(region: Region) -> tuple[np.ndarray, np.ndarray]:
+    """A region's spatial_index ranges (computed once per region: chunks and predicate)."""
+    return region.index_ranges()
 
 
 def _whole_query_plan(tree: exp.Expression, ctx: PlanContext) -> ExecPlan:

@@ -90,6 +90,7 @@ def qualify(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
         table.set("db", exp.to_identifier(cat.sql_name))
         table.set("this", exp.to_identifier(model.sql_name))
         table.set("catalog", None)
+    _delimited_columns(tree, catalogs)
     try:
         return sqlglot_qualify(
             tree,
@@ -101,6 +102,20 @@ def qualify(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
         )
     except OptimizeError as exc:
         raise _unknown_column(tree, catalogs, str(exc)) from None
+
+
+def _delimited_columns(tree: exp.Expression, catalogs: CatalogSet) -> None:
+    """A delimited column name spelled as in the schema (``"objectId"``, MySQL's
+    `` `objectId` ``) means that column: its SQL name is the lower-cased one."""
+    names: dict[str, str] = {}
+    for table in tree.find_all(exp.Table):
+        if table.args.get("db"):
+            model = catalogs.catalogs[table.args["db"].name].table(table.name)
+            names.update((c.name, c.sql_name) for c in model.columns)
+    for column in tree.find_all(exp.Column):
+        ident = column.this
+        if isinstance(ident, exp.Identifier) and ident.quoted and ident.name in names:
+            column.set("this", exp.to_identifier(names[ident.name]))
 
 
 def _unknown_column(tree: exp.Expression, catalogs: CatalogSet, message: str) -> UnknownName:

@@ -49,6 +49,7 @@ class Split:
 
 def split(select: exp.Select) -> Split:
     """Split a qualified SELECT (aliases on every projection) into worker and merge."""
+    _inline_filters(select)
     aggregates = _aggregates(select)
     if not aggregates and not select.args.get("group"):
         return _split_rows(select)
@@ -137,6 +138,32 @@ def _projection_index(select: exp.Select, key: exp.Expression) -> int | None:
         if key == inner:
             return i
     return None
+
+
+def _inline_filters(select: exp.Select) -> None:
+    """``agg(x) FILTER (WHERE c)`` → ``agg(CASE WHEN c THEN x END)`` (``1`` for ``*``):
+    the same value for every aggregate that skips NULLs, as all mergeable ones do.
+
+    >>> import sqlglot
+    >>> s = sqlglot.parse_one("SELECT count(*) FILTER (WHERE x > 0) FROM t", read="postgres")
+    >>> _inline_filters(s)
+    >>> s.sql("postgres")
+    'SELECT COUNT(CASE WHEN x > 0 THEN 1 END) FROM t'
+    """
+    for node in list(select.find_all(exp.Filter)):
+        agg = node.this
+        if not isinstance(agg, exp.AggFunc) or node.find_ancestor(exp.Select) is not select:
+            continue
+        arg = agg.this
+        distinct = isinstance(arg, exp.Distinct)
+        value = arg.expressions[0] if distinct and len(arg.expressions) == 1 else arg
+        if value is None or isinstance(value, exp.Star):
+            value = exp.Literal.number(1)
+        case = exp.Case(ifs=[exp.If(this=node.expression.this.copy(), true=value.copy())])
+        case.type = value.type
+        inlined = agg.copy()
+        inlined.set("this", exp.Distinct(expressions=[case]) if distinct else case)
+        node.replace(inlined)
 
 
 def _aggregates(select: exp.Select) -> list[exp.AggFunc]:

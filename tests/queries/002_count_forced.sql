@@ -1,1 +1,1 @@
-SELECT COUNT(*) AS n FROM qt.ForcedSource
+SELECT COUNT(*) AS n FROM ForcedSource

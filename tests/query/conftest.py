@@ -1,5 +1,6 @@
 """The differential-testing setup: the same release on the cluster (catalog ``qt``, small
-chunks, many chunk edges) and on the oracle (one unpartitioned PostgreSQL database)."""
+chunks, many chunk edges; catalog ``qt2``, the same with every chunk on two workers) and on
+the oracle (one unpartitioned PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.schema import default_catalog_path, parse_catalog
 
 CATALOG = "qt"
+REPLICATED = "qt2"  # the same release, loaded with replication 2
 TABLES = ("Object", "Source", "ForcedSource", "CcdVisit")
 
 
@@ -31,16 +33,29 @@ def query_release(work_dir: Path) -> Path:
     return out
 
 
+def _load_catalog(spec: ClusterSpec, release: Path, name: str, options: LoadOptions) -> None:
+    text = default_catalog_path("dp02").read_text().replace("name: dp02", f"name: {name}", 1)
+    create_catalog(spec, parse_catalog(text, name), text)
+    for table in TABLES:
+        load(spec, name, table, [release / table], options)
+
+
 @pytest.fixture(scope="session")
 def client(spec: ClusterSpec, query_release: Path) -> Iterator[Client]:
     """Catalog qt on the cluster: adaptive chunks of at most 120 objects (many edges)."""
-    text = default_catalog_path("dp02").read_text().replace("name: dp02", f"name: {CATALOG}", 1)
-    create_catalog(spec, parse_catalog(text, CATALOG), text)
     options = LoadOptions(max_rows_per_chunk=120, min_order=2, max_order=9)
-    for table in TABLES:
-        load(spec, CATALOG, table, [query_release / table], options)
+    _load_catalog(spec, query_release, CATALOG, options)
     yield connect(spec, default_catalog=CATALOG)
     drop_catalog(spec, CATALOG)
+
+
+@pytest.fixture(scope="session")
+def client2(spec: ClusterSpec, query_release: Path) -> Iterator[Client]:
+    """Catalog qt2: the release of qt, in the same chunks, each held by two workers."""
+    options = LoadOptions(replication=2, max_rows_per_chunk=120, min_order=2, max_order=9)
+    _load_catalog(spec, query_release, REPLICATED, options)
+    yield connect(spec, default_catalog=REPLICATED)
+    drop_catalog(spec, REPLICATED)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +87,13 @@ def oracle(spec: ClusterSpec, query_release: Path) -> Iterator[psycopg.Connectio
                 copy.write(encode_batch(data.columns, types))
             copy.write(TRAILER)
         conn.execute(f"ANALYZE {CATALOG}.{table.sql_name}")
+    # the rows of qt2 are those of qt: a schema of views, for the plans of qt2
+    conn.execute(f"CREATE SCHEMA {REPLICATED}")
+    for name in TABLES:
+        table_name = catalog.table(name).sql_name
+        conn.execute(
+            f"CREATE VIEW {REPLICATED}.{table_name} AS SELECT * FROM {CATALOG}.{table_name}"
+        )
     yield conn
     conn.close()
     with db_connect(spec.czar, autocommit=True) as admin:

@@ -1,0 +1,2 @@
+SELECT refBand, COUNT(*) FROM Object
+WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(213.9153, 19.1824, 1)) = 1 GROUP BY refBand

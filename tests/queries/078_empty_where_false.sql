@@ -1,0 +1,1 @@
+SELECT objectId FROM Object WHERE coord_dec > 91

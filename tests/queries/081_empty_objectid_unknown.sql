@@ -1,0 +1,1 @@
+SELECT objectId, coord_ra FROM Object WHERE objectId = 5

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM ForcedSource WHERE psfFlux > scisql_abMagToNanojansky(22)

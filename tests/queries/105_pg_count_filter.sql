@@ -1,0 +1,2 @@
+-- lang: postgresql
+SELECT count(*) FILTER (WHERE psfflux > 0) AS pos, count(*) AS n FROM forcedsource

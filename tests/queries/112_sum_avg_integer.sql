@@ -1,0 +1,1 @@
+SELECT SUM(patch), AVG(patch), SUM(tract), AVG(tract) FROM Object

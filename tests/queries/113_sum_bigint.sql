@@ -1,0 +1,1 @@
+SELECT SUM(objectId), SUM(ccdVisitId) FROM ForcedSource

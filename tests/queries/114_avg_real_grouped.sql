@@ -1,0 +1,1 @@
+SELECT band, AVG(psfFlux), AVG(psfFluxErr) FROM ForcedSource GROUP BY band

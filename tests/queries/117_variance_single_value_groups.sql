@@ -1,0 +1,2 @@
+SELECT objectId, COUNT(*), VAR_SAMP(psfFlux), VAR_POP(psfFlux), STDDEV(psfFlux) FROM ForcedSource
+WHERE objectId IN (1000000000003, 1000000000004, 1000000001446) AND band = 'r' GROUP BY objectId

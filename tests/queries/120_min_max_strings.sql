@@ -1,0 +1,1 @@
+SELECT MIN(band), MAX(band), MIN(forcedSourceId), MAX(ccdVisitId) FROM ForcedSource

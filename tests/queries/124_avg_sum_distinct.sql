@@ -1,0 +1,1 @@
+SELECT AVG(DISTINCT tract), SUM(DISTINCT patch), COUNT(*) FROM Object

@@ -1,0 +1,1 @@
+SELECT COUNT(*) AS n FROM Object LIMIT 1

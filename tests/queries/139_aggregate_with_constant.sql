@@ -1,0 +1,1 @@
+SELECT 'all' AS what, COUNT(*), 1 + 1 AS two FROM Source

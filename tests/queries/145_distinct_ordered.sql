@@ -1,0 +1,2 @@
+-- order: ordered
+SELECT DISTINCT band FROM ForcedSource ORDER BY band

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM ForcedSource WHERE band IN ('g', 'r', 'u')

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM Object WHERE coord_dec NOT BETWEEN -60 AND 60

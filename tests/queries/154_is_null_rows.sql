@@ -1,0 +1,1 @@
+SELECT objectId, g_psfFlux FROM Object WHERE u_psfFlux IS NULL

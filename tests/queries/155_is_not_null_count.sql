@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM ForcedSource WHERE psfFlux IS NOT NULL AND psfDiffFlux IS NULL

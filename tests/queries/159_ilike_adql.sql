@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM Source WHERE band ILIKE 'G' OR band LIKE 'z%'

@@ -1,0 +1,1 @@
+SELECT LOWER(band) AS b, UPPER(band) AS u, COUNT(*) FROM ForcedSource GROUP BY LOWER(band), UPPER(band)

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM Source WHERE detect_isPrimary = TRUE

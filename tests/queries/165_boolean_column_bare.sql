@@ -1,0 +1,2 @@
+-- lang: postgresql
+SELECT COUNT(*) FROM Object WHERE NOT detect_isPrimary

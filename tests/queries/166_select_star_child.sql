@@ -1,0 +1,1 @@
+SELECT * FROM Source WHERE objectId = 1000000000321

@@ -1,0 +1,2 @@
+-- compare: count
+SELECT f.forcedSourceId FROM Object o JOIN ForcedSource f ON o.objectId = f.objectId WHERE o.coord_dec < 0 LIMIT 11

@@ -1,0 +1,2 @@
+WITH good AS (SELECT ccdVisitId, band, seeing FROM CcdVisit WHERE seeing < 0.8)
+SELECT band, COUNT(*) FROM good GROUP BY band

@@ -1,0 +1,2 @@
+-- refuse: window functions
+SELECT objectId, RANK() OVER (PARTITION BY refBand ORDER BY r_psfFlux) FROM Object

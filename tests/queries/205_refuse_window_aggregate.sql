@@ -1,0 +1,3 @@
+-- refuse: window functions
+-- lang: postgresql
+SELECT band, SUM(psfFlux) OVER (PARTITION BY band) FROM ForcedSource

@@ -1,0 +1,3 @@
+-- refuse: INSERT
+-- lang: postgresql
+INSERT INTO Object (objectId) VALUES (1)

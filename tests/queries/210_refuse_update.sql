@@ -1,0 +1,3 @@
+-- refuse: UPDATE
+-- lang: postgresql
+UPDATE CcdVisit SET seeing = 0

@@ -1,0 +1,3 @@
+-- refuse: only one SELECT statement
+-- lang: postgresql
+SELECT COUNT(*) FROM Object; SELECT COUNT(*) FROM Source

@@ -1,0 +1,2 @@
+-- refuse: did you mean Object
+SELECT COUNT(*) FROM Objct

@@ -1,0 +1,2 @@
+-- refuse: did you mean psfFlux
+SELECT COUNT(*) FROM ForcedSource WHERE psfFlx > 0

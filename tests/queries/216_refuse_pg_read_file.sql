@@ -1,0 +1,3 @@
+-- refuse: is not allowed
+-- lang: postgresql
+SELECT pg_read_file('/etc/passwd')

@@ -1,0 +1,3 @@
+-- refuse: is not allowed
+-- lang: postgresql
+SELECT set_config('statement_timeout', '0', false) FROM Object

@@ -1,0 +1,3 @@
+-- refuse: no table pg_class
+-- lang: postgresql
+SELECT relname FROM pg_class

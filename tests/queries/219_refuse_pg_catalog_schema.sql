@@ -1,0 +1,3 @@
+-- refuse: no catalog pg_catalog
+-- lang: postgresql
+SELECT relname FROM pg_catalog.pg_class

@@ -1,0 +1,3 @@
+-- refuse: no catalog information_schema
+-- lang: postgresql
+SELECT table_name FROM information_schema.tables

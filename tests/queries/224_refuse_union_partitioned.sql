@@ -1,0 +1,2 @@
+-- refuse: not supported yet
+SELECT objectId FROM Object WHERE coord_dec > 80 UNION SELECT objectId FROM Object WHERE coord_dec < -80

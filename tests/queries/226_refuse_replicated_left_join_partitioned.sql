@@ -1,0 +1,2 @@
+-- refuse: outer join
+SELECT COUNT(*) FROM CcdVisit v LEFT JOIN ForcedSource f ON f.ccdVisitId = v.ccdVisitId

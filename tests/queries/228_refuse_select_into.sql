@@ -1,0 +1,3 @@
+-- refuse: INTO
+-- lang: postgresql
+SELECT objectId INTO mine FROM Object
