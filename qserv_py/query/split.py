@@ -91,8 +91,10 @@ def _split_rows(select: exp.Select) -> Split:
     names = []
     for i, projection in enumerate(select.expressions):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        worker.select(exp.alias_(inner.copy(), f"c{i}"), copy=False)
-        merge.select(exp.alias_(exp.column(f"c{i}"), _name(projection), quoted=True), copy=False)
+        worker.select(exp.alias_(inner.copy(), f"c{i}", copy=False), copy=False)
+        merge.select(
+            exp.alias_(exp.column(f"c{i}"), _name(projection), quoted=True, copy=False), copy=False
+        )
         names.append(_name(projection))
     order = select.args.get("order")
     if order is not None:
@@ -104,7 +106,7 @@ def _split_rows(select: exp.Select) -> Split:
                 column = f"c{position}"
             else:
                 column = f"s{j}"
-                worker.select(exp.alias_(key.copy(), column), copy=False)
+                worker.select(exp.alias_(key.copy(), column, copy=False), copy=False)
             worker_order.append(item.__class__(this=exp.column(column), **_ordered_flags(item)))
             merge_order.append(item.__class__(this=exp.column(column), **_ordered_flags(item)))
         worker.set("order", exp.Order(expressions=worker_order))
@@ -198,7 +200,7 @@ class _Merger:
         key = expression.sql("postgres")
         if key not in self.partials:
             name = f"p{len(self.partials)}"
-            self.worker.select(exp.alias_(expression, name), copy=False)
+            self.worker.select(exp.alias_(expression, name, copy=False), copy=False)
             self.partials[key] = exp.column(name)
         return self.partials[key].copy()
 
@@ -212,7 +214,9 @@ class _Merger:
             if key not in self.distinct:
                 self.distinct[key] = f"d{len(self.distinct)}"
                 self.distinct_expressions.append(inner.copy())
-                self.worker.select(exp.alias_(inner.copy(), self.distinct[key]), copy=False)
+                self.worker.select(
+                    exp.alias_(inner.copy(), self.distinct[key], copy=False), copy=False
+                )
             column = self.distinct[key]
             return agg.__class__(this=exp.Distinct(expressions=[exp.column(column)]))
         if isinstance(agg, exp.Count):
@@ -307,7 +311,7 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
     groups = list(select.args["group"].expressions) if select.args.get("group") else []
     group_columns = {}
     for k, key in enumerate(groups):
-        worker.select(exp.alias_(key.copy(), f"g{k}"), copy=False)
+        worker.select(exp.alias_(key.copy(), f"g{k}", copy=False), copy=False)
         group_columns[key.sql("postgres")] = f"g{k}"
     merger = _Merger(worker)
     merged: dict[str, exp.Expr] = {}
@@ -337,7 +341,9 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
     names = []
     for projection in select.expressions:
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        merge.select(exp.alias_(rewrite(inner), _name(projection), quoted=True), copy=False)
+        merge.select(
+            exp.alias_(rewrite(inner), _name(projection), quoted=True, copy=False), copy=False
+        )
         names.append(_name(projection))
     if merger.distinct:
         worker.set(
@@ -387,5 +393,5 @@ def _with_group_means(parts: tuple[str, str], groups: int) -> exp.Expression:
     gm = exp.Div(
         typed=True, this=weighted, expression=exp.func("nullif", total, exp.Literal.number(0))
     )
-    inner = exp.select(exp.Star(), exp.alias_(gm, "gm")).from_(PARTIALS)
+    inner = exp.select(exp.Star(), exp.alias_(gm, "gm", copy=False)).from_(PARTIALS)
     return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("t")))
