@@ -11,7 +11,7 @@ A query that chunk-local data cannot answer correctly is refused with the reason
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlglot import exp
@@ -183,6 +183,8 @@ class _Analysis:
     keys: dict[str, set[int]]
     edges: list[tuple[str, str, bool]]  # (alias, alias, near-neighbour?)
     areaspec: list[exp.Expression]
+    #: the radius (degrees) of each near-neighbour edge
+    radius: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def _analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> _Analysis:
@@ -194,6 +196,9 @@ def _analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> _Analysis
         edge = _join_edge(conjunct, by_alias)
         if edge is not None:
             analysis.edges.append(edge)
+            radius = _nn_radius(conjunct) if edge[2] else None
+            if radius is not None:
+                analysis.radius[(edge[0], edge[1])] = radius
             continue
         if conjunct in ons:
             continue
@@ -210,6 +215,16 @@ def _analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> _Analysis
             known = analysis.keys.get(ref.alias)
             analysis.keys[ref.alias] = values if known is None else known & values
     return analysis
+
+
+def _nn_radius(conjunct: exp.Expression) -> float | None:
+    """The constant radius of a near-neighbour predicate (DISTANCE < r, or CIRCLE(.., r))."""
+    if isinstance(conjunct, (exp.LT, exp.LTE)):
+        return constant(conjunct.expression)
+    if isinstance(conjunct, geo.Contains):
+        region = arguments(conjunct)[1]
+        return constant(arguments(region)[2]) if isinstance(region, geo.Circle) else None
+    return None
 
 
 def _join_edge(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str, bool] | None:
@@ -573,6 +588,12 @@ def _rewrite_for_workers(
             )
         for region in analysis.regions.get(ref.alias, []):
             extra.append(_index_ranges(region, ref.alias))
+    for (a, b), radius in analysis.radius.items():
+        # the overlap side only needs rows within the join radius of the primary's cones
+        for region in analysis.regions.get(a, []):
+            if isinstance(region, Cone) and b not in analysis.regions:
+                widened = Cone(region.ra, region.dec, min(region.radius + radius, 180.0))
+                extra.append(_index_ranges(widened, b))
     position = {source.alias_or_name: i for i, source in enumerate(_sources(select))}
     joins = select.args.get("joins") or []
     for a, b, _ in analysis.edges:
