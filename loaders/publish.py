@@ -53,6 +53,7 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
         recover_in_doubt(spec)
         catalog = get_catalog(czar, record.catalog)
         table = catalog.table(record.table)
+        _check_staged_rows(czar, spec, table, txn)
         txns.set_state(czar, txn, "publishing")
         done = [0]
 
@@ -114,6 +115,43 @@ def abort(spec: ClusterSpec, txn: int) -> None:
         with czar.transaction():
             txns.set_state(czar, txn, "aborted", error=record.error)
             _forget_unused_layout(czar, catalog, txn)
+
+
+def _check_staged_rows(czar: psycopg.Connection, spec: ClusterSpec, table: Table, txn: int) -> None:
+    """Every worker still holds what the czar recorded as staged there.
+
+    Staging tables are UNLOGGED: a worker server that restarts empties them, and a
+    publish would then silently miss rows.
+    """
+    if table.partitioned:
+        expected = dict(
+            czar.execute(
+                "SELECT w.name, coalesce(sum(c.rows), 0) FROM qserv_meta.workers w"
+                " LEFT JOIN (SELECT chunk_id, worker FROM qserv_meta.load_placement WHERE txn = %s"
+                "   UNION SELECT p.chunk_id, p.worker FROM qserv_meta.placement p"
+                "   JOIN qserv_meta.load_txns t ON t.catalog = p.catalog AND t.id = %s) pl"
+                "   ON pl.worker = w.name"
+                " LEFT JOIN qserv_meta.load_chunks c ON c.txn = %s AND c.chunk_id = pl.chunk_id"
+                " GROUP BY w.name",
+                (txn, txn, txn),
+            ).fetchall()
+        )
+    else:
+        row = czar.execute("SELECT rows FROM qserv_meta.load_txns WHERE id = %s", (txn,)).fetchone()
+        expected = {w.name: int(row[0]) if row else 0 for w in spec.workers}
+    for worker in spec.workers:
+        with connect(worker, autocommit=True) as conn:
+            found = conn.execute(f"SELECT count(*) FROM qserv_stage.{stage_name(txn)}").fetchone()
+        staged = int(found[0]) if found else 0
+        if staged != int(expected.get(worker.name, 0)):
+            message = (
+                f"load {txn}: {worker.name} holds {staged:,} staged rows of {table.name}, not "
+                f"the {int(expected.get(worker.name, 0)):,} recorded (did that server restart? "
+                "staging tables do not survive a restart); nothing was published: abort the "
+                f"load (`qserv-py txn abort {txn}`) and load it again"
+            )
+            txns.set_state(czar, txn, "failed", error=message)
+            raise LoadError(message)
 
 
 class _DuplicateKeys(Exception):

@@ -161,19 +161,6 @@ class StagingSession:
             )
             czar.commit()
 
-    def staged_rows(self) -> dict[str, int]:
-        """Rows staged on each worker (own rows, not overlap)."""
-        out = {}
-        for worker in self.spec.workers:
-            row = (
-                self._conns[worker.name]
-                .execute(f"SELECT count(*) FROM qserv_stage.{stage_name(self.txn)}")
-                .fetchone()
-            )
-            self._conns[worker.name].commit()
-            out[worker.name] = int(row[0]) if row else 0
-        return out
-
     def write(
         self, payloads: dict[str, WorkerPayload], dirindex: bytes = b"", *, commit: bool
     ) -> None:

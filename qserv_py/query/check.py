@@ -13,8 +13,6 @@ from qserv_py.errors import QueryRefused
 
 #: functions sqlglot does not model but that are safe and useful
 ALLOWED_ANONYMOUS = frozenset({"random", "trunc", "cbrt", "sign", "width_bucket", "log10"})
-#: functions sqlglot models that must not reach a worker
-DENIED = (exp.Window,)
 
 
 def check_allowed(tree: exp.Expression) -> exp.Expression:

@@ -154,3 +154,19 @@ def test_killed_while_publishing(
     assert len(set(ids)) == len(ids) == total
     assert [t.state for t in list_txns(spec, cat)] == ["published"]
     assert _leftovers(spec, cat, staged.txn) == 0
+
+
+def test_staging_lost_by_a_worker_restart_is_refused(
+    spec: ClusterSpec, release: Path, make_catalog: Callable[[str], str]
+) -> None:
+    """UNLOGGED staging is emptied when a worker restarts: publish must notice."""
+    cat = make_catalog("ld_lost_stage")
+    staged = load(spec, cat, "Object", [release / "Object"], LoadOptions(publish=False))
+    with connect(spec.workers[0], autocommit=True) as conn:
+        conn.execute(f"TRUNCATE qserv_stage.s{staged.txn}")  # what crash recovery does
+    assert main(["--cluster", str(spec.path), "txn", "publish", str(staged.txn)]) == 1
+    assert worker_count(spec, f"{cat}.object") == 0, "nothing was published"
+    [record] = list_txns(spec, cat)
+    assert record.state == "failed" and "did that server restart?" in (record.error or "")
+    assert main(["--cluster", str(spec.path), "txn", "abort", str(staged.txn)]) == 0
+    assert _leftovers(spec, cat, staged.txn) == 0
