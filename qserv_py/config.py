@@ -75,6 +75,57 @@ class Settings(BaseSettings):
     statement_timeout_s: float = Field(
         default=3600.0, gt=0, description="Statement timeout of the read-only role, seconds."
     )
+    default_catalog: str = Field(
+        default="dp02",
+        description="Catalog in which tables named without one (``Object``) are looked up.",
+    )
+    # --- the service (qserv-py serve) ---
+    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the service.")
+    public_url: str | None = Field(
+        default=None,
+        description="URL clients reach the service at, used in job and capability links "
+        "(default: taken from each request).",
+    )
+    maxrec_default: int = Field(
+        default=100_000, ge=0, description="Rows a TAP query returns when MAXREC is not given."
+    )
+    maxrec_limit: int = Field(
+        default=10_000_000, ge=0, description="Most rows a TAP query may return (hard MAXREC)."
+    )
+    sync_timeout_s: float = Field(
+        default=600.0, gt=0, description="Time limit of a synchronous query, seconds."
+    )
+    async_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Default execution duration of an async job, seconds."
+    )
+    async_timeout_limit_s: float = Field(
+        default=86_400.0, gt=0, description="Longest execution duration a job may ask for."
+    )
+    job_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="How long an async job and its result are kept (its destruction time).",
+    )
+    async_concurrency: int = Field(
+        default=4, ge=1, description="Async jobs that run at once; more wait in QUEUED."
+    )
+    results_dir: Path | None = Field(
+        default=None,
+        description="Directory of async job results (default: ``results`` beside a local "
+        "cluster's directory, else ~/.local/share/qserv_py/results).",
+    )
+    upload_max_bytes: int = Field(
+        default=100_000_000, ge=0, description="Largest upload (all UPLOAD parts), bytes."
+    )
+    upload_max_rows: int = Field(
+        default=1_000_000, ge=0, description="Most rows of one uploaded table."
+    )
+    admin_token: str | None = Field(
+        default=None,
+        description="Bearer token of the admin routes (load transactions); without one they "
+        "answer 401 to everybody.",
+    )
 
 
 def load_settings(

@@ -21,6 +21,9 @@ from qserv_py.config import Settings, load_settings
 from qserv_py.loaders.generate import generate_release
 from qserv_py.schema import default_catalog_path, parse_catalog
 
+# catalogs qt and qt2 with the query release, and the oracle: for tests/query and tests/api
+pytest_plugins = ("tests.catalogs",)
+
 _STARTED_PIDS: set[int] = set()
 
 

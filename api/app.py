@@ -1,0 +1,46 @@
+"""The FastAPI application: TAP (sync, async/UWS, VOSI), REST, admin, health.
+
+``create_app(settings)`` builds it; the lifespan opens the service (cluster, query client,
+psycopg pools, the async job runner) and closes it. ``qserv-py serve`` runs it with uvicorn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from qserv_py.api import errors
+from qserv_py.api.routes import admin, health, jobs, query, tap, vosi
+from qserv_py.api.service import Service
+from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.config import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment); ``spec`` overrides the
+    cluster the settings name (tests)."""
+    settings = settings if settings is not None else load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Service(settings, spec)
+        app.state.service = service
+        await jobs.start(app)
+        try:
+            yield
+        finally:
+            await jobs.stop(app)
+            service.close()
+
+    app = FastAPI(
+        title="qserv_py",
+        summary="A sharded SQL catalog database for survey astronomy: IVOA TAP, REST",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (tap, jobs, vosi, query, admin, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,63 @@
+"""Dependencies of the routes: the service, and TAP parameters read the DALI way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from qserv_py.api.service import Service
+from qserv_py.errors import QueryRefused
+
+
+def get_service(request: Request) -> Service:
+    """The process's :class:`Service` (made in the app's lifespan)."""
+    service: Service = request.app.state.service
+    return service
+
+
+@dataclass
+class TapParams:
+    """The parameters of a DALI request: names case-insensitive (kept lower-case), values
+    as given; a parameter given twice keeps every value. Multipart file parts (the
+    targets of ``UPLOAD=name,param:part``) are in ``files`` by part name."""
+
+    values: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        found = self.values.get(name.lower())
+        return found[-1] if found else default
+
+    def all(self, name: str) -> list[str]:
+        return list(self.values.get(name.lower(), []))
+
+    def int(self, name: str) -> int | None:
+        value = self.get(name)
+        if value is None or value.strip() == "":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise QueryRefused(f"{name.upper()}={value!r} is not an integer") from None
+
+    def add(self, name: str, value: str) -> None:
+        self.values.setdefault(name.lower(), []).append(value)
+
+
+async def tap_params(request: Request) -> TapParams:
+    """Parameters from the query string and, for POST, the form (urlencoded or multipart)."""
+    params = TapParams()
+    for name, value in request.query_params.multi_items():
+        params.add(name, value)
+    if request.method == "POST":
+        kind = request.headers.get("content-type", "")
+        if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form(max_files=100, max_fields=1000, max_part_size=1 << 30)
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    params.files[name] = await value.read()
+                else:
+                    params.add(name, value)
+    return params

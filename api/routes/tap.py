@@ -1,0 +1,37 @@
+"""TAP synchronous queries: ``/tap/sync`` (GET and POST, DALI parameters)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from qserv_py.api import formats
+from qserv_py.api.deps import TapParams, get_service, tap_params
+from qserv_py.api.service import Service, language
+from qserv_py.errors import QueryRefused
+
+router = APIRouter(prefix="/tap", tags=["TAP"])
+
+
+def query_text(params: TapParams) -> str:
+    """The QUERY of a doQuery request (REQUEST may be left out, as TAP 1.1 allows)."""
+    request = params.get("request")
+    if request is not None and request.strip().lower() != "doquery":
+        raise QueryRefused(f"REQUEST={request!r} is not supported; use REQUEST=doQuery")
+    text = params.get("query")
+    if text is None or not text.strip():
+        raise QueryRefused("QUERY is missing: give the query text in the QUERY parameter")
+    return text
+
+
+@router.api_route("/sync", methods=["GET", "POST"], summary="Run a query, answer its result")
+def sync(
+    params: TapParams = Depends(tap_params), service: Service = Depends(get_service)
+) -> Response:
+    text = query_text(params)
+    fmt = formats.parse_format(params.get("responseformat") or params.get("format"))
+    outcome = service.run(
+        text, language(params.get("lang")), maxrec=params.int("maxrec"), owner="tap"
+    )
+    body = formats.render(outcome.table, fmt, truncated=outcome.truncated)
+    return Response(body, media_type=fmt.media_type)

@@ -1,0 +1,96 @@
+"""What the routes share: the cluster, the settings, a query client, and one way to run a
+query with the service's limits.
+
+The engine is synchronous (threads and psycopg pools, see ``qserv_py.exec.dispatch``); the
+routes that run queries are plain ``def`` endpoints, which FastAPI runs in its thread pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from qserv_py.client import Client
+from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
+from qserv_py.config import Settings
+from qserv_py.errors import QueryRefused
+from qserv_py.exec.dispatch import close_pools, execute
+
+LANGS = {
+    "adql": "adql",
+    "adql-2.0": "adql",
+    "adql-2.1": "adql",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "qserv": "qserv",
+    "mysql": "qserv",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A query's result as the service returns it."""
+
+    #: the rows, with unit/ucd/description (and datatype) in each field's metadata
+    table: pa.Table
+    #: more rows existed than MAXREC allowed (TAP: QUERY_STATUS=OVERFLOW)
+    truncated: bool
+    query_id: int
+    seconds: float
+    #: (name, value) INFO elements a VOTable result carries besides QUERY_STATUS
+    info: tuple[tuple[str, str], ...] = field(default=())
+
+
+def language(value: str | None) -> str:
+    """The engine's name of a TAP ``LANG`` value (case-insensitive; ADQL by default)."""
+    key = (value or "ADQL").strip().lower()
+    if key not in LANGS:
+        raise QueryRefused(
+            f"LANG={value!r} is not supported; use ADQL (or ADQL-2.1), PostgreSQL or Qserv"
+        )
+    return LANGS[key]
+
+
+class Service:
+    """One per process (made in the app's lifespan)."""
+
+    def __init__(self, settings: Settings, spec: ClusterSpec | None = None) -> None:
+        self.settings = settings
+        self.spec = spec if spec is not None else read_cluster_file(Path(settings.cluster))
+        self.client = Client(self.spec, settings.default_catalog)
+
+    def maxrec(self, requested: int | None) -> int:
+        """The row cap of a query: MAXREC if given, never above the hard limit."""
+        limit = self.settings.maxrec_limit
+        if requested is None:
+            return min(self.settings.maxrec_default, limit)
+        if requested < 0:
+            raise QueryRefused(f"MAXREC={requested} is negative; give 0 or more rows")
+        return min(requested, limit)
+
+    def run(
+        self,
+        text: str,
+        lang: str = "adql",
+        *,
+        maxrec: int | None = None,
+        timeout_s: float | None = None,
+        owner: str = "",
+    ) -> Outcome:
+        """Plan and run a query with the service's limits (``maxrec`` already capped)."""
+        plan = self.client.plan(text, lang)
+        result = execute(
+            self.spec,
+            plan,
+            text=text,
+            lang=lang,
+            owner=owner,
+            timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
+            max_rows=self.maxrec(maxrec),
+        )
+        return Outcome(result.table, result.truncated, result.query_id, result.seconds)
+
+    def close(self) -> None:
+        close_pools()
