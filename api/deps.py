@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
 from qserv_py.api.service import Service
@@ -61,3 +62,8 @@ async def tap_params(request: Request) -> TapParams:
                 else:
                     params.add(name, value)
     return params
+
+
+#: route parameter types (FastAPI's Annotated style)
+ServiceDep = Annotated[Service, Depends(get_service)]
+ParamsDep = Annotated[TapParams, Depends(tap_params)]

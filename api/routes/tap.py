@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from qserv_py.api import formats
-from qserv_py.api.deps import TapParams, get_service, tap_params
-from qserv_py.api.service import Service, language
+from qserv_py.api.deps import ParamsDep, ServiceDep, TapParams
+from qserv_py.api.service import language
 from qserv_py.errors import QueryRefused
 
 router = APIRouter(prefix="/tap", tags=["TAP"])
@@ -25,9 +25,7 @@ def query_text(params: TapParams) -> str:
 
 
 @router.api_route("/sync", methods=["GET", "POST"], summary="Run a query, answer its result")
-def sync(
-    params: TapParams = Depends(tap_params), service: Service = Depends(get_service)
-) -> Response:
+def sync(params: ParamsDep, service: ServiceDep) -> Response:
     text = query_text(params)
     fmt = formats.parse_format(params.get("responseformat") or params.get("format"))
     outcome = service.run(
