@@ -56,11 +56,11 @@ async def tap_params(request: Request) -> TapParams:
         kind = request.headers.get("content-type", "")
         if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             form = await request.form(max_files=100, max_fields=1000, max_part_size=1 << 30)
-            for name, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    params.files[name] = await value.read()
+            for name, item in form.multi_items():
+                if isinstance(item, UploadFile):
+                    params.files[name] = await item.read()
                 else:
-                    params.add(name, value)
+                    params.add(name, item)
     return params
 
 
