@@ -181,11 +181,30 @@ class QueryRefused(QueryError):
     """A query that chunk-local data cannot answer correctly (say why and how to rewrite)."""
 
 
+class UploadError(QueryError):
+    """A TAP upload (``UPLOAD=name,param:part``) cannot be used: the message names the
+    upload, says what is wrong and what to send instead."""
+
+    http_status = 400
+
+
 class QueryTimeout(QueryError):
     http_status = 408
 
 
 class QueryKilled(QueryError):
+    http_status = 409
+
+
+class UnknownQuery(QueryError):
+    """A query id that the czar has no record of."""
+
+    http_status = 404
+
+
+class QueryFinished(QueryError):
+    """A kill of a query that has already finished."""
+
     http_status = 409
 
 

@@ -11,6 +11,10 @@
 3. Run the merge SQL on the czar, limited to ``max_rows + 1`` rows (to detect overflow),
    into Arrow; record the query completed. Drop the merge table, whatever happened.
 
+A plan that one worker answers in one batch (a cone, an id lookup, a light curve, a
+query of replicated tables) takes a shorter path: the merge SQL runs on that worker over
+the worker SQL as a subquery, straight into Arrow; no probe, no merge table, no COPY.
+
 The calling thread watches the lanes: it calls ``on_progress``, stops early once a
 concatenating query with a LIMIT has its rows, enforces ``timeout_s``, and on the first
 error (or kill, or timeout) cancels the worker statements still running, waits for the
@@ -377,6 +381,12 @@ def execute(
             czar, text=text, lang=lang, owner=owner, chunks_total=total
         )
     run = _Run(spec, plan, query_id, timeout_s)
+    worker = _single_batch_worker(plan, batch_chunks)
+    if worker is not None:
+        table, truncated = _run_direct(run, worker, max_rows)
+        if on_progress is not None:
+            on_progress(total, total)
+        return QueryResult(table, truncated, query_id, total, time.monotonic() - started)
     table_made, failure = False, None
     try:
         try:
@@ -400,6 +410,57 @@ def execute(
         raise
     finally:
         _cleanup(run, failure, table_made)
+
+
+def _single_batch_worker(plan: ExecPlan, batch_chunks: int) -> str | None:
+    """The worker that can answer ``plan`` alone in one statement, if there is one: a
+    query of replicated tables, or one whose chunks fit one batch of one worker."""
+    if plan.replicated_worker is not None:
+        return plan.replicated_worker
+    if len(plan.chunks) == 1:
+        worker, chunks = next(iter(plan.chunks.items()))
+        if 0 < len(chunks) <= batch_chunks:
+            return worker
+    return None
+
+
+def _run_direct(run: _Run, worker: str, max_rows: int | None) -> tuple[pa.Table, bool]:
+    """Answer a single-batch plan on its worker: the merge SQL over the worker SQL as a
+    subquery, in one statement, straight into Arrow. The same SQL as the general path
+    (so the same PostgreSQL semantics), without the merge table and its round trips.
+    Records the query's end (or failure) like :func:`execute`."""
+    plan = run.plan
+    chunks = plan.chunks.get(worker, ())
+    partials = f"({run.worker_sql(chunks)}) AS qserv_partials"
+    sql = plan.merge_sql.strip().rstrip(";").replace("{partials}", partials)
+    if max_rows is not None:
+        sql = f"SELECT * FROM ({sql}) AS qserv_merge LIMIT {max_rows + 1}"
+    failure: BaseException | None = None
+    try:
+        try:
+            with _borrow(run.czar, run.wait()) as czar:
+                with run.worker_session(worker, czar) as conn:
+                    try:
+                        table = fetch_table(conn, sql, columns=plan.columns)
+                    except psycopg.Error as exc:
+                        raise _Failure(worker, exc) from exc
+                truncated = max_rows is not None and table.num_rows > max_rows
+                if truncated:
+                    table = table.slice(0, max_rows)
+                status = tracking.finish_query(
+                    czar, run.query_id, "completed", rows=table.num_rows, truncated=truncated
+                )
+        except (_Failure, QueryKilled) as exc:
+            raise run.translate(exc) from exc
+        if status == "killed":
+            raise run.killed()
+        return table, truncated
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        if failure is not None:
+            _cleanup(run, failure, table_made=False)
 
 
 def _lanes(plan: ExecPlan, batch_chunks: int, per_worker: int) -> list[tuple[str, deque]]:

@@ -107,11 +107,13 @@ def test_kill_from_another_thread(spec: ClusterSpec, workers: list[str]) -> None
 
 
 def test_kill_from_another_process_during_the_merge(spec: ClusterSpec, workers: list[str]) -> None:
-    plan = ExecPlan(
-        SLEEP % 0, "SELECT count(*) AS n FROM {partials}, pg_sleep(60)", {workers[0]: (1,)}
+    plan = ExecPlan(  # two workers: the general path, with a merge on the czar
+        SLEEP % 0,
+        "SELECT count(*) AS n FROM {partials}, pg_sleep(60)",
+        {workers[0]: (1,), workers[1]: (2,)},
     )
     job = Background(spec, plan)
-    info = job.wait_until(spec, lambda q: q.chunks_done == 1)
+    info = job.wait_until(spec, lambda q: q.chunks_done == 2)
     time.sleep(0.3)  # into the merge
     assert spec.path is not None
     code = (
@@ -124,6 +126,19 @@ def test_kill_from_another_process_during_the_merge(spec: ClusterSpec, workers: 
     assert isinstance(job.error, QueryKilled), job.error
     assert get_query(spec, info.id).status == "killed"
     assert f"q{info.id}" not in merge_tables(spec)
+
+
+def test_kill_a_single_batch_query(spec: ClusterSpec, workers: list[str]) -> None:
+    """One worker, one batch: the direct path (merge over the worker SQL on the worker)."""
+    plan = ExecPlan(SLEEP % 60, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+    job = Background(spec, plan)
+    info = job.wait_until(spec, lambda q: busy_sessions(spec, q.id) == 1)
+    assert info.chunks_total == 1 and info.chunks_done == 0
+    kill_query(spec, info.id)
+    job.join(10)
+    assert isinstance(job.error, QueryKilled), job.error
+    assert get_query(spec, info.id).status == "killed"
+    assert busy_sessions(spec, info.id) == 0
 
 
 def test_kill_errors(spec: ClusterSpec, workers: list[str]) -> None:
