@@ -125,7 +125,9 @@ def to_postgres(tree: exp.Expression, *, pretty: bool = False) -> str:
     """PostgreSQL text of a canonical tree (QueryRefused if it cannot be written)."""
     options: dict[str, Any] = {"comments": False, "unsupported_level": ErrorLevel.RAISE}
     try:
-        return QservPostgres().generate(tree, pretty=pretty, **options)
+        # no copy: the passes build trees that generation does not change (its only
+        # preprocessing rewrites semi/anti joins and QUALIFY, which qserv_py never emits)
+        return QservPostgres().generate(tree, copy=False, pretty=pretty, **options)
     except UnsupportedError as exc:
         raise QueryRefused(f"the query cannot be written for PostgreSQL: {exc}") from exc
 

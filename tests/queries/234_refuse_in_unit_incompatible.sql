@@ -1,0 +1,2 @@
+-- refuse: cannot convert
+SELECT IN_UNIT(coord_dec, 'nJy') FROM Object
