@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from qserv_py.api import errors
 from qserv_py.api.routes import admin, health, jobs, query, tap, vosi
 from qserv_py.api.service import Service
+from qserv_py.api.tap_schema import try_refresh_tap_schema
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings, load_settings
 
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service(settings, spec)
         app.state.service = service
+        await run_in_threadpool(try_refresh_tap_schema, service.spec)  # TAP_SCHEMA up to date
         await jobs.start(app)
         try:
             yield

@@ -69,7 +69,7 @@ JSON = Format("json", "application/json", "json")
 PARQUET = Format("parquet", "application/vnd.apache.parquet", "parquet")
 FORMATS = (VOTABLE, VOTABLE_TD, CSV, TSV, JSON, PARQUET)
 
-#: the short forms of RESPONSEFORMAT (DALI §3.3.1 and the usual extra VOTable ones)
+#: the short forms of RESPONSEFORMAT (DALI, RESPONSEFORMAT; and the usual extra VOTable ones)
 SHORT_FORMS: dict[str, Format] = {
     "votable": VOTABLE,
     "votable/b2": VOTABLE,
@@ -110,7 +110,7 @@ def parse_format(value: str | None) -> Format:
     """The format a RESPONSEFORMAT (or FORMAT) value asks for; VOTable BINARY2 by default.
 
     Case-insensitive; blanks around ``;`` and ``=`` do not matter. A request by media
-    type is answered with that media type (DALI §3.3.1): ``text/xml`` gets ``text/xml``,
+    type is answered with that media type (DALI, RESPONSEFORMAT): ``text/xml`` gets ``text/xml``,
     ``application/x-parquet`` gets ``application/x-parquet``; a plain VOTable or CSV
     media type gets its parameterised form (``serialization=BINARY2``,
     ``header=present``).
@@ -375,7 +375,7 @@ def _votable_document(
     if truncated:
         tail.append(
             '<INFO name="QUERY_STATUS" value="OVERFLOW">'
-            "the result was truncated to the row limit (MAXREC)</INFO>"
+            "the result was cut at the row limit (MAXREC or the service's limit)</INFO>"
         )
     tail += ["</RESOURCE>", "</VOTABLE>", ""]
     return "\n".join(head).encode() + (data or b"") + "\n".join(tail).encode()

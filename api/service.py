@@ -7,6 +7,7 @@ routes that run queries are plain ``def`` endpoints, which FastAPI runs in its t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Outcome:
 def language(value: str | None) -> str:
     """The engine's name of a TAP ``LANG`` value (case-insensitive; ADQL by default)."""
     key = (value or "ADQL").strip().lower()
+    if key not in LANGS:  # a versioned name from the capabilities: PostgreSQL-1.0, Qserv-1.0
+        key = re.sub(r"-[0-9][0-9.]*$", "", key)
     if key not in LANGS:
         raise QueryRefused(
             f"LANG={value!r} is not supported; use ADQL (or ADQL-2.1), PostgreSQL or Qserv"

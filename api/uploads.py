@@ -1,4 +1,4 @@
-"""TAP uploads: the tables a request sends with ``UPLOAD=name,param:part`` (DALI §3.3.4).
+"""TAP uploads: the tables a request sends with ``UPLOAD=name,param:part`` (DALI, UPLOAD).
 
 A query names an uploaded table ``TAP_UPLOAD.name``. Only inline uploads are taken: the
 table is a part of the multipart/form-data POST, named by the ``param:`` URI; a table at
@@ -157,7 +157,7 @@ def _read_votable(data: bytes, where: str) -> pa.Table:
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     for i, field in enumerate(vot.fields):
-        column = vot.array[field.ID] if field.ID in vot.array.dtype.names else vot.array.field(i)
+        column = vot.array[vot.array.dtype.names[i]]
         arrays.append(_votable_column(field, column, where))
         meta = {
             b"unit": str(field.unit or "").encode(),
@@ -171,6 +171,7 @@ def _read_votable(data: bytes, where: str) -> pa.Table:
 #: VOTable datatype -> Arrow type of a scalar column
 _VOTABLE_TYPES: dict[str, pa.DataType] = {
     "boolean": pa.bool_(),
+    "bit": pa.bool_(),  # a single bit
     "unsignedByte": pa.int16(),
     "short": pa.int16(),
     "int": pa.int32(),
@@ -197,8 +198,9 @@ def _votable_column(field: Any, column: np.ndarray, where: str) -> pa.Array:
 
 
 def _timestamps(text: pa.Array) -> pa.Array:
-    """DALI timestamps as timestamps (UTC when they say a zone); as they are when they do
-    not all parse."""
+    """DALI timestamps as timestamps (UTC when they say a zone), an empty one NULL (astropy
+    reads a NULL string as ""); as they are when they do not all parse."""
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
     for kind in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
         try:
             return pc.cast(text, kind)

@@ -218,7 +218,9 @@ def _build_worker(worker: Instance, catalog: Catalog, table: Table, txn: int) ->
                     )
                     conn.execute(f"CREATE INDEX ON {schema}.{new} ({SPATIAL_INDEX})")
                     conn.execute(f"CREATE INDEX ON {schema}.{new} ({key.lower()})")
-                conn.execute(f"ANALYZE {schema}.{new}")
+                # VACUUM too: it sets the visibility map, so that the first queries can
+                # use index-only scans (COUNT(*), key lookups) as on a settled table
+                conn.execute(f"VACUUM (ANALYZE) {schema}.{new}")
                 swaps.append((chunk, overlap, part, new, replaces))
     return swaps
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +19,7 @@ from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.metadata import initialize_cluster
 from qserv_py.cluster.spec import ClusterSpec, cluster_file_path, read_cluster_file
 from qserv_py.config import Settings, load_settings
-from qserv_py.errors import QservError
+from qserv_py.errors import ConfigError, PortInUse, QservError
 from qserv_py.schema import default_catalog_path, load_catalog
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -301,29 +304,152 @@ def cmd_kill(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# --- the main job ---------------------------------------------------------------------------
+# --- the service and the main job ----------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve TAP, REST and admin routes over HTTP until interrupted."""
+    settings = _service_settings(args, settings)
+    sock = _bind(settings.host, settings.http_port)
+
+    def ready(url: str) -> None:
+        print(f"qserv_py serves {settings.cluster} at {url}", flush=True)
+        print(f"  TAP: {url}/tap   REST: {url}/api/v1   API docs: {url}/docs", flush=True)
+
+    try:
+        _serve(settings, sock, log_level=args.log_level, ready=ready)
+    finally:
+        sock.close()
+    print("the service stopped", flush=True)
+    return 0
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the local cluster (creating it the first time) with the dp02 catalog, loaded
-    with a synthetic sample release the first time."""
-    cluster = LocalCluster(settings.cluster)
-    if cluster.exists():
-        cluster.start()
-        initialize_cluster(cluster.spec(), settings)
-    else:
-        cluster.init(settings)
-    spec = cluster.spec()
-    if not any(info.name == "dp02" for info in list_catalogs(spec)):
-        path = default_catalog_path("dp02")
-        create_catalog(spec, load_catalog(path), path.read_text())
-    _load_sample(spec, settings.cluster / "sample", args.objects)
-    cmd_cluster_status(args, settings)
-    print()
-    cmd_catalog_list(args, settings)
-    print(f"\ncluster file: {cluster_file_path(settings.cluster)}")
-    print(f"stop it with: qserv-py --cluster {settings.cluster} cluster stop")
-    return 0
+    with a synthetic sample release the first time; then serve TAP on it until
+    interrupted (unless ``--no-serve``). The cluster keeps running afterwards."""
+    sock = None
+    if not args.no_serve:  # a port in use stops us before the work on the cluster
+        settings = _service_settings(args, settings)
+        sock = _bind(settings.host, settings.http_port)
+    try:
+        cluster = LocalCluster(settings.cluster)
+        if cluster.exists():
+            cluster.start()
+            initialize_cluster(cluster.spec(), settings)
+        else:
+            cluster.init(settings)
+        spec = cluster.spec()
+        if not any(info.name == "dp02" for info in list_catalogs(spec)):
+            path = default_catalog_path("dp02")
+            create_catalog(spec, load_catalog(path), path.read_text())
+        _load_sample(spec, settings.cluster / "sample", args.objects)
+        cmd_cluster_status(args, settings)
+        print()
+        cmd_catalog_list(args, settings)
+        print(f"\ncluster file: {cluster_file_path(settings.cluster)}")
+        stop = f"qserv-py --cluster {settings.cluster} cluster stop"
+        if sock is None:
+            print(f"stop it with: {stop}")
+            return 0
+
+        def ready(url: str) -> None:
+            tap = f"{url}/tap"
+            query = "SELECT TOP 5 objectId, coord_ra, coord_dec FROM dp02.Object"
+            print(
+                f"\nTAP service: {tap}\n"
+                f"  REST API: {url}/api/v1   API docs: {url}/docs\n"
+                "Query it from Python with pyvo:\n"
+                f'  import pyvo; svc = pyvo.dal.TAPService("{tap}"); '
+                f'print(svc.search("{query}").to_table())\n'
+                "Ctrl-C stops the service; the cluster keeps running "
+                f"(stop it with: {stop})",
+                flush=True,
+            )
+
+        _serve(settings, sock, log_level=args.log_level, ready=ready)
+        print(f"the service stopped; the cluster still runs (stop it with: {stop})", flush=True)
+        return 0
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _service_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` with the service flags (--host, --http-port) applied."""
+    update = {
+        name: value
+        for name in ("host", "http_port")
+        if (value := getattr(args, name, None)) is not None
+    }
+    if not 0 <= update.get("http_port", settings.http_port) <= 65535:
+        raise ConfigError(f"--http-port {update['http_port']}: give a port from 0 to 65535")
+    return settings.model_copy(update=update)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for the service (port 0: a free port)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror}; check --host") from exc
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {host} is in use by another process: stop that process, or "
+                "choose another port with --http-port (or QSERV_HTTP_PORT)"
+            ) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(
+    settings: Settings, sock: socket.socket, *, log_level: str, ready: Callable[[str], None]
+) -> None:
+    """Run the service with uvicorn on ``sock`` until SIGINT or SIGTERM; ``ready(url)``
+    is called once it answers requests."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from qserv_py.api.app import create_app
+
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    url = settings.public_url or f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level=log_level, lifespan="on")
+    )
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            ready(url.rstrip("/"))
+
+    threading.Thread(target=announce, name="announce", daemon=True).start()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again: with
+    # this handler SIGTERM then ends the command as Ctrl-C does, not by killing it
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        raise QservError("the service did not start; see the messages above")
 
 
 def _load_sample(spec: ClusterSpec, folder: Path, objects: int) -> None:
@@ -464,7 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.set_defaults(handler=cmd_kill)
 
-    p = sub.add_parser("up", help="the main job: start the local cluster with the dp02 catalog")
+    p = sub.add_parser("serve", help="serve TAP, REST and admin routes over HTTP")
+    _service_options(p, log_level="info")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser(
+        "up", help="the main job: start the local cluster with the dp02 catalog, serve TAP"
+    )
     p.add_argument(
         "--dir", dest="cluster", type=Path, default=argparse.SUPPRESS, help="the cluster directory"
     )
@@ -472,8 +604,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--objects", type=int, default=100_000, help="objects of the sample release (default 100k)"
     )
+    p.add_argument("--no-serve", action="store_true", help="start and load the cluster, then exit")
+    _service_options(p, log_level="warning")
     p.set_defaults(handler=cmd_up)
     return parser
+
+
+def _service_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; env QSERV_HOST)")
+    p.add_argument(
+        "--http-port", type=int, help="port (default 8080, 0: a free one; env QSERV_HTTP_PORT)"
+    )
+    p.add_argument(
+        "--log-level",
+        default=log_level,
+        choices=["critical", "error", "warning", "info", "debug"],
+        help=f"uvicorn's log level (default {log_level}; info logs every request)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
-from qserv_py.exec.dispatch import execute
+from qserv_py.exec.uploads import execute
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.query.context import PlanContext
 from qserv_py.query.planner import plan
@@ -81,8 +82,16 @@ class Client:
             ).fetchone()
         return tuple(row) if row else ()
 
-    def plan(self, text: str, lang: str = "adql") -> ExecPlan:
-        return plan(text, lang, self.context)
+    def plan(
+        self,
+        text: str,
+        lang: str = "adql",
+        *,
+        uploads: Mapping[str, pa.Table | pa.Schema] | None = None,
+    ) -> ExecPlan:
+        """The plan of ``text``; ``uploads`` are the tables (or schemas) it reads as
+        ``TAP_UPLOAD.<name>``."""
+        return plan(text, lang, self.context, uploads)
 
     def query(
         self,
@@ -92,12 +101,15 @@ class Client:
         max_rows: int | None = None,
         timeout_s: float | None = None,
         owner: str = "",
+        uploads: Mapping[str, pa.Table] | None = None,
     ) -> pa.Table:
         """Run ``text``; the result's schema metadata says ``truncated`` when ``max_rows``
-        cut it (and ``query_id``)."""
+        cut it (and ``query_id``). ``uploads`` are Arrow tables the query reads as
+        ``TAP_UPLOAD.<name>`` (a cross-match of targets with a director table, a join by
+        id, ...), shipped to the workers for the query only."""
         result = execute(
             self.spec,
-            self.plan(text, lang),
+            self.plan(text, lang, uploads=uploads),
             text=text,
             lang=lang,
             owner=owner,

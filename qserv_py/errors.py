@@ -114,6 +114,12 @@ class CatalogExists(CatalogError):
     pass
 
 
+class UnknownTable(CatalogError):
+    """A ``catalog.table`` name that no catalog has (VOSI ``/tap/tables/{table}``)."""
+
+    http_status = 404
+
+
 class MetadataError(QservError):
     """The czar metadata is missing or of a version this code cannot use."""
 
@@ -212,3 +218,27 @@ class WorkerError(QservError):
     """A worker failed while running its part of a query."""
 
     http_status = 502
+
+
+# --- async jobs (UWS) -----------------------------------------------------------------
+
+
+class JobError(QservError):
+    """A UWS job request with a wrong value (PHASE=FOO, an EXECUTIONDURATION that is no
+    number, a DESTRUCTION that is no ISO 8601 time)."""
+
+    http_status = 400
+
+
+class UnknownJob(JobError):
+    """A job (or a resource of it, like the result of a job that has none) that does not
+    exist."""
+
+    http_status = 404
+
+
+class JobStateError(JobError):
+    """A request the job's phase does not allow (changing the parameters of a job that
+    has run, running a finished job)."""
+
+    http_status = 409

@@ -9,7 +9,6 @@ killed under ``/api/v1/queries``.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from collections.abc import Sequence
@@ -204,7 +203,7 @@ def _json_default(value: Any) -> Any:
         number = float(value)
         return number if math.isfinite(number) else None
     if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
+        return value.hex()
     if isinstance(value, np.generic):
         return value.item()
     return str(value)

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from qserv_py.api import formats
 from qserv_py.api.deps import ParamsDep, ServiceDep, TapParams
-from qserv_py.api.service import language
+from qserv_py.api.service import Service, language
 from qserv_py.errors import QueryRefused
 
 router = APIRouter(prefix="/tap", tags=["TAP"])
@@ -24,8 +24,18 @@ def query_text(params: TapParams) -> str:
     return text
 
 
-@router.api_route("/sync", methods=["GET", "POST"], summary="Run a query, answer its result")
-def sync(params: ParamsDep, service: ServiceDep) -> Response:
+@router.get("/sync", summary="Run a query (parameters in the URL), answer its result")
+def sync_get(params: ParamsDep, service: ServiceDep) -> Response:
+    return sync(params, service)
+
+
+@router.post("/sync", summary="Run a query (form or multipart, with uploads), answer its result")
+def sync_post(params: ParamsDep, service: ServiceDep) -> Response:
+    return sync(params, service)
+
+
+def sync(params: TapParams, service: Service) -> Response:
+    """A TAP sync request: DALI parameters in, the result (or a DALI error) out."""
     text = query_text(params)
     fmt = formats.parse_format(params.get("responseformat") or params.get("format"))
     outcome = service.run(

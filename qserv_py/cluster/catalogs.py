@@ -102,6 +102,7 @@ def create_catalog(spec: ClusterSpec, catalog: Catalog, schema_text: str) -> Non
             f"({exc.diag.message_primary}); drop that schema on the worker or choose another "
             "catalog name"
         ) from exc
+    _tap_schema_follows(spec, catalog.sql_name)
 
 
 def drop_catalog(spec: ClusterSpec, name: str) -> None:
@@ -138,6 +139,7 @@ def drop_catalog(spec: ClusterSpec, name: str) -> None:
         on_czar,
         label=f"catalog-drop:{sql_name}",
     )
+    _tap_schema_follows(spec, sql_name)
 
 
 def _register(czar: psycopg.Connection, catalog: Catalog, schema_text: str) -> None:
@@ -183,6 +185,16 @@ def _register(czar: psycopg.Connection, catalog: Catalog, schema_text: str) -> N
                     for i, col in enumerate(table.columns, 1)
                 ],
             )
+
+
+def _tap_schema_follows(spec: ClusterSpec, changed: str) -> None:
+    """Rewrite TAP_SCHEMA after catalog ``changed`` was created or dropped, if the cluster
+    has TAP_SCHEMA (the service makes it). A failure is logged, never undoes the change."""
+    if changed == "tap_schema":
+        return
+    from qserv_py.api.tap_schema import try_refresh_tap_schema  # the API describes catalogs
+
+    try_refresh_tap_schema(spec, create=False)
 
 
 def _lower(name: str | None) -> str | None:

@@ -105,6 +105,9 @@ def install_common(conn: psycopg.Connection, spec: ClusterSpec, settings: Settin
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role)
         )
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA qserv TO {}").format(role))
+        # tables of the uploads of running queries (qserv_py.exec.uploads)
+        conn.execute("CREATE SCHEMA IF NOT EXISTS qserv_upload")
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA qserv_upload TO {}").format(role))
 
 
 def check_server(conn: psycopg.Connection, instance: Instance, *, needs_2pc: bool) -> None:

@@ -33,6 +33,7 @@ import atexit
 import logging
 import os
 import queue
+import re
 import select
 import threading
 import time
@@ -258,8 +259,9 @@ class _Run:
                     self._busy.discard(conn)
 
     def worker_sql(self, chunks: tuple[int, ...]) -> str:
-        array = f"ARRAY[{','.join(str(int(c)) for c in chunks)}]::bigint[]"
-        return self.plan.worker_sql.strip().rstrip(";").replace("{chunks}", array)
+        """The worker SQL for ``chunks``: one statement per chunk naming its partitions,
+        in a UNION ALL (no chunks: one statement of empty relations, for the types)."""
+        return worker_sql(self.plan, chunks)
 
     def lane(self, worker: str, batches: deque[tuple[int, ...]]) -> None:
         """Run batches of ``worker`` one after the other until none is left or we stop."""
@@ -410,6 +412,36 @@ def execute(
         raise
     finally:
         _cleanup(run, failure, table_made)
+
+
+_PARTITION = re.compile(r"\b(\w+)\.qserv_part__(\w+)\b")
+
+
+def worker_sql(plan: ExecPlan, chunks: tuple[int, ...]) -> str:
+    """The statement a worker runs for ``chunks`` (see :mod:`qserv_py.exec.plan`)."""
+    template = plan.worker_sql.strip().rstrip(";")
+    if "qserv_part__" not in template:
+        return template.replace("{chunks}", _array(chunks))
+
+    def one(chunk: int | None) -> str:
+        def name(match: re.Match[str]) -> str:
+            table = f"{match[1]}.{match[2]}"
+            if chunk is not None and chunk in plan.partitions.get(table, ()):
+                return f"{table}_{chunk}"
+            return f"ONLY {table}"  # a partitioned parent alone holds no rows
+
+        text = _PARTITION.sub(name, template)
+        return text.replace("{chunks}", _array(() if chunk is None else (chunk,)))
+
+    if not chunks:
+        return one(None)
+    if len(chunks) == 1:
+        return one(chunks[0])
+    return " UNION ALL ".join(f"({one(c)})" for c in chunks)
+
+
+def _array(chunks: tuple[int, ...]) -> str:
+    return f"ARRAY[{','.join(str(int(c)) for c in chunks)}]::bigint[]"
 
 
 def _single_batch_worker(plan: ExecPlan, batch_chunks: int) -> str | None:

@@ -3,11 +3,14 @@
 The planner (``qserv_py.query``) produces an :class:`ExecPlan` from a checked query tree;
 execution (``qserv_py.exec.dispatch``) runs it. Neither looks at the user's text.
 
-``worker_sql`` runs on a worker over a batch of its chunks: the placeholder ``{chunks}``
-is replaced by an ``ARRAY[...]::bigint[]`` literal of the batch's chunk ids (a literal,
-so that PostgreSQL prunes partitions when it plans). Its rows are streamed with binary
-COPY into a merge table on the czar. ``merge_sql`` then runs on the czar, with the
-placeholder ``{partials}`` replaced by that table's name.
+``worker_sql`` runs on a worker over a batch of its chunks. A partitioned table in it is
+named ``catalog.qserv_part__table``, standing for one chunk's partition: execution writes
+the statement once per chunk of the batch, naming that chunk's partition
+(``catalog.table_<chunk>``, or ``ONLY catalog.table``, empty, where the chunk has none,
+see ``partitions``), and reads their UNION ALL. The placeholder ``{chunks}`` is replaced by an
+``ARRAY[...]::bigint[]`` literal of the chunk ids the statement reads. Its rows are
+streamed with binary COPY into a merge table on the czar. ``merge_sql`` then runs on the
+czar, with the placeholder ``{partials}`` replaced by that table's name.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class ExecPlan:
     #: for EXPLAIN: the SQL the oracle (one unpartitioned database) would run
     oracle_sql: str = ""
     estimated_rows: int | None = None
+    #: ``catalog.table`` (or overlap table) -> the chunks that have a partition of it
+    partitions: dict[str, frozenset[int]] = field(default_factory=dict)
 
     @property
     def total_chunks(self) -> int:

@@ -14,7 +14,7 @@ from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.query.qualify import CatalogSet
-from qserv_py.schema.ddl import dirindex_table
+from qserv_py.schema.ddl import dirindex_table, overlap_table_name
 from qserv_py.sky.layout import Layout
 
 
@@ -26,6 +26,11 @@ class CatalogState:
     #: chunks with published rows, per table (sql name)
     chunks_with_rows: dict[str, frozenset[int]]
     rows: dict[str, int]
+    #: published rows of each chunk, per table (sql name)
+    chunk_rows: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: the chunks that have a partition, per table and overlap table (``catalog.table``):
+    #: the worker SQL names partitions, and reads an empty relation for a missing one
+    partitions: dict[str, frozenset[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,6 +40,8 @@ class PlanContext:
     states: dict[str, CatalogState] = field(default_factory=dict)
     _connection: psycopg.Connection | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: the context this one was derived from (its czar connection does the lookups)
+    _base: PlanContext | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, spec: ClusterSpec, default_catalog: str | None = None) -> PlanContext:
@@ -50,8 +57,14 @@ class PlanContext:
         fresh = PlanContext.load(self.spec, self.catalogs.default)
         self.catalogs, self.states = fresh.catalogs, fresh.states
 
+    def with_catalogs(self, catalogs: CatalogSet) -> PlanContext:
+        """This context seeing other catalogs (a query's uploads besides the cluster's)."""
+        return PlanContext(self.spec, catalogs, self.states, _base=self._base or self)
+
     def lookup_keys(self, catalog: str, director: str, keys: Iterable[int]) -> set[int]:
         """Chunks holding the given director keys (from the czar's director index)."""
+        if self._base is not None:
+            return self._base.lookup_keys(catalog, director, keys)
         values = sorted({int(k) for k in keys})
         if not values:
             return set()
@@ -89,16 +102,29 @@ def _state(czar: psycopg.Connection, catalog: str) -> CatalogState:
         placement.setdefault(int(chunk), []).append(worker)
     with_rows: dict[str, set[int]] = {}
     rows: dict[str, int] = {}
-    for table, chunk, n in czar.execute(
-        "SELECT table_name, chunk_id, rows FROM qserv_meta.chunk_stats"
-        " WHERE catalog = %s AND rows > 0",
+    chunk_rows: dict[str, dict[int, int]] = {}
+    with_overlap: dict[str, set[int]] = {}
+    for table, chunk, n, overlap_rows in czar.execute(
+        "SELECT table_name, chunk_id, rows, overlap_rows FROM qserv_meta.chunk_stats"
+        " WHERE catalog = %s AND (rows > 0 OR overlap_rows > 0)",
         (catalog,),
     ):
+        if overlap_rows > 0:
+            with_overlap.setdefault(overlap_table_name(table), set()).add(int(chunk))
+        if n <= 0:
+            continue
         with_rows.setdefault(table, set()).add(int(chunk))
         rows[table] = rows.get(table, 0) + int(n)
+        chunk_rows.setdefault(table, {})[int(chunk)] = int(n)
+    partitions = {
+        f"{catalog}.{table}": frozenset(chunks)
+        for table, chunks in (*with_rows.items(), *with_overlap.items())
+    }
     return CatalogState(
         layout,
         {c: tuple(ws) for c, ws in placement.items()},
         {t: frozenset(cs) for t, cs in with_rows.items()},
         rows,
+        chunk_rows,
+        partitions,
     )

@@ -95,6 +95,9 @@ def _token_error(text: str, tokenizer: object, exc: TokenError) -> QueryParseErr
     return QueryParseError(f"syntax error: {problem}", text=text, line=line, column=column)
 
 
+_TOKEN = re.compile(r"<Token token_type: [^,]*, text: (.*?), line: \d+.*?>")
+
+
 def _syntax_error(text: str, exc: ParseError, *, at_end: bool) -> QueryParseError:
     """The error for a ParseError; ``at_end``: the parser ran out of tokens."""
     error = exc.errors[0] if exc.errors else {}
@@ -111,6 +114,8 @@ def _syntax_error(text: str, exc: ParseError, *, at_end: bool) -> QueryParseErro
     elif match := _MISSING.match(description):
         problem = f"incomplete {match.group(1).upper()} at {highlight!r}"
     else:
-        problem = f"{description} at {highlight!r}"
+        # sqlglot may name a token by its repr: "got <Token token_type: ..., text: X, ...>"
+        description = _TOKEN.sub(lambda m: repr(m.group(1)), description)
+        problem = f"{description[:1].lower()}{description[1:]} at {highlight!r}"
     line, column = _position(text, start)
     return QueryParseError(f"syntax error: {problem}", text=text, line=line, column=column)

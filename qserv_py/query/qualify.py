@@ -23,6 +23,10 @@ from sqlglot.schema import MappingSchema
 from qserv_py.errors import UnknownName
 from qserv_py.schema.model import Catalog, Column, Table
 
+#: the catalog name of a query's uploaded tables (ADQL's ``TAP_UPLOAD.name``); only ever
+#: reached by that qualified name
+UPLOADS = "tap_upload"
+
 
 @dataclass(frozen=True)
 class CatalogSet:
@@ -34,6 +38,8 @@ class CatalogSet:
 
     def resolve(self, name: str, catalog: str | None) -> tuple[Catalog, Table]:
         """The (catalog, table) a query's table name means."""
+        if catalog is not None and catalog.lower() == UPLOADS:
+            return self._upload(name)
         if catalog is None and self.default is not None:
             cat = self.catalogs.get(self.default.lower())
             if cat is not None and cat.has_table(name):
@@ -47,14 +53,30 @@ class CatalogSet:
                 known = [t.name for t in cat.tables]
                 raise UnknownName(f"no table {catalog}.{name}{_suggest(name, known)}")
             return cat, cat.table(name)
-        found = [(c, c.table(name)) for c in self.catalogs.values() if c.has_table(name)]
+        searched = [c for key, c in self.catalogs.items() if key != UPLOADS]
+        found = [(c, c.table(name)) for c in searched if c.has_table(name)]
         if len(found) == 1:
             return found[0]
         if found:
             where = ", ".join(f"{c.name}.{t.name}" for c, t in found)
             raise UnknownName(f"table {name} is in several catalogs ({where}); name one of them")
-        known = [t.name for c in self.catalogs.values() for t in c.tables]
+        known = [t.name for c in searched for t in c.tables]
+        if UPLOADS in self.catalogs and self.catalogs[UPLOADS].has_table(name):
+            raise UnknownName(f"no table {name}; the uploaded table is TAP_UPLOAD.{name}")
         raise UnknownName(f"no table {name}{_suggest(name, known)}")
+
+    def _upload(self, name: str) -> tuple[Catalog, Table]:
+        uploads = self.catalogs.get(UPLOADS)
+        if uploads is None:
+            raise UnknownName(
+                f"no uploaded table TAP_UPLOAD.{name}: this query has no uploads; upload the "
+                f"table with the query (TAP: UPLOAD={name},param:{name} and the file in a part "
+                f"named {name}; Python: uploads={{'{name}': table}})"
+            )
+        if not uploads.has_table(name):
+            known = [t.name for t in uploads.tables]
+            raise UnknownName(f"no uploaded table TAP_UPLOAD.{name}{_suggest(name, known)}")
+        return uploads, uploads.table(name)
 
     def schema(self) -> MappingSchema:
         """sqlglot's view: catalog -> table -> column -> type (users' columns only)."""

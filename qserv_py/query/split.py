@@ -194,7 +194,9 @@ class _Merger:
         self.distinct: dict[str, str] = {}  # DISTINCT argument SQL -> worker group column
         self.distinct_expressions: list[exp.Expression] = []
         self.variance = False
-        self.variance_parts: tuple[str, str] | None = None  # (count, mean) partial columns
+        #: (count, mean) partial columns of each variance argument; argument k's overall
+        #: group mean is column gm<k> of the merge's inner query
+        self.variance_parts: list[tuple[str, str]] = []
 
     def partial(self, expression: exp.Expr) -> exp.Column:
         key = expression.sql("postgres")
@@ -253,11 +255,9 @@ class _Merger:
         self.variance = True
         n = self.partial(exp.Count(this=arg.copy()))
         mean = self.partial(exp.Avg(this=arg.copy()))
-        if self.variance_parts not in (None, (n.name, mean.name)):
-            raise QueryError(
-                "variance/stddev of more than one expression in one query is not supported"
-            )
-        self.variance_parts = (n.name, mean.name)
+        if (n.name, mean.name) not in self.variance_parts:
+            self.variance_parts.append((n.name, mean.name))
+        gm = exp.column(f"gm{self.variance_parts.index((n.name, mean.name))}")
         m2 = self.partial(
             exp.func(
                 "coalesce",
@@ -274,7 +274,7 @@ class _Merger:
                 expression=exp.Mul(
                     this=n.copy(),
                     expression=exp.Pow(
-                        this=exp.Paren(this=exp.Sub(this=mean, expression=exp.column("gm"))),
+                        this=exp.Paren(this=exp.Sub(this=mean, expression=gm)),
                         expression=exp.Literal.number(2),
                     ),
                 ),
@@ -358,7 +358,7 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
     elif groups:
         worker.set("group", exp.Group(expressions=[g.copy() for g in groups]))
     source: exp.Expression = exp.to_table(PARTIALS)
-    if merger.variance_parts is not None:
+    if merger.variance_parts:
         source = _with_group_means(merger.variance_parts, len(groups))
     merge.from_(source, copy=False)
     if groups:
@@ -383,15 +383,22 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
     return Split(worker, merge, False, None, names)
 
 
-def _with_group_means(parts: tuple[str, str], groups: int) -> exp.Expression:
-    """The partials with ``gm``: each group's overall mean, ``sum(n·mean) / sum(n)`` over
-    the group's batches (a window, so that Chan's formula can use it per row)."""
-    n, mean = (exp.column(p) for p in parts)
+def _with_group_means(parts: list[tuple[str, str]], groups: int) -> exp.Expression:
+    """The partials with ``gm<k>``: each group's overall mean of variance argument k,
+    ``sum(n·mean) / sum(n)`` over the group's batches (a window, so that Chan's formula
+    can use it per row)."""
     keys = [exp.column(f"g{k}") for k in range(groups)]
-    weighted = exp.Window(this=exp.Sum(this=exp.Mul(this=n, expression=mean)), partition_by=keys)
-    total = exp.Window(this=exp.Sum(this=n.copy()), partition_by=[k.copy() for k in keys])
-    gm = exp.Div(
-        typed=True, this=weighted, expression=exp.func("nullif", total, exp.Literal.number(0))
-    )
-    inner = exp.select(exp.Star(), exp.alias_(gm, "gm", copy=False)).from_(PARTIALS)
+    means = []
+    for k, (n_name, mean_name) in enumerate(parts):
+        n, mean = exp.column(n_name), exp.column(mean_name)
+        weighted = exp.Window(
+            this=exp.Sum(this=exp.Mul(this=n, expression=mean)),
+            partition_by=[c.copy() for c in keys],
+        )
+        total = exp.Window(this=exp.Sum(this=n.copy()), partition_by=[c.copy() for c in keys])
+        gm = exp.Div(
+            typed=True, this=weighted, expression=exp.func("nullif", total, exp.Literal.number(0))
+        )
+        means.append(exp.alias_(gm, f"gm{k}", copy=False))
+    inner = exp.select(exp.Star(), *means).from_(PARTIALS)
     return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("t")))

@@ -55,7 +55,7 @@ def test_explain_and_errors(
         == 0
     )
     out = capsys.readouterr().out
-    assert out.startswith("chunks: 1 (") and "worker SQL:" in out and "= ANY({chunks})" in out
+    assert out.startswith("chunks: 1 (") and "worker SQL:" in out and "qt.qserv_part__object" in out
     assert main(_cli(spec, "query", "SELECT coord_ra FROM Objct", "--catalog", "qt")) == 1
     assert "no table objct; did you mean object?" in capsys.readouterr().err.lower()
     assert main(_cli(spec, "query", "SELECT FROM WHERE", "--catalog", "qt")) == 1

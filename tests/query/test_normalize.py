@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from qserv_py import errors
 from qserv_py.errors import QservError, QueryRefused
-from qserv_py.query import dialects, geometry, normalize, parse, render
+from qserv_py.query import booleans, dialects, geometry, normalize, parse, render, units
 from qserv_py.query.normalize import normalize as normalize_tree
 from qserv_py.query.parse import parse as parse_text
 from qserv_py.query.render import display, to_postgres
@@ -130,7 +130,9 @@ def test_invalid(case: Case) -> None:
     assert case.message in str(info.value)
 
 
-@pytest.mark.parametrize("module", [normalize, geometry, render, parse, dialects])
+@pytest.mark.parametrize(
+    "module", [normalize, geometry, render, parse, dialects, booleans, units]
+)
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

@@ -10,11 +10,10 @@ import psycopg
 import pytest
 
 from qserv_py.client import Client
+from qserv_py.exec.dispatch import worker_sql
 from qserv_py.query.planner import plan
 from qserv_py.sky import healpix
 from qserv_py.sky.regions import Cone
-
-CHUNKS = "ANY({chunks})"
 
 
 def _chunks(client: Client, text: str, lang: str = "adql") -> set[int]:
@@ -25,13 +24,15 @@ def _all_chunks(client: Client) -> set[int]:
     return set(client.context.states["qt"].chunks_with_rows["object"])
 
 
-def test_chunk_predicate_on_every_partitioned_table(client: Client) -> None:
-    explain = client.explain(
+def test_every_partitioned_table_reads_its_chunk_partition(client: Client) -> None:
+    text = (
         "SELECT COUNT(*) FROM Object o JOIN Source s ON o.objectId = s.objectId "
         "JOIN ForcedSource f ON f.objectId = s.objectId"
     )
-    for alias in ("o", "s", "f"):
-        assert f"{alias}.chunk_id = {CHUNKS}" in explain.worker_sql
+    explain = client.explain(text)
+    for table, alias in (("object", "o"), ("source", "s"), ("forcedsource", "f")):
+        assert f"qt.qserv_part__{table} AS {alias}" in explain.worker_sql
+    assert "ANY(" not in explain.worker_sql
     assert "o.chunk_id = s.chunk_id" in explain.worker_sql
     assert "f.chunk_id = s.chunk_id" in explain.worker_sql
     assert "SUM(p0)" in explain.merge_sql
@@ -43,7 +44,7 @@ def test_director_child_join_has_chunk_equality(client: Client) -> None:
         "SELECT o.objectId, f.psfFlux FROM Object o JOIN ForcedSource f ON o.objectId = f.objectId"
     ).worker_sql
     assert "o.chunk_id = f.chunk_id" in worker
-    assert worker.count(CHUNKS) == 2
+    assert worker.count("qserv_part__") == 2
 
 
 def test_child_child_join_has_chunk_equality(client: Client) -> None:
@@ -57,10 +58,27 @@ def test_left_join_keeps_chunk_predicates_out_of_where(client: Client) -> None:
     worker = client.explain(
         "SELECT o.objectId, s.sourceId FROM Object o LEFT JOIN Source s ON o.objectId = s.objectId"
     ).worker_sql
-    where = worker[worker.index(" WHERE (o.chunk_id") :]
-    assert "(SELECT * FROM qt.source WHERE chunk_id = ANY({chunks})) AS s" in worker
+    assert "LEFT JOIN qt.qserv_part__source AS s" in worker
     assert "ON o.objectid = s.objectid AND o.chunk_id = s.chunk_id" in worker
-    assert "s.chunk_id" not in where
+    assert " WHERE " not in worker
+
+
+def test_statements_per_chunk_name_partitions_or_empty_relations(client: Client) -> None:
+    planned = client.plan(
+        "SELECT o.objectId, s.sourceId FROM Object o LEFT JOIN Source s ON o.objectId = s.objectId"
+    )
+    with_sources = sorted(planned.partitions["qt.source"])
+    without = sorted(planned.partitions["qt.object"] - planned.partitions["qt.source"])
+    assert with_sources and without, "the release has chunks with objects but no sources"
+    one = worker_sql(planned, (with_sources[0],))
+    assert (
+        f"FROM qt.object_{with_sources[0]} AS o LEFT JOIN qt.source_{with_sources[0]} AS s" in one
+    )
+    empty = worker_sql(planned, (without[0],))
+    assert "LEFT JOIN ONLY qt.source AS s" in empty
+    both = worker_sql(planned, (with_sources[0], without[0]))
+    assert both == f"({one}) UNION ALL ({empty})"
+    assert "qserv_part__" not in worker_sql(planned, ())
 
 
 def test_near_neighbour_reads_the_overlap(client: Client) -> None:
@@ -70,10 +88,10 @@ def test_near_neighbour_reads_the_overlap(client: Client) -> None:
         "< 0.005 AND o1.objectId <> o2.objectId"
     )
     assert (
-        "(SELECT * FROM qt.object WHERE chunk_id = ANY({chunks}) UNION ALL "
-        "SELECT * FROM qt.object_overlap WHERE chunk_id = ANY({chunks})) AS o2"
+        "(SELECT * FROM qt.qserv_part__object UNION ALL "
+        "SELECT * FROM qt.qserv_part__object_overlap) AS o2"
     ) in planned.worker_sql
-    assert f"o1.chunk_id = {CHUNKS}" in planned.worker_sql
+    assert "qt.qserv_part__object AS o1" in planned.worker_sql
     assert "o1.chunk_id = o2.chunk_id" in planned.worker_sql
     assert "object_overlap" not in planned.worker_sql.split(" AS o2")[1]
     assert planned.concatenate

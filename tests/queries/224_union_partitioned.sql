@@ -1,2 +1,1 @@
--- refuse: not supported yet
 SELECT objectId FROM Object WHERE coord_dec > 80 UNION SELECT objectId FROM Object WHERE coord_dec < -80

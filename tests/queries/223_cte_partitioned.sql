@@ -1,2 +1,1 @@
--- refuse: not supported yet
 WITH bright AS (SELECT objectId FROM Object WHERE r_psfFlux > 1e5) SELECT COUNT(*) FROM bright

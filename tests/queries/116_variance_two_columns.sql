@@ -1,2 +1,1 @@
--- refuse: more than one expression
 SELECT STDDEV(g_psfFlux), VAR_POP(r_psfFlux), STDDEV_POP(coord_dec) FROM Object

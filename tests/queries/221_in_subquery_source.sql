@@ -1,2 +1,1 @@
--- refuse: subqueries over partitioned tables
 SELECT COUNT(*) FROM Object WHERE objectId IN (SELECT objectId FROM Source WHERE band = 'u')

@@ -1,0 +1,317 @@
+"""Running a plan that reads uploads: ship them to the workers, run it, drop them.
+
+:func:`execute` takes any plan. One that reads uploads
+(:class:`~qserv_py.query.uploads.UploadPlan`) first gets its rows: prepared by the planner
+when it had the uploads' data, else prepared here from ``uploads`` (a cross-match's
+targets partitioned to chunks; the chunk set narrowed to chunks with targets). Then, on
+each worker the plan reads, as the admin user, in one transaction: an UNLOGGED table
+``qserv_upload.u<unix time>_<random>_<n>`` per upload (a cross-match's table holds only
+the copies for that worker's chunks, sorted by chunk and range, with an index on the
+chunk), filled by binary COPY, analyzed, readable by the read-only role. The worker SQL
+gets those names in place of the planner's tokens, and
+:func:`qserv_py.exec.dispatch.execute` runs it. The tables are dropped whatever happens;
+:func:`sweep` drops leftovers of a crashed process (the service runs it at start).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from qserv_py.cluster.db import on_each
+from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.errors import InstanceUnreachable, QservError, QueryError, WorkerError
+from qserv_py.exec import dispatch
+from qserv_py.exec.dispatch import QueryResult
+from qserv_py.exec.plan import ExecPlan
+from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
+from qserv_py.query.uploads import (
+    CHUNK,
+    SCHEMA,
+    UploadPlan,
+    UploadUse,
+    prepare,
+    shipment_chunks,
+)
+
+log = logging.getLogger(__name__)
+
+#: upload tables older than this are leftovers (no query runs that long)
+MAX_AGE_S = 86_400.0
+#: rows encoded for COPY at a time
+COPY_ROWS = 1 << 16
+_LOCK = 0x5155_504C  # advisory lock key for creating the schema ("QUPL")
+_NAME = re.compile(r"^u(\d+)_[0-9a-f]+_\d+$")
+
+_pools: dict[tuple[int, str], ConnectionPool] = {}
+_ready: set[tuple[int, str]] = set()  # workers whose schema this process has checked
+_lock = threading.Lock()
+
+
+def execute(
+    spec: ClusterSpec,
+    plan: ExecPlan,
+    *,
+    uploads: Mapping[str, pa.Table] | None = None,
+    **options: Any,
+) -> QueryResult:
+    """Run ``plan`` (with its uploads, if it reads any); ``options`` are those of
+    :func:`qserv_py.exec.dispatch.execute`. ``uploads`` (by name) are needed when the
+    plan was made from the uploads' schemas only."""
+    if not isinstance(plan, UploadPlan) or not plan.uploads:
+        return dispatch.execute(spec, plan, **options)
+    shipments = _shipments(plan, uploads or {})
+    plan = _narrowed(plan, shipments)
+    stamp = f"u{int(time.time())}_{secrets.token_hex(5)}"
+    names = {use.token: f"{stamp}_{i}" for i, use in enumerate(plan.uploads)}
+    workers = _workers(spec, plan)
+    try:
+        on_each(workers, lambda w: _ship(spec, w, plan, shipments, names))
+        return dispatch.execute(spec, replace(plan, worker_sql=_named(plan, names)), **options)
+    finally:
+        on_each(workers, lambda w: _drop(spec, w, list(names.values())))
+
+
+def _shipments(plan: UploadPlan, uploads: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
+    """The rows of each use of the plan: the planner's, or prepared now."""
+    out = dict(plan.shipments)
+    chunks = {c for cs in plan.chunks.values() for c in cs}
+    by_name = {name.lower(): table for name, table in uploads.items()}
+    for use in plan.uploads:
+        if use.token in out:
+            continue
+        data = by_name.get(use.name)
+        if data is None:
+            raise QueryError(
+                f"the query reads the upload {use.name}, but its data was not given "
+                f"(uploads={{'{use.name}': table}})"
+            )
+        out[use.token] = prepare(use, data, chunks)
+    return out
+
+
+def _narrowed(plan: UploadPlan, shipments: Mapping[str, pa.Table]) -> UploadPlan:
+    """The plan without chunks where a cross-match has no target."""
+    matches = [u for u in plan.uploads if u.xmatch is not None]
+    if not matches:
+        return plan
+    reachable = set.intersection(*(shipment_chunks(shipments[u.token]) for u in matches))
+    chunks = {w: tuple(c for c in cs if c in reachable) for w, cs in plan.chunks.items()}
+    return replace(plan, chunks={w: cs for w, cs in chunks.items() if cs})
+
+
+def _workers(spec: ClusterSpec, plan: ExecPlan) -> list[Instance]:
+    """The workers that read the uploads (as dispatch chooses them)."""
+    names = set(w for w, cs in plan.chunks.items() if cs)
+    if plan.replicated_worker is not None:
+        names = {plan.replicated_worker}
+    elif not names:  # an empty chunk set: dispatch still asks a worker for the columns
+        names = {spec.workers[0].name}
+    return [w for w in spec.workers if w.name in names]
+
+
+def _named(plan: ExecPlan, names: Mapping[str, str]) -> str:
+    """The worker SQL reading the tables made for this run."""
+
+    def name(match: re.Match[str]) -> str:
+        found = names.get(match.group(1) or "")
+        return match.group(0) if found is None else f"{SCHEMA}.{found}"
+
+    return _TOKEN.sub(name, plan.worker_sql)
+
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\b" + SCHEMA + r"\.(upload__[a-z0-9_]+)\b")
+
+
+# --- the workers' side -----------------------------------------------------------------------
+
+
+def _pool(worker: Instance) -> ConnectionPool:
+    """Admin sessions on ``worker`` (one kept idle per process)."""
+    key = (os.getpid(), worker.dsn)
+    with _lock:
+        pool = _pools.get(key)
+    if pool is not None:
+        return pool
+    pool = ConnectionPool(
+        worker.dsn,
+        kwargs=dict(autocommit=True, connect_timeout=10, application_name="qserv_py uploads"),
+        min_size=1,
+        max_size=8,
+        name=f"qserv_py-uploads:{worker.name}",
+        timeout=dispatch.POOL_TIMEOUT_S,
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=10)
+    except PoolTimeout as exc:
+        pool.close()
+        raise InstanceUnreachable(f"cannot open admin sessions on {worker.name}") from exc
+    with _lock:
+        existing = _pools.setdefault(key, pool)
+    if existing is not pool:
+        pool.close()
+    return existing
+
+
+def close_pools() -> None:
+    with _lock:
+        pools = [p for k, p in _pools.items() if k[0] == os.getpid()]
+        _pools.clear()
+        _ready.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(close_pools)
+
+
+@contextmanager
+def _admin(spec: ClusterSpec, worker: Instance) -> Iterator[psycopg.Connection]:
+    try:
+        with _pool(worker).connection() as conn:
+            _schema(spec, worker, conn)
+            yield conn
+    except PoolTimeout as exc:
+        raise InstanceUnreachable(f"no admin session on {worker.name}: {exc}") from exc
+
+
+def _schema(spec: ClusterSpec, worker: Instance, conn: psycopg.Connection) -> None:
+    """The upload schema, readable by the read-only role (made once; clusters set up
+    before uploads existed get it here)."""
+    key = (os.getpid(), worker.dsn)
+    if key in _ready:
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(SCHEMA), sql.Identifier(spec.reader_user)
+            )
+        )
+    with _lock:
+        _ready.add(key)
+
+
+def _ship(
+    spec: ClusterSpec,
+    worker: Instance,
+    plan: UploadPlan,
+    shipments: Mapping[str, pa.Table],
+    names: Mapping[str, str],
+) -> None:
+    """Make the plan's upload tables on ``worker``, in one transaction."""
+    chunks = pa.array(plan.chunks.get(worker.name, ()), pa.int64())
+    where = "?"
+    try:
+        with _admin(spec, worker) as conn, conn.transaction():
+            for use in plan.uploads:
+                where = use.name
+                rows = shipments[use.token]
+                if use.xmatch is not None:
+                    rows = rows.filter(pc.is_in(rows.column(CHUNK), value_set=chunks))
+                _store(conn, spec, use, names[use.token], rows)
+    except psycopg.Error as exc:
+        message = getattr(exc.diag, "message_primary", None) or str(exc).strip()
+        raise WorkerError(
+            f"worker {worker.name}: cannot store the upload {where}: {message}"
+        ) from exc
+
+
+def _store(
+    conn: psycopg.Connection, spec: ClusterSpec, use: UploadUse, name: str, rows: pa.Table
+) -> None:
+    table = sql.Identifier(SCHEMA, name)
+    columns = [n for n, _ in use.columns]
+    types = [t for _, t in use.columns]
+    definition = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in use.columns
+    )
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, definition))
+    into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    labels = [f"{use.name}.{n}" for n in columns]
+    with conn.cursor() as cur, cur.copy(into) as copy:
+        copy.write(HEADER)
+        for start in range(0, rows.num_rows, COPY_ROWS):
+            part = rows.slice(start, COPY_ROWS)
+            try:
+                data = encode_batch([part.column(n) for n in columns], types, names=labels)
+            except ValueError as exc:
+                raise QueryError(f"upload {use.name}: {exc}") from exc
+            copy.write(data)
+        copy.write(TRAILER)
+    if use.xmatch is not None:
+        conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(table, sql.Identifier(CHUNK)))
+    conn.execute(sql.SQL("ANALYZE {}").format(table))
+    conn.execute(
+        sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(spec.reader_user))
+    )
+
+
+def _drop(spec: ClusterSpec, worker: Instance, names: list[str]) -> None:
+    """Drop this run's tables on ``worker`` (those that exist); never raises."""
+    try:
+        with _admin(spec, worker) as conn:
+            tables = sql.SQL(", ").join(sql.Identifier(SCHEMA, n) for n in names)
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tables))
+    except (QservError, psycopg.Error) as exc:
+        log.warning("cannot drop the upload tables %s on %s: %s", names, worker.name, exc)
+
+
+def sweep(spec: ClusterSpec, max_age_s: float = MAX_AGE_S) -> int:
+    """Drop upload tables older than ``max_age_s`` on every worker (leftovers of a
+    process that died while running a query); how many. A worker that cannot be
+    reached is skipped (with a warning)."""
+
+    def one(worker: Instance) -> int:
+        try:
+            with _admin(spec, worker) as conn:
+                found = conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s", (SCHEMA,)
+                ).fetchall()
+                now = time.time()
+                old = [
+                    n
+                    for (n,) in found
+                    if (m := _NAME.match(n)) is not None and now - int(m.group(1)) > max_age_s
+                ]
+                if old:
+                    tables = sql.SQL(", ").join(sql.Identifier(SCHEMA, n) for n in old)
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tables))
+                return len(old)
+        except (QservError, psycopg.Error) as exc:
+            log.warning("cannot sweep the upload tables of %s: %s", worker.name, exc)
+            return 0
+
+    return sum(on_each(list(spec.workers), one))
+
+
+def upload_tables(spec: ClusterSpec) -> dict[str, list[str]]:
+    """The upload tables on each worker now (for tests and operators)."""
+
+    def one(worker: Instance) -> list[str]:
+        with _admin(spec, worker) as conn:
+            rows = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (SCHEMA,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    return dict(zip((w.name for w in spec.workers), on_each(list(spec.workers), one), strict=True))
