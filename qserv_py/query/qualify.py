@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
@@ -35,6 +35,7 @@ class CatalogSet:
     catalogs: dict[str, Catalog]
     #: where a table named without its catalog is looked up first
     default: str | None = None
+    _schema: list[MappingSchema] = field(default_factory=list, compare=False, repr=False)
 
     def resolve(self, name: str, catalog: str | None) -> tuple[Catalog, Table]:
         """The (catalog, table) a query's table name means."""
@@ -79,7 +80,13 @@ class CatalogSet:
         return uploads, uploads.table(name)
 
     def schema(self) -> MappingSchema:
-        """sqlglot's view: catalog -> table -> column -> type (users' columns only)."""
+        """sqlglot's view: catalog -> table -> column -> type (users' columns only); built
+        once (the passes only read it)."""
+        if not self._schema:
+            self._schema.append(self._build_schema())
+        return self._schema[0]
+
+    def _build_schema(self) -> MappingSchema:
         mapping: dict[str, object] = {
             cat.sql_name: {
                 t.sql_name: {c.sql_name: _sqlglot_type(c) for c in t.columns} for t in cat.tables
@@ -94,6 +101,7 @@ def _sqlglot_type(column: Column) -> str:
 
 
 def _suggest(name: str, known: list[str]) -> str:
+    known = list(dict.fromkeys(known))  # a table of several catalogs is suggested once
     close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
     spelled = [next(k for k in known if k.lower() == c) for c in close]
     if spelled:
