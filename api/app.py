@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from qserv_py.api import errors
-from qserv_py.api.routes import admin, health, jobs, query, tap, vosi
+from qserv_py.api.routes import admin, health, jobs, query, tap, vosi, xmatch
 from qserv_py.api.service import Service
 from qserv_py.api.tap_schema import try_refresh_tap_schema
 from qserv_py.cluster.spec import ClusterSpec
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
     errors.install(app)
     for module in (tap, jobs, vosi, query, admin, health):
         app.include_router(module.router)
+    app.include_router(xmatch.router)
     return app

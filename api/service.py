@@ -7,9 +7,12 @@ routes that run queries are plain ``def`` endpoints, which FastAPI runs in its t
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -17,7 +20,14 @@ from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.config import Settings
 from qserv_py.errors import QueryRefused
-from qserv_py.exec.dispatch import close_pools, execute
+from qserv_py.exec import uploads as upload_tables
+from qserv_py.exec.dispatch import close_pools
+from qserv_py.exec.uploads import execute
+
+if TYPE_CHECKING:
+    from qserv_py.api.uploads import Upload
+
+log = logging.getLogger(__name__)
 
 LANGS = {
     "adql": "adql",
@@ -63,6 +73,10 @@ class Service:
         self.settings = settings
         self.spec = spec if spec is not None else read_cluster_file(Path(settings.cluster))
         self.client = Client(self.spec, settings.default_catalog)
+        try:  # upload tables a crashed process left on the workers
+            upload_tables.sweep(self.spec)
+        except Exception as exc:  # never keep the service from starting
+            log.warning("cannot sweep old upload tables: %s", exc)
 
     def maxrec(self, requested: int | None) -> int:
         """The row cap of a query: MAXREC if given, never above the hard limit."""
@@ -81,9 +95,12 @@ class Service:
         maxrec: int | None = None,
         timeout_s: float | None = None,
         owner: str = "",
+        uploads: Mapping[str, Upload] | None = None,
     ) -> Outcome:
-        """Plan and run a query with the service's limits (``maxrec`` already capped)."""
-        plan = self.client.plan(text, lang)
+        """Plan and run a query with the service's limits (``maxrec`` already capped);
+        ``uploads`` are the tables it reads as ``TAP_UPLOAD.<name>`` (``read_uploads``)."""
+        tables = {name: u.table for name, u in (uploads or {}).items()}
+        plan = self.client.plan(text, lang, uploads=tables or None)
         result = execute(
             self.spec,
             plan,
@@ -97,3 +114,4 @@ class Service:
 
     def close(self) -> None:
         close_pools()
+        upload_tables.close_pools()

@@ -407,6 +407,7 @@ def where_the_time_goes(case: Case, client: Any, oracle: Any, *, profile: bool) 
     """The planning share, a profile of qserv_py's side (if ``profile``), and EXPLAIN
     ANALYZE of the worker SQL (its first batch on the busiest worker) and the oracle's."""
     from qserv_py.cluster.db import connect
+    from qserv_py.exec.dispatch import worker_sql
 
     text, sql = case.runs[-1]
     print(f"\n### Where the time goes: {case.name} ({case.ratio:.2f}×)\n")
@@ -429,10 +430,9 @@ def where_the_time_goes(case: Case, client: Any, oracle: Any, *, profile: bool) 
         print("```")
     planned = client.plan(text)
     worker, chunks = max(planned.chunks.items(), key=lambda kv: len(kv[1]))
-    batch = chunks[:16]  # dispatch's batch_chunks
-    array = f"ARRAY[{','.join(str(c) for c in batch)}]::bigint[]"
+    batch = tuple(chunks[:16])  # dispatch's batch_chunks
     with connect(client.spec.worker(worker), autocommit=True) as conn:
-        explained = _explain(conn, planned.worker_sql.replace("{chunks}", array))
+        explained = _explain(conn, worker_sql(planned, batch))
     print(
         f"\nEXPLAIN ANALYZE of the worker SQL on {worker}, {len(batch)} of its "
         f"{len(chunks)} chunks (of {planned.total_chunks}):\n```\n{explained}\n```"

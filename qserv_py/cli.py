@@ -234,14 +234,38 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.client import connect
 
     client = connect(_spec(settings), default_catalog=args.catalog)
+    uploads = _uploads(args.upload)
     if args.explain:
-        print(client.explain(args.text, args.lang))
+        print(client.explain(args.text, args.lang, uploads=uploads or None))
         return 0
-    table = client.query(args.text, args.lang, max_rows=args.max_rows, timeout_s=args.timeout)
+    table = client.query(
+        args.text,
+        args.lang,
+        max_rows=args.max_rows,
+        timeout_s=args.timeout,
+        uploads=uploads or None,
+    )
     _write_table(table, args.format, args.out)
     if (table.schema.metadata or {}).get(b"truncated") == b"true":
         print(f"qserv-py: the result was cut at {args.max_rows} rows", file=sys.stderr)
     return 0
+
+
+def _uploads(items: list[str] | None) -> dict[str, pa.Table]:
+    """``--upload NAME=FILE`` (VOTable, CSV or Parquet) → tables by name."""
+    from qserv_py.api.uploads import read_table
+
+    tables: dict[str, pa.Table] = {}
+    for item in items or []:
+        name, equals, path = (part.strip() for part in item.partition("="))
+        if not equals or not name or not path:
+            raise ConfigError(f"--upload {item!r}: write NAME=FILE (a VOTable, CSV or Parquet)")
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--upload {item!r}: {exc.strerror or exc}") from None
+        tables[name.lower()] = read_table(data, f"upload {name!r} ({path})")
+    return tables
 
 
 def _write_table(table: pa.Table, fmt: str, out: Path | None) -> None:
@@ -582,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, help="cut the result at this many rows")
     p.add_argument("--timeout", type=float, help="seconds before the query is cancelled")
     p.add_argument("--catalog", default="dp02", help="where bare table names are looked up")
+    p.add_argument(
+        "--upload",
+        action="append",
+        metavar="NAME=FILE",
+        help="a table the query reads as TAP_UPLOAD.NAME (VOTable, CSV or Parquet; repeatable)",
+    )
     p.set_defaults(handler=cmd_query)
     p = sub.add_parser("ps", help="list running queries")
     p.add_argument("--all", action="store_true", help="also finished queries")

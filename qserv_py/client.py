@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
-from qserv_py.exec.uploads import execute
 from qserv_py.exec.plan import ExecPlan
+from qserv_py.exec.uploads import execute
 from qserv_py.query.context import PlanContext
 from qserv_py.query.planner import plan
 
@@ -121,8 +121,14 @@ class Client:
         metadata[b"query_id"] = str(result.query_id).encode()
         return result.table.replace_schema_metadata(metadata)
 
-    def explain(self, text: str, lang: str = "adql") -> Explain:
-        planned = self.plan(text, lang)
+    def explain(
+        self,
+        text: str,
+        lang: str = "adql",
+        *,
+        uploads: Mapping[str, pa.Table | pa.Schema] | None = None,
+    ) -> Explain:
+        planned = self.plan(text, lang, uploads=uploads)
         return Explain(
             planned.total_chunks,
             {w: len(c) for w, c in planned.chunks.items()},

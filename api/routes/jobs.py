@@ -1,4 +1,5 @@
-"""TAP async: UWS 1.1 jobs at ``/tap/async`` (the job store and runner: ``api/jobs.py``).
+"""TAP async: UWS 1.1 jobs at ``/tap/async`` (the job model: ``api/uws.py``, the store:
+``api/job_store.py``, the runner: ``api/jobs.py``).
 
 Every change answers 303 See Other: to the job (create, phase, parameters, execution
 duration, destruction) or to the job list (delete). Documents are UWS 1.1 XML
@@ -23,15 +24,14 @@ from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse,
 
 from qserv_py.api.deps import ParamsDep
 from qserv_py.api.formats import VOTABLE_MEDIA, error_document
-from qserv_py.api.jobs import (
+from qserv_py.api.job_store import MAX_WAIT_S
+from qserv_py.api.jobs import SWEEP_S, Jobs
+from qserv_py.api.uws import (
     ABORTED,
     COMPLETED,
     ERROR,
-    MAX_WAIT_S,
-    SWEEP_S,
     Job,
     JobRef,
-    Jobs,
     isoformat,
     parse_phase,
     parse_time,

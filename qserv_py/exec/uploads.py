@@ -106,8 +106,8 @@ def _shipments(plan: UploadPlan, uploads: Mapping[str, pa.Table]) -> dict[str, p
 
 
 def _narrowed(plan: UploadPlan, shipments: Mapping[str, pa.Table]) -> UploadPlan:
-    """The plan without chunks where a cross-match has no target."""
-    matches = [u for u in plan.uploads if u.xmatch is not None]
+    """The plan without chunks where an (inner) cross-match has no target."""
+    matches = [u for u in plan.uploads if u.xmatch is not None and u.xmatch.narrows]
     if not matches:
         return plan
     reachable = set.intersection(*(shipment_chunks(shipments[u.token]) for u in matches))
@@ -258,8 +258,14 @@ def _store(
                 raise QueryError(f"upload {use.name}: {exc}") from exc
             copy.write(data)
         copy.write(TRAILER)
-    if use.xmatch is not None:
-        conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(table, sql.Identifier(CHUNK)))
+    if use.xmatch is not None:  # rows come sorted by chunk: a BRIN index finds a chunk's
+        conn.execute(
+            sql.SQL("CREATE INDEX ON {} USING brin ({}) WITH (pages_per_range = 4)").format(
+                table, sql.Identifier(CHUNK)
+            )
+        )
+    # statistics from a small sample: enough for the planner, at a tenth of the cost
+    conn.execute("SET LOCAL default_statistics_target = 10")
     conn.execute(sql.SQL("ANALYZE {}").format(table))
     conn.execute(
         sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(spec.reader_user))

@@ -29,7 +29,7 @@ from qserv_py.query.normalize import normalize
 from qserv_py.query.parse import parse
 from qserv_py.query.qualify import qualify
 from qserv_py.query.regions_ast import arguments, constant, region_of
-from qserv_py.query.render import to_postgres
+from qserv_py.query.render import IndexRanges, to_postgres
 from qserv_py.query.split import PARTIALS, split
 from qserv_py.query.units import UNIT_META, convert_units
 from qserv_py.query.uploads import Uploads
@@ -660,8 +660,8 @@ def _plan_select(select: exp.Select, ctx: PlanContext, uploads: Uploads | None =
     parts = split(select)
     if uploads is not None:
         uploads.name_tables(parts.worker)
-    worker_sql = to_postgres(parts.worker).replace(CHUNKS, "{chunks}")
-    merge_sql = to_postgres(parts.merge).replace(PARTIALS, "{partials}")
+    worker_sql = to_postgres(parts.worker, copy=False).replace(CHUNKS, "{chunks}")
+    merge_sql = to_postgres(parts.merge, copy=False).replace(PARTIALS, "{partials}")
     columns = _columns(select, ctx, parts.names)
     if not refs:
         workers = [w.name for w in ctx.spec.workers]
@@ -864,18 +864,10 @@ def _partition(catalog: str, table: str) -> str:
 
 
 def _index_ranges(region: Region, alias: str) -> exp.Expr:
-    """``spatial_index`` range predicate of a region (built as nodes: parsing the text of
-    64 ranges would cost milliseconds per query)."""
+    """``spatial_index`` range predicate of a region (one node, see IndexRanges)."""
     lo, hi = _ranges(region)
-    terms: list[exp.Condition] = [
-        exp.and_(
-            exp.GTE(this=exp.column("spatial_index", alias), expression=exp.Literal.number(int(a))),
-            exp.LT(this=exp.column("spatial_index", alias), expression=exp.Literal.number(int(b))),
-            copy=False,
-        )
-        for a, b in zip(lo.tolist(), hi.tolist(), strict=True)
-    ]
-    return exp.or_(*terms, copy=False) if terms else exp.false()
+    ranges = tuple(zip(lo.tolist(), hi.tolist(), strict=True))
+    return IndexRanges(this=exp.column("spatial_index", alias), ranges=ranges)
 
 
 @functools.lru_cache(maxsize=256)
@@ -957,11 +949,11 @@ def _set_operation_plan(tree: exp.SetOperation, ctx: PlanContext) -> ExecPlan:
             [exp.alias_(exp.Literal.number(i), "qserv_branch")]
             + [exp.alias_(v, f"c{j}", copy=False) for j, v in enumerate(values)],
         )
-        workers.append(f"({to_postgres(leaf)})")
+        workers.append(f"({to_postgres(leaf, copy=False)})")
     worker_sql = " UNION ALL ".join(workers).replace(CHUNKS, "{chunks}")
     return ExecPlan(
         worker_sql,
-        to_postgres(merge_tree).replace(PARTIALS, "{partials}"),
+        to_postgres(merge_tree, copy=False).replace(PARTIALS, "{partials}"),
         _assign(chunks, first_refs[0].catalog.sql_name, ctx),
         None,
         None,

@@ -139,13 +139,14 @@ class _Display(Postgres):
     Generator = _DisplayGenerator
 
 
-def to_postgres(tree: exp.Expression, *, pretty: bool = False) -> str:
-    """PostgreSQL text of a canonical tree (QueryRefused if it cannot be written)."""
+def to_postgres(tree: exp.Expression, *, pretty: bool = False, copy: bool = True) -> str:
+    """PostgreSQL text of a canonical tree (QueryRefused if it cannot be written).
+
+    Generation may rewrite the tree (e.g. MySQL's decimal division), so it works on a
+    copy unless ``copy=False``: for a tree that is not used after it is written."""
     options: dict[str, Any] = {"comments": False, "unsupported_level": ErrorLevel.RAISE}
     try:
-        # no copy: the passes build trees that generation does not change (its only
-        # preprocessing rewrites semi/anti joins and QUALIFY, which qserv_py never emits)
-        return QservPostgres().generate(tree, copy=False, pretty=pretty, **options)
+        return QservPostgres().generate(tree, copy=copy, pretty=pretty, **options)
     except UnsupportedError as exc:
         raise QueryRefused(f"the query cannot be written for PostgreSQL: {exc}") from exc
 

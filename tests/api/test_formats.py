@@ -20,7 +20,7 @@ from astropy.io.votable import parse
 from astropy.table import Table
 from pyvo.dal.tap import TAPResults
 
-from qserv_py.api import formats
+from qserv_py.api import columns, formats
 from qserv_py.api.formats import (
     CSV,
     JSON,
@@ -290,9 +290,9 @@ def test_empty_result() -> None:
 
 def test_binary2_of_many_rows_matches_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """Random data over several encoding chunks, every type, ~10% NULLs."""
-    monkeypatch.setattr(formats, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 1000)
     rng = np.random.default_rng(7)
-    n = formats.CHUNK_ROWS * 5 + 17
+    n = columns.CHUNK_ROWS * 5 + 17
 
     def nulls() -> np.ndarray:
         return rng.random(n) < 0.1
@@ -387,8 +387,8 @@ def test_json_shape() -> None:
         "description": 'Right ascension <ICRS> & "J2000"',
     }
     assert doc["metadata"][9]["xtype"] == "timestamp"
-    columns = list(zip(*doc["data"], strict=True))
-    for (_, _, expected), got in zip(COLUMNS.values(), columns, strict=True):
+    by_column = list(zip(*doc["data"], strict=True))
+    for (_, _, expected), got in zip(COLUMNS.values(), by_column, strict=True):
         assert list(got) == expected
     assert doc["data"][0][2] == 21.5 and doc["data"][0][1] == 0.1
 
@@ -428,7 +428,7 @@ def test_parquet_is_voparquet() -> None:
 
 
 def test_every_format_renders_all_rows_of_several_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(formats, "CHUNK_ROWS", 1000)
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 1000)
     n = 4_321
     table = pa.table(
         {"x": np.arange(n, dtype=np.float64), "s": pa.array([str(i) for i in range(n)])}
