@@ -130,9 +130,7 @@ def test_invalid(case: Case) -> None:
     assert case.message in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "module", [normalize, geometry, render, parse, dialects, booleans, units]
-)
+@pytest.mark.parametrize("module", [normalize, geometry, render, parse, dialects, booleans, units])
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
