@@ -43,6 +43,7 @@ from sqlglot import exp
 from qserv_py.errors import QueryError, QueryRefused, UploadError
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.query import geometry as geo
+from qserv_py.query.analysis import conjuncts, from_sources
 from qserv_py.query.qualify import UPLOADS, CatalogSet
 from qserv_py.query.regions_ast import arguments, constant
 from qserv_py.schema.model import (
@@ -64,8 +65,8 @@ from qserv_py.sky.healpix import (
 from qserv_py.sky.layout import Layout
 
 if TYPE_CHECKING:
+    from qserv_py.query.analysis import Ref
     from qserv_py.query.context import PlanContext
-    from qserv_py.query.planner import Ref
 
 #: the schema of the upload tables on the workers
 SCHEMA = "qserv_upload"
@@ -455,23 +456,6 @@ def shipment_chunks(shipment: pa.Table) -> set[int]:
 # --- the planner's helper -------------------------------------------------------------------
 
 
-def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
-    if node is None:
-        return []
-    if isinstance(node, exp.Where):
-        node = node.this
-    if isinstance(node, exp.Paren):
-        return _conjuncts(node.this)
-    if isinstance(node, exp.And):
-        return _conjuncts(node.this) + _conjuncts(node.expression)
-    return [node]
-
-
-def _top_sources(select: exp.Select) -> list[exp.Expression]:
-    sources = [select.args["from_"].this] if select.args.get("from_") else []
-    return sources + [j.this for j in select.args.get("joins") or []]
-
-
 def _shipped_table(alias: str, name: str) -> exp.Table:
     """``qserv_upload.<name> AS <alias>``."""
     return exp.Table(
@@ -523,7 +507,7 @@ class Uploads:
         """
         uploads = {
             s.alias_or_name: s.name
-            for s in _top_sources(select)
+            for s in from_sources(select)
             if isinstance(s, exp.Table) and s.text("db") == UPLOADS
         }
         if not uploads:
@@ -534,11 +518,11 @@ class Uploads:
             for a, r in by_alias.items()
             if a not in overlap and a not in nullable and r.table.kind is TableKind.DIRECTOR
         }
-        where = _conjuncts(select.args.get("where"))
+        where = conjuncts(select.args.get("where"))
         places: list[tuple[exp.Expression, exp.Join | None]] = [(c, None) for c in where]
         for join in select.args.get("joins") or []:
             outer = join if join.side else None
-            places += [(c, outer) for c in _conjuncts(join.args.get("on"))]
+            places += [(c, outer) for c in conjuncts(join.args.get("on"))]
         for conjunct, outer in places:
             if outer is None:
                 self._id_join(conjunct, uploads, by_alias, nullable)

@@ -1,0 +1,348 @@
+"""What a SELECT says about its partitioned tables: the refs (tables and chunk-local
+derived tables), the restrictors that choose chunks (regions on a director's position,
+director keys), and the join edges that keep a join chunk-local (director key,
+near-neighbour distance). A join that is not chunk-local is refused with the rewrite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from qserv_py.errors import QueryRefused
+from qserv_py.query import geometry as geo
+from qserv_py.query.context import PlanContext
+from qserv_py.query.regions_ast import arguments, constant, region_of
+from qserv_py.schema.model import Catalog, Table, TableKind
+from qserv_py.sky.regions import Cone, Region
+
+
+@dataclass
+class Ref:
+    """A partitioned table of the query."""
+
+    alias: str
+    catalog: Catalog
+    table: Table
+    node: exp.Table
+    overlap: bool = False
+
+    def column(self, name: str | None) -> str | None:
+        return name.lower() if name else None
+
+    @property
+    def ra(self) -> str | None:
+        return self.column(self.table.ra_column)
+
+    @property
+    def dec(self) -> str | None:
+        return self.column(self.table.dec_column)
+
+    @property
+    def director_key(self) -> str | None:
+        """The column holding the director key (its own key for a director)."""
+        key = (
+            self.table.key_column
+            if self.table.kind is TableKind.DIRECTOR
+            else self.table.director_key
+        )
+        return self.column(key)
+
+    @property
+    def director(self) -> str:
+        return (
+            self.table.sql_name
+            if self.table.kind is TableKind.DIRECTOR
+            else (self.table.director or "").lower()
+        )
+
+
+@dataclass
+class Derived(Ref):
+    """A subquery (or CTE) in FROM over partitioned tables that each chunk answers alone:
+    its own tables get their chunk predicates inside it. It joins the rest of the query
+    like a table, through the columns that carry its director key and position."""
+
+    inner: list[Ref] = field(default_factory=list)
+    #: chunks that can hold its rows (its own restrictors applied)
+    chunks: set[int] = field(default_factory=set)
+    exposed: dict[str, str] = field(default_factory=dict)  # key | ra | dec -> output name
+    director_name: str = ""
+
+    @property
+    def ra(self) -> str | None:
+        return self.exposed.get("ra")
+
+    @property
+    def dec(self) -> str | None:
+        return self.exposed.get("dec")
+
+    @property
+    def director_key(self) -> str | None:
+        return self.exposed.get("key")
+
+    @property
+    def director(self) -> str:
+        return self.director_name
+
+
+def from_sources(select: exp.Select) -> list[exp.Expression]:
+    """The FROM source and the joined sources, in order."""
+    sources = [select.args["from_"].this] if select.args.get("from_") else []
+    return sources + [j.this for j in select.args.get("joins") or []]
+
+
+def has_partitioned(node: exp.Expression, ctx: PlanContext) -> bool:
+    for table in node.find_all(exp.Table):
+        if table.args.get("db"):
+            cat = ctx.catalogs.catalogs[table.args["db"].name]
+            if cat.table(table.name).partitioned:
+                return True
+    return False
+
+
+def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
+    if node is None:
+        return []
+    if isinstance(node, exp.Where):
+        node = node.this
+    if isinstance(node, exp.Paren):
+        return conjuncts(node.this)
+    if isinstance(node, exp.And):
+        return conjuncts(node.this) + conjuncts(node.expression)
+    return [node]
+
+
+def _column_of(node: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref, str] | None:
+    if isinstance(node, exp.Column) and node.table in refs:
+        return refs[node.table], node.name
+    return None
+
+
+def _point_of(node: exp.Expression, refs: dict[str, Ref]) -> Ref | None:
+    """The ref whose position (ra, dec columns) ``node`` is, as Point or two args."""
+    args = arguments(node) if isinstance(node, geo.Point) else None
+    if args is None or len(args) != 2:
+        return None
+    a, b = _column_of(args[0], refs), _column_of(args[1], refs)
+    if a and b and a[0] is b[0] and a[1] == a[0].ra and b[1] == b[0].dec:
+        return a[0]
+    return None
+
+
+@dataclass
+class Analysis:
+    regions: dict[str, list[Region]]
+    keys: dict[str, set[int]]
+    edges: list[tuple[str, str, bool]]  # (alias, alias, near-neighbour?)
+    areaspec: list[exp.Expression]
+    #: the radius (degrees) of each near-neighbour edge
+    radius: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+def analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> Analysis:
+    by_alias = {r.alias: r for r in refs}
+    analysis = Analysis({}, {}, [], [])
+    where = conjuncts(select.args.get("where"))
+    ons = [c for j in select.args.get("joins") or [] for c in conjuncts(j.args.get("on"))]
+    for conjunct in where + ons:
+        edge = _join_edge(conjunct, by_alias)
+        if edge is not None:
+            analysis.edges.append(edge)
+            radius = _nn_radius(conjunct) if edge[2] else None
+            if radius is not None:
+                analysis.radius[(edge[0], edge[1])] = radius
+            continue
+        if conjunct in ons:
+            continue
+        if isinstance(conjunct, geo.AreaSpec):
+            analysis.areaspec.append(conjunct)
+            continue
+        spatial = _spatial_restrictor(conjunct, by_alias)
+        if spatial is not None:
+            analysis.regions.setdefault(spatial[0].alias, []).append(spatial[1])
+            continue
+        keys = _key_restrictor(conjunct, by_alias)
+        if keys is not None:
+            ref, values = keys
+            known = analysis.keys.get(ref.alias)
+            analysis.keys[ref.alias] = values if known is None else known & values
+    return analysis
+
+
+def _nn_radius(conjunct: exp.Expression) -> float | None:
+    """The constant radius of a near-neighbour predicate (DISTANCE < r, or CIRCLE(.., r))."""
+    if isinstance(conjunct, (exp.LT, exp.LTE)):
+        return constant(conjunct.expression)
+    if isinstance(conjunct, geo.Contains):
+        region = arguments(conjunct)[1]
+        return constant(arguments(region)[2]) if isinstance(region, geo.Circle) else None
+    return None
+
+
+def _join_edge(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str, bool] | None:
+    if isinstance(conjunct, exp.EQ):
+        a, b = _column_of(conjunct.this, refs), _column_of(conjunct.expression, refs)
+        if (
+            a
+            and b
+            and a[0] is not b[0]
+            and a[1] == a[0].director_key
+            and b[1] == b[0].director_key
+            and a[0].director == b[0].director
+            and a[0].catalog is b[0].catalog
+        ):
+            return (a[0].alias, b[0].alias, False)
+        return None
+    pair = _near_neighbour(conjunct, refs)
+    if pair is not None:
+        return pair
+    return None
+
+
+def _near_neighbour(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str, bool] | None:
+    """DISTANCE(a, b) < r, or CONTAINS(POINT(a), CIRCLE(b, r)), between two directors."""
+    radius: float | None = None
+    first = second = None
+    if isinstance(conjunct, (exp.LT, exp.LTE)) and isinstance(conjunct.this, geo.Distance):
+        args = arguments(conjunct.this)
+        radius = constant(conjunct.expression)
+        first = _pair_ref(args[0], args[1], refs)
+        second = _pair_ref(args[2], args[3], refs)
+    elif isinstance(conjunct, geo.Contains):
+        point, region = arguments(conjunct)
+        if isinstance(region, geo.Circle):
+            cargs = arguments(region)
+            first = _point_of(point, refs)
+            second = _pair_ref(cargs[0], cargs[1], refs)
+            radius = constant(cargs[2])
+    if first is None or second is None or first is second or radius is None:
+        return None
+    if first.table is not second.table or first.table.kind is not TableKind.DIRECTOR:
+        raise QueryRefused(
+            "a spatial join is only supported between two instances of one director table "
+            f"(here {first.table.name} and {second.table.name})"
+        )
+    overlap = first.catalog.overlap_arcsec / 3600
+    if radius > overlap:
+        raise QueryRefused(
+            f"the join radius {radius * 3600:g}″ is larger than the overlap of catalog "
+            f"{first.catalog.name} ({overlap * 3600:g}″): pairs farther apart than the overlap "
+            "can sit in different chunks and would be missed; use a radius of at most "
+            f"{overlap * 3600:g}″"
+        )
+    return (first.alias, second.alias, True)
+
+
+def _pair_ref(ra: exp.Expression, dec: exp.Expression, refs: dict[str, Ref]) -> Ref | None:
+    a, b = _column_of(ra, refs), _column_of(dec, refs)
+    if a and b and a[0] is b[0] and a[1] == a[0].ra and b[1] == b[0].dec:
+        return a[0]
+    return None
+
+
+def _spatial_restrictor(
+    conjunct: exp.Expression, refs: dict[str, Ref]
+) -> tuple[Ref, Region] | None:
+    if isinstance(conjunct, geo.Contains):
+        point, region = arguments(conjunct)
+        ref = _point_of(point, refs)
+        if ref is not None:
+            shape = region_of(region)
+            return (ref, shape) if shape is not None else None
+        # CONTAINS(POINT(const), CIRCLE(o.ra, o.dec, r)): a cone search too
+        if isinstance(region, geo.Circle):
+            cargs = arguments(region)
+            ref = _pair_ref(cargs[0], cargs[1], refs)
+            pargs = arguments(point) if isinstance(point, geo.Point) else None
+            if ref is not None and pargs is not None:
+                ra, dec, radius = constant(pargs[0]), constant(pargs[1]), constant(cargs[2])
+                if None not in (ra, dec, radius):
+                    return ref, Cone(ra, dec, radius)  # type: ignore[arg-type]
+        return None
+    if isinstance(conjunct, (exp.LT, exp.LTE)) and isinstance(conjunct.this, geo.Distance):
+        args = arguments(conjunct.this)
+        radius = constant(conjunct.expression)
+        for pos, other in ((0, 2), (2, 0)):
+            ref = _pair_ref(args[pos], args[pos + 1], refs)
+            ra, dec = constant(args[other]), constant(args[other + 1])
+            if ref is not None and None not in (ra, dec, radius):
+                return ref, Cone(ra, dec, radius)  # type: ignore[arg-type]
+    return None
+
+
+def _key_restrictor(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref, set[int]] | None:
+    if isinstance(conjunct, exp.EQ):
+        for side, other in (
+            (conjunct.this, conjunct.expression),
+            (conjunct.expression, conjunct.this),
+        ):
+            col = _column_of(side, refs)
+            value = constant(other)
+            if (
+                col
+                and col[1] == col[0].director_key
+                and value is not None
+                and float(value).is_integer()
+            ):
+                return col[0], {int(value)}
+    if isinstance(conjunct, exp.In) and not conjunct.args.get("query"):
+        col = _column_of(conjunct.this, refs)
+        values = [constant(v) for v in conjunct.expressions]
+        if (
+            col
+            and col[1] == col[0].director_key
+            and values
+            and all(v is not None and float(v).is_integer() for v in values)
+        ):
+            return col[0], {int(v) for v in values if v is not None}
+    return None
+
+
+def check_joined(refs: list[Ref], edges: list[tuple[str, str, bool]]) -> None:
+    parent = {r.alias: r.alias for r in refs}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for a, b, _ in edges:
+        parent[find(a)] = find(b)
+    roots = {find(r.alias) for r in refs}
+    if len(roots) > 1:
+        names = ", ".join(f"{r.table.name} ({r.alias})" for r in refs)
+        raise QueryRefused(
+            f"the partitioned tables {names} are not joined chunk by chunk: join a child to "
+            "its director on the director key (e.g. o.objectId = f.objectId), or two "
+            "instances of a director by a distance no larger than the overlap"
+        )
+
+
+def areaspec_restrictions(select: exp.Select, ctx: PlanContext) -> None:
+    """``qserv_areaspec_*(...)`` in WHERE becomes CONTAINS(POINT(ra, dec), region) on the
+    first director table of FROM (then a spatial restrictor like any other)."""
+    for spec in conjuncts(select.args.get("where")):
+        if not isinstance(spec, geo.AreaSpec):
+            continue
+        director = next(
+            (
+                (source, ctx.catalogs.catalogs[source.args["db"].name].table(source.name))
+                for source in from_sources(select)
+                if isinstance(source, exp.Table)
+                and source.args.get("db")
+                and ctx.catalogs.catalogs[source.args["db"].name].table(source.name).kind
+                is TableKind.DIRECTOR
+            ),
+            None,
+        )
+        if director is None:
+            raise QueryRefused("qserv_areaspec_* needs a director table (e.g. Object) in FROM")
+        source, table = director
+        alias = source.alias_or_name
+        point = geo.Point(
+            ra=exp.column((table.ra_column or "").lower(), alias),
+            dec=exp.column((table.dec_column or "").lower(), alias),
+        )
+        spec.replace(geo.Contains(point=point, region=arguments(spec)[0].copy()))

@@ -1,0 +1,95 @@
+"""The result's columns: names as the user expects them (schema spelling, function names
+for expressions, unique) and their metadata (unit, UCD, description, datatype).
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from qserv_py.exec.plan import ResultColumn
+from qserv_py.query.chunking import PARTITION
+from qserv_py.query.context import PlanContext
+from qserv_py.query.units import UNIT_META
+
+
+def result_columns(
+    select: exp.Select, ctx: PlanContext, names: list[str]
+) -> tuple[ResultColumn, ...]:
+    out = []
+    for projection, name in zip(select.expressions, names, strict=True):
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        meta = ResultColumn(name, inner.meta.get(UNIT_META, ""))
+        if isinstance(inner, exp.Column) and inner.table:
+            source = _source_table(select, inner.table)
+            if source is not None:
+                cat = ctx.catalogs.catalogs[source.args["db"].name]
+                model = cat.table(source.name.removeprefix(PARTITION))
+                if model.has_column(inner.name):
+                    col = model.column(inner.name)
+                    meta = ResultColumn(
+                        name if not name.startswith("_col") else col.name,
+                        col.unit,
+                        col.ucd,
+                        col.description,
+                        col.datatype,
+                    )
+        out.append(meta)
+    return tuple(out)
+
+
+def _source_table(select: exp.Select, alias: str) -> exp.Table | None:
+    """The catalog table an alias of ``select`` names (the map is built once per query:
+    one walk of the tree per result column made SELECT * of a wide table slow)."""
+    tables = select.meta.get("qserv_tables")
+    if tables is None:
+        tables = {t.alias_or_name: t for t in select.find_all(exp.Table) if t.args.get("db")}
+        select.meta["qserv_tables"] = tables
+    return tables.get(alias)
+
+
+def display_names(select: exp.Select, ctx: PlanContext) -> None:
+    """Name each result column as the user expects: a column by its schema spelling, an
+    unnamed expression by its function (as PostgreSQL does: count, avg), unique."""
+    seen: dict[str, int] = {}
+    renamed: dict[str, str] = {}
+    for projection in select.expressions:
+        inner = projection.this if isinstance(projection, exp.Alias) else projection
+        alias = projection.alias_or_name
+        name = alias
+        if isinstance(inner, exp.Column) and inner.table and alias == inner.name:
+            source = _source_table(select, inner.table)
+            if source is not None:
+                model = ctx.catalogs.catalogs[source.args["db"].name].table(
+                    source.name.removeprefix(PARTITION)
+                )
+                if model.has_column(inner.name):
+                    name = model.column(inner.name).name
+        elif alias.startswith("_col_"):
+            name = _expression_name(inner)
+        count = seen.get(name.lower(), 0)
+        seen[name.lower()] = count + 1
+        if count:
+            name = f"{name}_{count + 1}"
+        if name != alias:
+            renamed.setdefault(alias, name)
+        if isinstance(projection, exp.Alias):
+            projection.set("alias", exp.to_identifier(name, quoted=name != name.lower()))
+        else:
+            projection.replace(exp.alias_(inner.copy(), name, quoted=name != name.lower()))
+    # ORDER BY may name a projection by its alias (qualify writes it so): follow the rename
+    order = select.args.get("order")
+    for item in order.expressions if order is not None else []:
+        key = item.this
+        if isinstance(key, exp.Column) and not key.table and key.name in renamed:
+            new = renamed[key.name]
+            key.set("this", exp.to_identifier(new, quoted=new != new.lower()))
+
+
+def _expression_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Column):
+        return node.name
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func):
+        return node.sql_name().lower()
+    return "expr"
