@@ -218,9 +218,9 @@ def _build_worker(worker: Instance, catalog: Catalog, table: Table, txn: int) ->
                     )
                     conn.execute(f"CREATE INDEX ON {schema}.{new} ({SPATIAL_INDEX})")
                     conn.execute(f"CREATE INDEX ON {schema}.{new} ({key.lower()})")
-                # VACUUM too: it sets the visibility map, so that the first queries can
-                # use index-only scans (COUNT(*), key lookups) as on a settled table
-                conn.execute(f"VACUUM (ANALYZE) {schema}.{new}")
+                # no VACUUM: setting the visibility map would write every page again
+                # (+30 % load time); autovacuum does it soon after (inserted rows)
+                conn.execute(f"ANALYZE {schema}.{new}")
                 swaps.append((chunk, overlap, part, new, replaces))
     return swaps
 
