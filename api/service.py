@@ -100,7 +100,7 @@ class Service:
         """Plan and run a query with the service's limits (``maxrec`` already capped);
         ``uploads`` are the tables it reads as ``TAP_UPLOAD.<name>`` (``read_uploads``)."""
         tables = {name: u.table for name, u in (uploads or {}).items()}
-        plan = self.client.plan(text, lang, uploads=tables or None)
+        plan = self.client.plan(text, lang, uploads=tables or None, oracle=False)
         result = execute(
             self.spec,
             plan,

@@ -88,10 +88,11 @@ class Client:
         lang: str = "adql",
         *,
         uploads: Mapping[str, pa.Table | pa.Schema] | None = None,
+        oracle: bool = True,
     ) -> ExecPlan:
         """The plan of ``text``; ``uploads`` are the tables (or schemas) it reads as
-        ``TAP_UPLOAD.<name>``."""
-        return plan(text, lang, self.context, uploads)
+        ``TAP_UPLOAD.<name>``; ``oracle=False`` skips writing ``oracle_sql``."""
+        return plan(text, lang, self.context, uploads, oracle=oracle)
 
     def query(
         self,
@@ -109,7 +110,7 @@ class Client:
         id, ...), shipped to the workers for the query only."""
         result = execute(
             self.spec,
-            self.plan(text, lang, uploads=uploads),
+            self.plan(text, lang, uploads=uploads, oracle=False),
             text=text,
             lang=lang,
             owner=owner,

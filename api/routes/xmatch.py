@@ -239,7 +239,7 @@ def cross_match_plan(service: Service, req: XmatchRequest) -> tuple[ExecPlan, st
         f"SELECT {select} FROM TAP_UPLOAD.targets AS t JOIN {catalog.name}.{model.name} AS o "
         f"ON CONTAINS(POINT(o.{o_ra}, o.{o_dec}), CIRCLE(t.{ra}, t.{dec}, {radius!r})) = 1"
     )
-    plan = service.client.plan(text, "adql", uploads={"targets": upload})
+    plan = service.client.plan(text, "adql", uploads={"targets": upload}, oracle=False)
     row, dist = len(names), len(plan.columns) - 1
     lowered = [c.lower() for c in wanted]
     order = [row, dist] + ([row + 1 + lowered.index(key.lower())] if key else [])

@@ -48,17 +48,23 @@ def plan(
     lang: str,
     ctx: PlanContext,
     uploads: Mapping[str, pa.Table | pa.Schema] | None = None,
+    *,
+    oracle: bool = True,
 ) -> ExecPlan:
     """The plan of a query; ``uploads`` are its ``TAP_UPLOAD`` tables, by name (their
-    schemas are enough to plan; with the data, cross-matches narrow the chunk set)."""
+    schemas are enough to plan; with the data, cross-matches narrow the chunk set).
+    ``oracle=False`` leaves out ``oracle_sql`` (writing it costs a copy of the tree:
+    execution does not need it, EXPLAIN and the tests do)."""
     state = Uploads(ctx, uploads) if uploads else None
     if state is not None:
         ctx = state.ctx
-        return state.finish(_plan(text, lang, ctx, state))
-    return _plan(text, lang, ctx, None)
+        return state.finish(_plan(text, lang, ctx, state, oracle))
+    return _plan(text, lang, ctx, None, oracle)
 
 
-def _plan(text: str, lang: str, ctx: PlanContext, uploads: Uploads | None) -> ExecPlan:
+def _plan(
+    text: str, lang: str, ctx: PlanContext, uploads: Uploads | None, oracle: bool
+) -> ExecPlan:
     tree = qualify(normalize(parse(text, lang)), catalogs=ctx.catalogs)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)
@@ -68,13 +74,16 @@ def _plan(text: str, lang: str, ctx: PlanContext, uploads: Uploads | None) -> Ex
         inline_ctes(tree)
     if not isinstance(tree, exp.Select):
         return whole_query_plan(tree, ctx)
-    return _plan_select(tree, ctx, uploads)
+    return _plan_select(tree, ctx, uploads, oracle)
 
 
-def _plan_select(select: exp.Select, ctx: PlanContext, uploads: Uploads | None = None) -> ExecPlan:
+def _plan_select(
+    select: exp.Select, ctx: PlanContext, uploads: Uploads | None = None, oracle: bool = True
+) -> ExecPlan:
     display_names(select, ctx)
     areaspec_restrictions(select, ctx)
-    oracle_sql = to_postgres(select)  # before subqueries get their chunk predicates
+    # before subqueries get their chunk partitions
+    oracle_sql = to_postgres(select) if oracle else ""
     analysed = analyse_select(select, ctx, outermost=True)
     refs = analysed.refs
     if uploads is not None:

@@ -7,6 +7,7 @@ PostgreSQL are the lower-cased names (``sql_name``), so generated SQL never quot
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -166,16 +167,19 @@ class Table:
     def partitioned(self) -> bool:
         return self.kind is not TableKind.REPLICATED
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Column]:
+        return {col.sql_name: col for col in self.columns}
+
     def column(self, name: str) -> Column:
         """The column named ``name`` (case-insensitive); KeyError if there is none."""
-        folded = name.lower()
-        for col in self.columns:
-            if col.sql_name == folded:
-                return col
-        raise KeyError(name)
+        found = self._by_name.get(name.lower())
+        if found is None:
+            raise KeyError(name)
+        return found
 
     def has_column(self, name: str) -> bool:
-        return any(col.sql_name == name.lower() for col in self.columns)
+        return name.lower() in self._by_name
 
     @property
     def key_column(self) -> str | None:
