@@ -48,3 +48,16 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
         app.include_router(module.router)
     app.include_router(xmatch.router)
     return app
+
+
+#: the environment variable through which ``qserv-py serve --processes N`` hands its
+#: settings (JSON) to each service process
+SETTINGS_ENV = "QSERV_SERVE_SETTINGS"
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one of several service processes (uvicorn's factory): the settings the
+    ``serve`` command put in ``QSERV_SERVE_SETTINGS``."""
+    import os
+
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))

@@ -10,6 +10,7 @@ tests/api/test_formats.py. The DATA-less document also serves as the VOParquet m
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
@@ -36,21 +37,40 @@ def _xml_attr(text: str) -> str:
 
 
 def _field_xml(column: Column) -> str:
-    attrs = [f"name={_xml_attr(column.name)}", f'datatype="{column.datatype}"']
-    if column.arraysize:
-        attrs.append(f'arraysize="{column.arraysize}"')
-    if column.xtype:
-        attrs.append(f'xtype="{column.xtype}"')
-    if column.unit:
-        attrs.append(f"unit={_xml_attr(column.unit)}")
-    if column.ucd:
-        attrs.append(f"ucd={_xml_attr(column.ucd)}")
-    if not column.description:
-        return f"<FIELD {' '.join(attrs)}/>"
-    return (
-        f"<FIELD {' '.join(attrs)}>"
-        f"<DESCRIPTION>{_xml_text(column.description)}</DESCRIPTION></FIELD>"
+    return _field_element(
+        column.name,
+        column.datatype,
+        column.arraysize,
+        column.xtype,
+        column.unit,
+        column.ucd,
+        column.description,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_element(
+    name: str,
+    datatype: str,
+    arraysize: str | None,
+    xtype: str | None,
+    unit: str,
+    ucd: str,
+    description: str,
+) -> str:
+    """A FIELD element (cached: the same catalog columns come back query after query)."""
+    attrs = [f"name={_xml_attr(name)}", f'datatype="{datatype}"']
+    if arraysize:
+        attrs.append(f'arraysize="{arraysize}"')
+    if xtype:
+        attrs.append(f'xtype="{xtype}"')
+    if unit:
+        attrs.append(f"unit={_xml_attr(unit)}")
+    if ucd:
+        attrs.append(f"ucd={_xml_attr(ucd)}")
+    if not description:
+        return f"<FIELD {' '.join(attrs)}/>"
+    return f"<FIELD {' '.join(attrs)}><DESCRIPTION>{_xml_text(description)}</DESCRIPTION></FIELD>"
 
 
 def votable_document(

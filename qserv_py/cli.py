@@ -403,7 +403,7 @@ def _service_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """``settings`` with the service flags (--host, --http-port) applied."""
     update = {
         name: value
-        for name in ("host", "http_port")
+        for name in ("host", "http_port", "http_processes")
         if (value := getattr(args, name, None)) is not None
     }
     if not 0 <= update.get("http_port", settings.http_port) <= 65535:
@@ -452,6 +452,9 @@ def _serve(
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     url = settings.public_url or f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if settings.http_processes > 1:
+        _serve_processes(settings, sock, log_level=log_level, ready=lambda: ready(url))
+        return
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level=log_level, lifespan="on")
     )
@@ -474,6 +477,50 @@ def _serve(
         signal.signal(signal.SIGTERM, previous)
     if not server.started:
         raise QservError("the service did not start; see the messages above")
+
+
+def _serve_processes(
+    settings: Settings, sock: socket.socket, *, log_level: str, ready: Callable[[], None]
+) -> None:
+    """``settings.http_processes`` uvicorn processes on ``sock`` (uvicorn's supervisor
+    restarts one that dies; SIGINT or SIGTERM stops them all)."""
+    import os
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from qserv_py.api.app import SETTINGS_ENV
+
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    config = uvicorn.Config(
+        "qserv_py.api.app:create_app_from_environment",
+        factory=True,
+        workers=settings.http_processes,
+        log_level=log_level,
+        lifespan="on",
+    )
+    host, port = sock.getsockname()[:2]
+    probe = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/healthz"
+    supervisor = Multiprocess(config, sockets=[sock])
+
+    def announce() -> None:  # the service answers once a process is up
+        while not supervisor.should_exit.is_set():
+            try:
+                urllib.request.urlopen(probe, timeout=2).close()
+            except urllib.error.HTTPError:
+                pass  # it answered (503: a worker is down)
+            except OSError:
+                time.sleep(0.1)
+                continue
+            ready()
+            return
+
+    threading.Thread(target=announce, name="announce", daemon=True).start()
+    supervisor.run()
 
 
 def _load_sample(spec: ClusterSpec, folder: Path, objects: int) -> None:
@@ -644,6 +691,13 @@ def _service_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; env QSERV_HOST)")
     p.add_argument(
         "--http-port", type=int, help="port (default 8080, 0: a free one; env QSERV_HTTP_PORT)"
+    )
+    p.add_argument(
+        "--processes",
+        dest="http_processes",
+        type=int,
+        help="service processes sharing the port (default 1; one per core serves the most "
+        "queries at once; env QSERV_HTTP_PROCESSES)",
     )
     p.add_argument(
         "--log-level",

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     # --- the service (qserv-py serve) ---
     host: str = Field(default="127.0.0.1", description="Address the service listens on.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the service.")
+    http_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Service processes sharing the port (a Python process runs Python code "
+        "on one core at a time: one per core serves the most queries at once).",
+    )
     public_url: str | None = Field(
         default=None,
         description="URL clients reach the service at, used in job and capability links "
