@@ -34,7 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from qserv_py.api import formats
 from qserv_py.api.deps import TapParams
 from qserv_py.api.service import Service, language
-from qserv_py.api.uploads import read_uploads
+from qserv_py.api.uploads import request_uploads
 from qserv_py.api.uws import ACTIVE, COMPLETED, EXECUTING, PENDING, QUEUED, Job, JobRef, parse_time
 from qserv_py.config import Settings
 from qserv_py.errors import (
@@ -388,11 +388,7 @@ class JobStore(ABC):
         self.service.maxrec(params.int("maxrec"))
         formats.parse_format(params.get("responseformat") or params.get("format"))
         if params.all("upload"):
-            read_uploads(
-                params,
-                max_bytes=self.settings.upload_max_bytes,
-                max_rows=self.settings.upload_max_rows,
-            )
+            request_uploads(params, self.settings)
 
     def _duration(self, value: str | None) -> int:
         """The execution duration of a request: whole seconds, at most the service's limit

@@ -35,7 +35,7 @@ from qserv_py.api.deps import TapParams
 from qserv_py.api.job_store import JOB_COLUMNS, JobStore
 from qserv_py.api.routes.tap import query_text
 from qserv_py.api.service import Outcome, Service, language
-from qserv_py.api.uploads import read_uploads
+from qserv_py.api.uploads import request_uploads
 from qserv_py.api.uws import ABORTED, COMPLETED, ERROR, Job
 from qserv_py.errors import QservError, QueryError, QueryKilled, QueryTimeout
 from qserv_py.exec.tracking import kill_query
@@ -181,11 +181,7 @@ class Jobs(JobStore):
             maxrec=params.int("maxrec"),
             timeout_s=float(job.execution_duration),
             owner=owner_of(job.id),
-            uploads=read_uploads(
-                params,
-                max_bytes=self.settings.upload_max_bytes,
-                max_rows=self.settings.upload_max_rows,
-            ),
+            uploads=request_uploads(params, self.settings),
         )
 
     def _outcome(self, job: Job) -> tuple[str, dict[str, object]]:

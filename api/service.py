@@ -113,5 +113,4 @@ class Service:
         return Outcome(result.table, result.truncated, result.query_id, result.seconds)
 
     def close(self) -> None:
-        close_pools()
-        upload_tables.close_pools()
+        close_pools()  # the query and the upload sessions

@@ -29,6 +29,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from qserv_py.api.deps import TapParams
+from qserv_py.config import Settings
 from qserv_py.errors import UploadError
 
 #: ADQL regular identifier (also what DALI allows as an upload name)
@@ -79,6 +80,14 @@ def parse_upload_param(values: list[str]) -> list[tuple[str, str]]:
             seen.add(name.lower())
             pairs.append((name.lower(), uri))
     return pairs
+
+
+def request_uploads(params: TapParams, settings: Settings) -> dict[str, Upload]:
+    """The uploaded tables of a request within the service's limits (``upload_max_bytes``,
+    ``upload_max_rows``)."""
+    return read_uploads(
+        params, max_bytes=settings.upload_max_bytes, max_rows=settings.upload_max_rows
+    )
 
 
 def read_uploads(params: TapParams, *, max_bytes: int, max_rows: int) -> dict[str, Upload]:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve()
 
@@ -50,6 +51,19 @@ def _generate(out: Path, objects: int, forced: float) -> None:
     shutil.rmtree(out, ignore_errors=True)
     counts = generate_release(out, objects, sources_per_object=0, forced_per_object=forced, seed=1)
     (out / "done.json").write_text(json.dumps(counts))
+
+
+def fresh_cluster(cluster_dir: Path) -> Any:
+    """A new local cluster in ``cluster_dir`` (a czar and two workers, shared_buffers 1GB),
+    replacing one left there; the benchmarks' set-up."""
+    from qserv_py.cluster.local import LocalCluster
+    from qserv_py.config import load_settings
+
+    cluster = LocalCluster(cluster_dir)
+    if cluster.exists():
+        cluster.destroy()
+    cluster.init(load_settings({"cluster": cluster_dir, "shared_buffers": "1GB"}))
+    return cluster
 
 
 def baseline(cluster: Path, release: Path) -> None:
@@ -118,9 +132,6 @@ def main() -> None:
         baseline(args.cluster, args.release)
         return
 
-    from qserv_py.cluster.local import LocalCluster
-    from qserv_py.config import load_settings
-
     args.work.mkdir(parents=True, exist_ok=True)
     args.work.chmod(0o755)
     cli = [sys.executable, "-m", "qserv_py.cli"]
@@ -133,10 +144,7 @@ def main() -> None:
         counts = json.loads((release / "done.json").read_text())
         print(f"release {release}: {counts} ({time.perf_counter() - t0:.0f} s)", flush=True)
         cluster_dir = args.work / "cluster"
-        cluster = LocalCluster(cluster_dir)
-        if cluster.exists():
-            cluster.destroy()
-        cluster.init(load_settings({"cluster": cluster_dir, "shared_buffers": "1GB"}))
+        cluster = fresh_cluster(cluster_dir)
         try:
             q = [*cli, "--cluster", str(cluster_dir)]
             subprocess.run([*q, "catalog", "create", "dp02"], check=True, stdout=subprocess.DEVNULL)

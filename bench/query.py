@@ -527,8 +527,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from qserv_py.cluster.local import LocalCluster
-    from qserv_py.config import load_settings
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.load import fresh_cluster
 
     args.work.mkdir(parents=True, exist_ok=True)
     args.work.chmod(0o755)  # the servers may run as another user
@@ -547,10 +547,7 @@ def main() -> None:
     counts = json.loads((release / "done.json").read_text())
     print(f"release {release}: {counts} ({time.perf_counter() - started:.0f} s)", flush=True)
     cluster_dir = args.work / "cluster"
-    cluster = LocalCluster(cluster_dir)
-    if cluster.exists():
-        cluster.destroy()
-    cluster.init(load_settings({"cluster": cluster_dir, "shared_buffers": "1GB"}))
+    cluster = fresh_cluster(cluster_dir)
     try:
         run(args, cluster_dir, release)
     finally:

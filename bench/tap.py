@@ -62,6 +62,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.load import fresh_cluster
 from bench.query import ARCMIN, CONE, _ms, _p, release_dir, settle
 
 TARGET = 1.3
@@ -95,18 +96,12 @@ def setup(args: argparse.Namespace) -> Setup:
     """A fresh cluster with dp02.Object loaded and settled."""
     import json
 
-    from qserv_py.cluster.local import LocalCluster
-    from qserv_py.config import load_settings
-
     args.work.mkdir(parents=True, exist_ok=True)
     args.work.chmod(0o755)  # the servers may run as another user
     release = release_dir(args.work, args.objects, args.forced_per_object)
     print(f"release {release}: {json.loads((release / 'done.json').read_text())}", flush=True)
     cluster_dir = args.work / "cluster"
-    cluster = LocalCluster(cluster_dir)
-    if cluster.exists():
-        cluster.destroy()
-    cluster.init(load_settings({"cluster": cluster_dir, "shared_buffers": "1GB"}))
+    fresh_cluster(cluster_dir)
     cli = [sys.executable, "-m", "qserv_py.cli", "--cluster", str(cluster_dir)]
     subprocess.run([*cli, "catalog", "create", "dp02"], check=True, stdout=subprocess.DEVNULL)
     started = time.perf_counter()

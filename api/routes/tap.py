@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from qserv_py.api import formats
 from qserv_py.api.deps import ParamsDep, ServiceDep, TapParams
 from qserv_py.api.service import Service, language
-from qserv_py.api.uploads import read_uploads
+from qserv_py.api.uploads import request_uploads
 from qserv_py.errors import QueryRefused
 
 router = APIRouter(prefix="/tap", tags=["TAP"])
@@ -39,10 +39,7 @@ def sync(params: TapParams, service: Service) -> Response:
     """A TAP sync request: DALI parameters in, the result (or a DALI error) out."""
     text = query_text(params)
     fmt = formats.parse_format(params.get("responseformat") or params.get("format"))
-    limits = service.settings
-    uploads = read_uploads(
-        params, max_bytes=limits.upload_max_bytes, max_rows=limits.upload_max_rows
-    )
+    uploads = request_uploads(params, service.settings)
     outcome = service.run(
         text,
         language(params.get("lang")),

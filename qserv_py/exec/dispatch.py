@@ -157,6 +157,12 @@ def czar_pool(spec: ClusterSpec) -> ConnectionPool:
     return _pool(spec.czar, "SET synchronous_commit = off", CZAR_POOL_SIZE)
 
 
+def admin_pool(instance: Instance, size: int = 8) -> ConnectionPool:
+    """Sessions on ``instance`` as the admin user (shipping uploads to the workers); no
+    durability wait, as for the czar's sessions."""
+    return _pool(instance, "SET synchronous_commit = off", size)
+
+
 def close_pools() -> None:
     """Close every cached pool of this process."""
     with _pools_lock:
@@ -384,21 +390,23 @@ def execute(
         )
     run = _Run(spec, plan, query_id, timeout_s)
     worker = _single_batch_worker(plan, batch_chunks)
-    if worker is not None:
-        table, truncated = _run_direct(run, worker, max_rows)
-        if on_progress is not None:
-            on_progress(total, total)
-        return QueryResult(table, truncated, query_id, total, time.monotonic() - started)
     table_made, failure = False, None
     try:
         try:
+            if worker is not None:
+                table, done = _run_direct(run, worker, max_rows), total
+            else:
+                with _borrow(run.czar) as czar:
+                    run.make_table(czar)
+                    table_made = True
+                lanes = _lanes(plan, batch_chunks, per_worker)
+                done = _dispatch(run, lanes, total, on_progress) if lanes else 0
+                with _borrow(run.czar) as czar:
+                    table = _merge(run, czar, max_rows)
+            truncated = max_rows is not None and table.num_rows > max_rows
+            if truncated:
+                table = table.slice(0, max_rows)
             with _borrow(run.czar) as czar:
-                run.make_table(czar)
-                table_made = True
-            lanes = _lanes(plan, batch_chunks, per_worker)
-            done = _dispatch(run, lanes, total, on_progress) if lanes else 0
-            with _borrow(run.czar) as czar:
-                table, truncated = _merge(run, czar, max_rows)
                 status = tracking.finish_query(
                     czar, query_id, "completed", rows=table.num_rows, truncated=truncated
                 )
@@ -406,6 +414,8 @@ def execute(
             raise run.translate(exc) from exc
         if status == "killed":
             raise run.killed()
+        if worker is not None and on_progress is not None:
+            on_progress(total, total)
         return QueryResult(table, truncated, query_id, done, time.monotonic() - started)
     except BaseException as exc:
         failure = exc
@@ -456,43 +466,28 @@ def _single_batch_worker(plan: ExecPlan, batch_chunks: int) -> str | None:
     return None
 
 
-def _run_direct(run: _Run, worker: str, max_rows: int | None) -> tuple[pa.Table, bool]:
+def _run_direct(run: _Run, worker: str, max_rows: int | None) -> pa.Table:
     """Answer a single-batch plan on its worker: the merge SQL over the worker SQL as a
-    subquery, in one statement, straight into Arrow. The same SQL as the general path
-    (so the same PostgreSQL semantics), without the merge table and its round trips.
-    Records the query's end (or failure) like :func:`execute`."""
+    subquery, in one statement, straight into Arrow (at most ``max_rows + 1`` rows). The
+    same SQL as the general path (so the same PostgreSQL semantics), without the merge
+    table and its round trips."""
     plan = run.plan
-    chunks = plan.chunks.get(worker, ())
-    partials = f"({run.worker_sql(chunks)}) AS qserv_partials"
-    sql = plan.merge_sql.strip().rstrip(";").replace("{partials}", partials)
-    if max_rows is not None:
-        sql = f"SELECT * FROM ({sql}) AS qserv_merge LIMIT {max_rows + 1}"
-    failure: BaseException | None = None
-    try:
+    partials = f"({run.worker_sql(plan.chunks.get(worker, ()))}) AS qserv_partials"
+    sql = _merge_sql(plan, partials, max_rows)
+    with _borrow(run.czar, run.wait()) as czar, run.worker_session(worker, czar) as conn:
         try:
-            with _borrow(run.czar, run.wait()) as czar:
-                with run.worker_session(worker, czar) as conn:
-                    try:
-                        table = fetch_table(conn, sql, columns=plan.columns)
-                    except psycopg.Error as exc:
-                        raise _Failure(worker, exc) from exc
-                truncated = max_rows is not None and table.num_rows > max_rows
-                if truncated:
-                    table = table.slice(0, max_rows)
-                status = tracking.finish_query(
-                    czar, run.query_id, "completed", rows=table.num_rows, truncated=truncated
-                )
-        except (_Failure, QueryKilled) as exc:
-            raise run.translate(exc) from exc
-        if status == "killed":
-            raise run.killed()
-        return table, truncated
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        if failure is not None:
-            _cleanup(run, failure, table_made=False)
+            return fetch_table(conn, sql, columns=plan.columns)
+        except psycopg.Error as exc:
+            raise _Failure(worker, exc) from exc
+
+
+def _merge_sql(plan: ExecPlan, partials: str, max_rows: int | None) -> str:
+    """The merge SQL over ``partials``, cut to ``max_rows + 1`` rows (one more tells that
+    more exist)."""
+    sql = plan.merge_sql.strip().rstrip(";").replace("{partials}", partials)
+    if max_rows is None:
+        return sql
+    return f"SELECT * FROM ({sql}) AS qserv_merge LIMIT {max_rows + 1}"
 
 
 def _lanes(plan: ExecPlan, batch_chunks: int, per_worker: int) -> list[tuple[str, deque]]:
@@ -552,14 +547,12 @@ def _dispatch(run: _Run, lanes: list, total: int, on_progress: Progress | None) 
     return done
 
 
-def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> tuple[pa.Table, bool]:
-    """Run the merge SQL on the czar: its first ``max_rows`` rows, and whether more exist."""
+def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> pa.Table:
+    """Run the merge SQL on the czar: at most ``max_rows + 1`` rows."""
     status = tracking.register_backend(czar, run.query_id, tracking.CZAR, czar.info.backend_pid)
     if status != "running":
         raise run.killed()
-    merge = run.plan.merge_sql.strip().rstrip(";").replace("{partials}", run.table)
-    if max_rows is not None:
-        merge = f"SELECT * FROM ({merge}) AS qserv_merge LIMIT {max_rows + 1}"
+    merge = _merge_sql(run.plan, run.table, max_rows)
     settings = f"SET LOCAL application_name = '{tracking.application_name(run.query_id)}'"
     if run.deadline is not None:
         if (left := run.deadline - time.monotonic()) <= 0:
@@ -568,12 +561,9 @@ def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> tuple[p
     try:
         with czar.transaction():
             czar.execute(settings)
-            table = fetch_table(czar, merge, columns=run.plan.columns)
+            return fetch_table(czar, merge, columns=run.plan.columns)
     except psycopg.Error as exc:
         raise _Failure(tracking.CZAR, exc) from exc
-    if max_rows is not None and table.num_rows > max_rows:
-        return table.slice(0, max_rows), True
-    return table, False
 
 
 def _cleanup(run: _Run, exc: BaseException | None, table_made: bool) -> None:

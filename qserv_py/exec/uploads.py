@@ -15,7 +15,6 @@ gets those names in place of the planner's tokens, and
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from qserv_py.cluster.db import on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
@@ -58,7 +57,6 @@ COPY_ROWS = 1 << 16
 _LOCK = 0x5155_504C  # advisory lock key for creating the schema ("QUPL")
 _NAME = re.compile(r"^u(\d+)_[0-9a-f]+_\d+$")
 
-_pools: dict[tuple[int, str], ConnectionPool] = {}
 _ready: set[tuple[int, str]] = set()  # workers whose schema this process has checked
 _lock = threading.Lock()
 
@@ -141,50 +139,10 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\b" + SCHEMA + r"\.(upload__[a-z0-9_]+)\b")
 # --- the workers' side -----------------------------------------------------------------------
 
 
-def _pool(worker: Instance) -> ConnectionPool:
-    """Admin sessions on ``worker`` (one kept idle per process)."""
-    key = (os.getpid(), worker.dsn)
-    with _lock:
-        pool = _pools.get(key)
-    if pool is not None:
-        return pool
-    pool = ConnectionPool(
-        worker.dsn,
-        kwargs=dict(autocommit=True, connect_timeout=10, application_name="qserv_py uploads"),
-        min_size=1,
-        max_size=8,
-        name=f"qserv_py-uploads:{worker.name}",
-        timeout=dispatch.POOL_TIMEOUT_S,
-        open=False,
-    )
-    try:
-        pool.open(wait=True, timeout=10)
-    except PoolTimeout as exc:
-        pool.close()
-        raise InstanceUnreachable(f"cannot open admin sessions on {worker.name}") from exc
-    with _lock:
-        existing = _pools.setdefault(key, pool)
-    if existing is not pool:
-        pool.close()
-    return existing
-
-
-def close_pools() -> None:
-    with _lock:
-        pools = [p for k, p in _pools.items() if k[0] == os.getpid()]
-        _pools.clear()
-        _ready.clear()
-    for pool in pools:
-        pool.close()
-
-
-atexit.register(close_pools)
-
-
 @contextmanager
 def _admin(spec: ClusterSpec, worker: Instance) -> Iterator[psycopg.Connection]:
     try:
-        with _pool(worker).connection() as conn:
+        with dispatch.admin_pool(worker).connection() as conn:
             _schema(spec, worker, conn)
             yield conn
     except PoolTimeout as exc:

@@ -224,7 +224,7 @@ def spatial_join(
         point, region = arguments(conjunct)
         if isinstance(point, geo.Point) and isinstance(region, geo.Circle):
             cargs = arguments(region)
-            pairs, radius = (arguments(point), cargs[:2]), _constant(cargs[2])
+            pairs, radius = (arguments(point), cargs[:2]), constant(cargs[2])
     else:
         distance, bound = None, None
         if isinstance(conjunct, (exp.LT, exp.LTE)):
@@ -233,7 +233,7 @@ def spatial_join(
             distance, bound = conjunct.expression, conjunct.this
         if isinstance(distance, geo.Distance) and bound is not None:
             args = arguments(distance)
-            pairs, radius = (args[:2], args[2:]), _constant(bound)
+            pairs, radius = (args[:2], args[2:]), constant(bound)
     if pairs is None or radius is None or len(pairs[0]) != 2 or len(pairs[1]) != 2:
         return None
     for mine, theirs in (pairs, pairs[::-1]):
@@ -242,21 +242,6 @@ def spatial_join(
         if upload is not None and director is not None:
             return upload, mine[0].name, mine[1].name, director, radius
     return None
-
-
-def _constant(node: exp.Expression) -> float | None:
-    """:func:`constant`, also of a division that SQL generation has already rewritten in
-    place (a Qserv ``a / b`` is written ``CAST(a AS DOUBLE PRECISION) / NULLIF(b, 0)``)."""
-    value = constant(node)
-    if value is not None or not node.find(exp.Nullif):
-        return value
-
-    def unwrap(n: exp.Expression) -> exp.Expression:
-        while isinstance(n, exp.Nullif) and constant(n.expression) == 0:
-            n = n.this
-        return n
-
-    return constant(node.copy().transform(unwrap))
 
 
 def check_radius(radius: float, ref: Ref) -> None:

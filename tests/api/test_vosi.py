@@ -331,7 +331,7 @@ def test_pyvo_reads_the_examples(tap_url: str, api: TestClient) -> None:
 
 
 def test_upload_example(tap_url: str, api: TestClient, client: Client) -> None:
-    """The cross-match example with a real upload (skipped while uploads do not work)."""
+    """The cross-match example with a real upload finds the uploaded objects."""
     [example] = [e for e in _examples(api) if e.get("id") == "crossmatch"]
     query = example.find("h:pre[@property='query']", NS)
     assert query is not None and query.text
@@ -343,9 +343,6 @@ def test_upload_example(tap_url: str, api: TestClient, client: Client) -> None:
             "dec": row.column("coord_dec").to_pylist(),
         }
     )
-    try:
-        found = pyvo.dal.TAPService(tap_url).search(query.text, uploads={"targets": targets})
-    except pyvo.dal.DALQueryError as exc:
-        pytest.skip(f"uploads do not work yet: {exc}")
+    found = pyvo.dal.TAPService(tap_url).search(query.text, uploads={"targets": targets})
     matched = set(found.to_table()["objectId"])
     assert set(row.column("objectId").to_pylist()) <= matched
