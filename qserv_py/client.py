@@ -19,6 +19,7 @@ from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.uploads import execute
+from qserv_py.query.cache import PlanCache
 from qserv_py.query.context import PlanContext
 from qserv_py.query.planner import plan
 
@@ -53,6 +54,8 @@ class Client:
         self._version: tuple[object, ...] | None = None
         self._czar: psycopg.Connection | None = None
         self._lock = threading.Lock()
+        #: plans of query shapes seen before (see qserv_py.query.cache)
+        self.plans = PlanCache()
 
     @property
     def context(self) -> PlanContext:
@@ -91,8 +94,11 @@ class Client:
         oracle: bool = True,
     ) -> ExecPlan:
         """The plan of ``text``; ``uploads`` are the tables (or schemas) it reads as
-        ``TAP_UPLOAD.<name>``; ``oracle=False`` skips writing ``oracle_sql``."""
-        return plan(text, lang, self.context, uploads, oracle=oracle)
+        ``TAP_UPLOAD.<name>``; ``oracle=False`` skips writing ``oracle_sql``, and lets a
+        query shape seen before be planned from the plan cache."""
+        if oracle or uploads:
+            return plan(text, lang, self.context, uploads, oracle=oracle)
+        return self.plans.plan(text, lang, self.context)
 
     def query(
         self,

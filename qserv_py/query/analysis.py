@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from qserv_py.errors import QueryRefused
 from qserv_py.query import geometry as geo
+from qserv_py.query import params
 from qserv_py.query.context import PlanContext
 from qserv_py.query.regions_ast import arguments, constant, region_of
 from qserv_py.schema.model import Catalog, Table, TableKind
@@ -141,7 +142,11 @@ class Analysis:
     radius: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-def analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> Analysis:
+def analyze(
+    select: exp.Select, refs: list[Ref], ctx: PlanContext, *, outermost: bool = False
+) -> Analysis:
+    """What ``select`` says about its ``refs``; the restrictors of the ``outermost`` SELECT
+    are noted for the plan cache, which re-runs them with new values (see ``params``)."""
     by_alias = {r.alias: r for r in refs}
     analysis = Analysis({}, {}, [], [])
     where = conjuncts(select.args.get("where"))
@@ -159,16 +164,27 @@ def analyze(select: exp.Select, refs: list[Ref], ctx: PlanContext) -> Analysis:
         if isinstance(conjunct, geo.AreaSpec):
             analysis.areaspec.append(conjunct)
             continue
-        spatial = _spatial_restrictor(conjunct, by_alias)
-        if spatial is not None:
-            analysis.regions.setdefault(spatial[0].alias, []).append(spatial[1])
-            continue
-        keys = _key_restrictor(conjunct, by_alias)
-        if keys is not None:
-            ref, values = keys
-            known = analysis.keys.get(ref.alias)
-            analysis.keys[ref.alias] = values if known is None else known & values
+        with params.restrictor_scope(outermost):
+            restricts = restrict(analysis, conjunct, by_alias)
+        if restricts and outermost:
+            params.note_restrictor(conjunct)
     return analysis
+
+
+def restrict(analysis: Analysis, conjunct: exp.Expression, refs: dict[str, Ref]) -> bool:
+    """Add ``conjunct`` to the regions or keys of ``analysis`` if it restricts a table;
+    whether it does."""
+    spatial = _spatial_restrictor(conjunct, refs)
+    if spatial is not None:
+        analysis.regions.setdefault(spatial[0].alias, []).append(spatial[1])
+        return True
+    keys = _key_restrictor(conjunct, refs)
+    if keys is None:
+        return False
+    ref, values = keys
+    known = analysis.keys.get(ref.alias)
+    analysis.keys[ref.alias] = values if known is None else known & values
+    return True
 
 
 def _nn_radius(conjunct: exp.Expression) -> float | None:
@@ -203,21 +219,24 @@ def _join_edge(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str
 
 def _near_neighbour(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str, bool] | None:
     """DISTANCE(a, b) < r, or CONTAINS(POINT(a), CIRCLE(b, r)), between two directors."""
-    radius: float | None = None
+    bound: exp.Expression | None = None
     first = second = None
     if isinstance(conjunct, (exp.LT, exp.LTE)) and isinstance(conjunct.this, geo.Distance):
         args = arguments(conjunct.this)
-        radius = constant(conjunct.expression)
         first = _pair_ref(args[0], args[1], refs)
         second = _pair_ref(args[2], args[3], refs)
+        bound = conjunct.expression
     elif isinstance(conjunct, geo.Contains):
         point, region = arguments(conjunct)
         if isinstance(region, geo.Circle):
             cargs = arguments(region)
             first = _point_of(point, refs)
             second = _pair_ref(cargs[0], cargs[1], refs)
-            radius = constant(cargs[2])
-    if first is None or second is None or first is second or radius is None:
+            bound = cargs[2]
+    if first is None or second is None or first is second or bound is None:
+        return None
+    radius = constant(bound)  # only now: reading a constant pins it (see params)
+    if radius is None:
         return None
     if first.table is not second.table or first.table.kind is not TableKind.DIRECTOR:
         raise QueryRefused(

@@ -27,6 +27,7 @@ from typing import ClassVar
 from sqlglot import exp
 
 from qserv_py.errors import QueryError, QueryRefused, RegionError
+from qserv_py.query import params
 from qserv_py.sky import regions
 
 Args = Sequence[exp.Expression]
@@ -158,7 +159,7 @@ def number(node: exp.Expression | None) -> float | None:
     """
     if isinstance(node, exp.Literal) and not node.is_string:
         try:
-            return float(node.this)
+            return float(params.text(node))
         except ValueError:
             return None
     if isinstance(node, exp.Paren):
@@ -251,7 +252,8 @@ def _point(name: str, node: exp.Expression) -> Point:
 
 
 def _checked(node: Region) -> Region:
-    region_of(node)
+    with params.restrictor_scope(validation=True):
+        region_of(node)
     return node
 
 
@@ -396,7 +398,9 @@ def _areaspec(name: str, region: type[Region], n: int | None) -> Callable:
         else:
             _count(name, args, n)
             shape = region.from_arg_list(args)
-        if region_of(shape) is None:
+        with params.restrictor_scope(validation=True):
+            constant = region_of(shape) is not None
+        if not constant:
             raise QueryError(f"{name} takes numbers only, got {', '.join(a.sql() for a in args)}")
         return AreaSpec(this=shape)
 

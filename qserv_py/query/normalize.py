@@ -42,6 +42,7 @@ from sqlglot import exp
 
 from qserv_py.errors import QueryRefused
 from qserv_py.query import geometry as geo
+from qserv_py.query import params
 
 #: nodes that modify data or the database: refused anywhere in a query
 _WRITES: tuple[type[exp.Expr], ...] = (
@@ -138,7 +139,7 @@ def booleans(tree: exp.Expression) -> None:
 def postgres_functions(tree: exp.Expression) -> None:
     """ADQL / MySQL functions that PostgreSQL spells or types differently."""
     for log in list(tree.find_all(exp.Log)):
-        if log.expression is not None and log.this.is_int and int(log.this.name) == 10:
+        if log.expression is not None and log.this.is_int and int(params.text(log.this)) == 10:
             log.replace(exp.Log(this=log.expression))  # LOG10(x): PostgreSQL's log(x)
     for node in list(tree.find_all(exp.Round, exp.Trunc)):
         if node.args.get("decimals") is not None:  # only numeric has round(x, n)

@@ -19,6 +19,7 @@ from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
 
 from qserv_py.exec.plan import ExecPlan
+from qserv_py.query import params
 from qserv_py.query.analysis import (
     Derived,
     areaspec_restrictions,
@@ -85,6 +86,7 @@ def _plan_select(
     # before subqueries get their chunk partitions
     oracle_sql = to_postgres(select) if oracle else ""
     analysed = analyse_select(select, ctx, outermost=True)
+    params.note_outermost(analysed)
     refs = analysed.refs
     if uploads is not None:
         plain = [r for r in refs if not isinstance(r, Derived)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from qserv_py.query import geometry as geo
+from qserv_py.query import params
 from qserv_py.sky.regions import Box, Cone, Ellipse, LonLatBox, Polygon, Region
 
 
@@ -29,7 +30,7 @@ def constant(node: exp.Expression) -> float | None:
     -0.15
     """
     if isinstance(node, exp.Literal) and not node.is_string:
-        return float(node.name)
+        return float(params.text(node))
     if isinstance(node, exp.Paren):
         return constant(node.this)
     if isinstance(node, exp.Neg):

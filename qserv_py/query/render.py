@@ -17,7 +17,7 @@ User comments are never written: only SQL generated from the tree reaches a work
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from sqlglot import exp
@@ -83,8 +83,11 @@ class IndexRanges(exp.Expression):
 
 
 def _index_ranges_sql(self: PostgresGenerator, e: IndexRanges) -> str:
-    column = self.sql(e.this)
-    ranges = e.args["ranges"]
+    return index_ranges_sql(self.sql(e.this), e.args["ranges"])
+
+
+def index_ranges_sql(column: str, ranges: Sequence[tuple[int, int]]) -> str:
+    """``column`` in any of the half-open ``ranges``, as SQL."""
     if not ranges:
         return "FALSE"
     return " OR ".join(f"({column} >= {lo} AND {column} < {hi})" for lo, hi in ranges)

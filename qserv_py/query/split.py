@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from qserv_py.errors import QueryError
+from qserv_py.query import params
 
 PARTIALS = "qserv_partials__"  # the merge table in merge SQL; rendered as {partials}
 _VARIANCE = (exp.Variance, exp.VariancePop, exp.Stddev, exp.StddevSamp, exp.StddevPop)
@@ -63,7 +64,7 @@ def _limit(select: exp.Select) -> tuple[int | None, int]:
         expr = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
         if not isinstance(expr, exp.Literal) or not expr.is_int:
             raise QueryError("LIMIT, TOP and OFFSET must be whole numbers")
-        return int(expr.name)
+        return int(params.text(expr))
 
     return value(select.args.get("limit")), value(select.args.get("offset")) or 0
 

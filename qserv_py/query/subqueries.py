@@ -91,7 +91,7 @@ def analyse_select(select: exp.Select, ctx: PlanContext, *, outermost: bool) -> 
     """Analyse a SELECT (its subqueries planned on the way); refuse joins that are not
     chunk-local, and near-neighbour joins and areaspec anywhere but the outermost level."""
     refs = partitioned_refs(select, ctx)
-    analysis = analyze(select, refs, ctx)
+    analysis = analyze(select, refs, ctx, outermost=outermost)
     near = [e for e in analysis.edges if e[2]]
     if not outermost and (analysis.areaspec or near):
         raise QueryRefused(

@@ -1,0 +1,367 @@
+"""The plan cache: a query shape seen before is planned by filling in its numbers.
+
+Services see the same queries again and again with other numbers: cone searches at other
+positions, lookups of other objectIds. Compiling one (parse, qualify, types, analysis,
+split, SQL writing) costs 3–10 ms of Python; the statement itself ~1 ms on a worker.
+
+**Shapes.** A query's shape is its token list with each number replaced by its kind
+(integer or not), in one language, planned against one :class:`PlanContext` (the cache
+is emptied when the metadata changes). The first time a shape is seen it is planned as
+usual. The second time, the cache also makes a **template** of it:
+
+1. the query is planned as usual (the plan to check against, and the one returned);
+2. it is planned again with each number spelled uniquely (``7.5`` as ``007.5``: the same
+   value) and the reads of literal values tracked (:mod:`qserv_py.query.params`);
+3. each literal is then **free** — its spelling appears in the worker or merge SQL and
+   planning never read its value, except in the outermost SELECT's restrictors — or
+   **pinned**: read elsewhere (a LIMIT, a join radius, a 0/1 compared with CONTAINS, a
+   region that restricts nothing), written nowhere (consumed by a rewrite), or in the
+   select list, ORDER BY, GROUP BY, LIMIT or OFFSET. Pinned values become part of the key
+   of the template: another value is another template;
+4. the SQL becomes fragments: text, literal slots, and a slot for each outermost
+   spatial_index range predicate;
+5. the template is **checked**: filled in with this query's numbers, it must give exactly
+   the plan of step 1 (SQL, chunks, limit, columns). If not, the shape is never cached.
+
+**Filling in** (a later query of the shape and pinned values): the outermost restrictor
+conjuncts are re-run on the new numbers by the planner's own code — the regions'
+validation as at parse time, then :func:`qserv_py.query.analysis.restrict` — giving the
+regions and director keys, hence the chunk set (``chunk_set``, a director-index lookup
+for keys) and the range predicates; the literal slots take the new numbers' text. If a
+conjunct no longer restricts (``objectId = 1.5``), the query is planned as usual.
+
+Restrictor re-runs are used only where the chunk set depends on nothing else: no derived
+tables over partitioned tables, no near-neighbour join; otherwise the restrictors'
+numbers are pinned. Queries with uploads, and EXPLAIN (which shows the oracle SQL), are
+always planned as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+
+from qserv_py.exec.plan import ExecPlan
+from qserv_py.query import geometry as geo
+from qserv_py.query import params
+from qserv_py.query.analysis import Analysis, Derived, restrict
+from qserv_py.query.chunking import assign_chunks, chunk_set, region_ranges
+from qserv_py.query.context import PlanContext
+from qserv_py.query.parse import dialect, parse
+from qserv_py.query.planner import plan as plan_query
+from qserv_py.query.render import index_ranges_sql
+from qserv_py.query.subqueries import Analysed
+from qserv_py.sky.regions import Region
+
+log = logging.getLogger(__name__)
+
+#: templates kept (least recently used ones go first)
+CAPACITY = 512
+#: positions whose literals are always pinned (their values shape the plan)
+_PINNING = (exp.Limit, exp.Offset, exp.Fetch, exp.Order, exp.Ordered, exp.Group, geo.InUnit)
+
+_Fragment = str | tuple[str, int]  # text, ("lit", literal) or ("ranges", slot)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A spatial_index range predicate of the outermost SELECT: the ``index``-th region
+    of ``alias``, on the column written ``column``."""
+
+    alias: str
+    index: int
+    column: str
+
+
+@dataclass
+class _Template:
+    pinned: frozenset[int]
+    #: unique spelling of each literal (in the restrictor copies) → its position
+    spelling: dict[str, int]
+    worker: list[_Fragment]
+    merge: list[_Fragment]
+    plan: ExecPlan  # chunks, limit, columns, ... of the query the template was made from
+    #: re-run for new values (empty: the chunk set does not depend on free literals)
+    restrictors: list[exp.Expression] = field(default_factory=list)
+    analysed: Analysed | None = None
+    slots: list[_Slot] = field(default_factory=list)
+
+
+@dataclass
+class _Shape:
+    seen: int = 0
+    #: the literals the first template pinned (None: not made yet); False: not cacheable
+    pinned: frozenset[int] | bool | None = None
+    templates: dict[tuple[str, ...], _Template] = field(default_factory=dict)
+
+
+class PlanCache:
+    """Plans of query shapes (see the module's docstring); thread-safe."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._shapes: OrderedDict[tuple[Any, ...], _Shape] = OrderedDict()
+        self._ctx: PlanContext | None = None
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def plan(self, text: str, lang: str, ctx: PlanContext) -> ExecPlan:
+        """The plan of ``text`` (as :func:`qserv_py.query.planner.plan` with
+        ``oracle=False`` would make it)."""
+        try:
+            tokens = dialect(lang).tokenizer().tokenize(text)
+        except (TokenError, Exception):  # the planner says what is wrong
+            return plan_query(text, lang, ctx, oracle=False)
+        numbers = [t for t in tokens if t.token_type == TokenType.NUMBER]
+        key = (
+            lang.strip().lower(),
+            tuple(
+                (
+                    t.token_type,
+                    _kind(t.text) if t.token_type == TokenType.NUMBER else t.text,
+                    *t.comments,
+                )
+                for t in tokens
+            ),
+        )
+        values = tuple(t.text for t in numbers)
+        with self._lock:
+            if self._ctx is not ctx:
+                self._shapes.clear()
+                self._ctx = ctx
+            shape = self._shapes.get(key)
+            if shape is None:
+                shape = self._shapes[key] = _Shape()
+                while len(self._shapes) > self.capacity:
+                    self._shapes.popitem(last=False)
+            else:
+                self._shapes.move_to_end(key)
+            shape.seen += 1
+            pinned = shape.pinned
+            template = None
+            if isinstance(pinned, frozenset):
+                template = shape.templates.get(tuple(values[i] for i in sorted(pinned)))
+        if template is not None:
+            planned = _fill(template, values, ctx)
+            if planned is not None:
+                self.hits += 1
+                return planned
+        self.misses += 1
+        if pinned is False or shape.seen < 2 or not numbers:
+            return plan_query(text, lang, ctx, oracle=False)
+        planned = plan_query(text, lang, ctx, oracle=False)
+        made = _make(text, lang, ctx, tokens, numbers, planned)
+        with self._lock:
+            if made is None or (isinstance(pinned, frozenset) and not made.pinned <= pinned):
+                shape.pinned = False
+                shape.templates.clear()
+            else:
+                if not isinstance(shape.pinned, frozenset):
+                    shape.pinned = made.pinned
+                assert isinstance(shape.pinned, frozenset)
+                shape.templates[tuple(values[i] for i in sorted(shape.pinned))] = made
+                while len(shape.templates) > self.capacity:
+                    shape.templates.pop(next(iter(shape.templates)))
+        return planned
+
+
+def _kind(number: str) -> str:
+    return "int" if number.isdigit() else "num"
+
+
+def _make(
+    text: str,
+    lang: str,
+    ctx: PlanContext,
+    tokens: list[Token],
+    numbers: list[Token],
+    planned: ExecPlan,
+) -> _Template | None:
+    """The template of a query planned as ``planned``, or None if it cannot have one."""
+    spelled = [("0" * (i + 1)) + t.text for i, t in enumerate(numbers)]
+    if len(set(spelled)) < len(spelled):
+        return None
+    pieces, at = [], 0
+    for token, unique in zip(numbers, spelled, strict=True):
+        pieces += [text[at : token.start], unique]
+        at = token.end + 1
+    padded = "".join(pieces) + text[at:]
+    spelling = {s: i for i, s in enumerate(spelled)}
+    pinned = _pinned_by_position(parse(padded, lang), spelling)
+    tracker = params.Tracker(index=spelling)
+    with params.tracking(tracker):
+        tracked = plan_query(padded, lang, ctx, oracle=False)
+    pinned |= tracker.pinned
+    restrictors: list[exp.Expression] = []
+    slots: list[_Slot] = []
+    written_ranges: list[str] = []
+    outermost = tracker.outermost if tracker.selects == 1 else None
+    analysed = outermost if isinstance(outermost, Analysed) else None
+    in_restrictors = {
+        spelling[n.this]
+        for r in tracker.restrictors
+        for n in r.find_all(exp.Literal)
+        if n.this in spelling
+    }
+    recipe = (
+        analysed is not None
+        and not analysed.overlap
+        and not analysed.analysis.radius
+        and not any(isinstance(r, Derived) for r in analysed.refs)
+    )
+    found = None
+    if analysed is not None and recipe and tracker.restrictors:
+        found = _slots(analysed, tracked.worker_sql)
+    if found is not None:
+        # restrictors re-run for new values; a literal read in the scope of a conjunct
+        # that restricts nothing could only have made it a restrictor: no harm
+        restrictors, slots, written_ranges = tracker.restrictors, found[0], found[1]
+        pinned |= tracker.validated - in_restrictors
+    elif tracker.restrictors:
+        pinned |= tracker.restricting | tracker.validated
+    else:
+        pinned |= tracker.validated
+    written = f"{tracked.worker_sql}\n{tracked.merge_sql}"
+    for s, i in spelling.items():
+        if not re.search(_word(s), written):
+            pinned.add(i)
+    worker = _fragments(tracked.worker_sql, spelling, written_ranges if slots else [])
+    merge = _fragments(tracked.merge_sql, spelling, [])
+    template = _Template(
+        frozenset(pinned),
+        spelling,
+        worker,
+        merge,
+        planned,
+        restrictors,
+        analysed if restrictors else None,
+        slots,
+    )
+    check = _fill(template, tuple(t.text for t in numbers), ctx)
+    same = check is not None and all(
+        getattr(check, f) == getattr(planned, f)
+        for f in ("worker_sql", "merge_sql", "chunks", "replicated_worker", "limit",
+                  "concatenate", "partitions")
+    )  # fmt: skip
+    if not same:
+        log.debug("plan cache: the template of %r does not give its plan", text[:200])
+        return None
+    return template
+
+
+def _pinned_by_position(tree: exp.Expression, spelling: dict[str, int]) -> set[int]:
+    """Literals in the select list, ORDER BY, GROUP BY, LIMIT, OFFSET or IN_UNIT."""
+    pinned = set()
+    for literal in tree.find_all(exp.Literal):
+        position = spelling.get(literal.this)
+        if position is None or literal.is_string:
+            continue
+        node: exp.Expr | None = literal
+        while node is not None:
+            parent = node.parent
+            if isinstance(parent, _PINNING) or (
+                isinstance(parent, exp.Select) and node.arg_key == "expressions"
+            ):
+                pinned.add(position)
+                break
+            node = parent
+    return pinned
+
+
+def _word(spelling: str) -> str:
+    return rf"(?<![\w.]){re.escape(spelling)}(?![\w.])"
+
+
+def _ranges_sql(column: str, region: Region) -> str:
+    lo, hi = region_ranges(region)
+    return index_ranges_sql(column, list(zip(lo.tolist(), hi.tolist(), strict=True)))
+
+
+def _slots(analysed: Analysed, worker_sql: str) -> tuple[list[_Slot], list[str]] | None:
+    """The outermost range predicates and their text, each found once in the worker SQL
+    (else None)."""
+    slots, texts = [], []
+    for ref in analysed.refs:
+        for index, region in enumerate(analysed.analysis.regions.get(ref.alias, [])):
+            column = f"{ref.alias}.spatial_index"
+            written = _ranges_sql(column, region)
+            if written == "FALSE" or worker_sql.count(written) != 1:
+                return None
+            slots.append(_Slot(ref.alias, index, column))
+            texts.append(written)
+    return slots, texts
+
+
+def _fragments(sql: str, spelling: dict[str, int], ranges: list[str]) -> list[_Fragment]:
+    """``sql`` cut at the literals' spellings and at the range predicates ``ranges``."""
+    parts: list[_Fragment] = [sql]
+    for slot, written in enumerate(ranges):
+        cut: list[_Fragment] = []
+        for part in parts:
+            if isinstance(part, str) and written in part:
+                head, tail = part.split(written, 1)
+                cut += [head, ("ranges", slot), tail]
+            else:
+                cut.append(part)
+        parts = cut
+    if not spelling:
+        return parts
+    words = re.compile("|".join(_word(s) for s in sorted(spelling, key=len, reverse=True)))
+    out: list[_Fragment] = []
+    for part in parts:
+        if not isinstance(part, str):
+            out.append(part)
+            continue
+        at = 0
+        for match in words.finditer(part):
+            out += [part[at : match.start()], ("lit", spelling[match.group()])]
+            at = match.end()
+        out.append(part[at:])
+    return [p for p in out if p != ""]
+
+
+def _fill(template: _Template, values: tuple[str, ...], ctx: PlanContext) -> ExecPlan | None:
+    """The plan of the template's shape for the numbers ``values`` (their texts), or None
+    if its restrictors do not restrict the same way with them."""
+    chunks = template.plan.chunks
+    ranges: list[str] = []
+    analysed = template.analysed
+    if template.restrictors and analysed is not None:
+        bound = {s: values[i] for s, i in template.spelling.items()}
+        refs = {r.alias: r for r in analysed.refs}
+        before = analysed.analysis
+        analysis = Analysis({}, {}, before.edges, [], dict(before.radius))
+        with params.tracking(params.Tracker(index=template.spelling, bound=bound)):
+            for conjunct in template.restrictors:
+                for region in conjunct.find_all(*geo.REGIONS):
+                    geo.region_of(region)  # the check parsing does, with its messages
+                if not restrict(analysis, conjunct, refs):
+                    return None
+        if analysis.keys.keys() != before.keys.keys() or {
+            a: len(r) for a, r in analysis.regions.items()
+        } != {a: len(r) for a, r in before.regions.items()}:
+            return None
+        found = chunk_set(analysed.primary, analysed.refs, analysis, ctx, analysed.nullable)
+        chunks = assign_chunks(found, analysed.refs[0].catalog.sql_name, ctx)
+        ranges = [_ranges_sql(s.column, analysis.regions[s.alias][s.index]) for s in template.slots]
+
+    def write(fragments: list[_Fragment]) -> str:
+        return "".join(
+            f if isinstance(f, str) else values[f[1]] if f[0] == "lit" else ranges[f[1]]
+            for f in fragments
+        )
+
+    return replace(
+        template.plan,
+        worker_sql=write(template.worker),
+        merge_sql=write(template.merge),
+        chunks=chunks,
+    )
