@@ -33,7 +33,10 @@ conjunct no longer restricts (``objectId = 1.5``), the query is planned as usual
 Restrictor re-runs are used only where the chunk set depends on nothing else: no derived
 tables over partitioned tables, no near-neighbour join; otherwise the restrictors'
 numbers are pinned. Queries with uploads, and EXPLAIN (which shows the oracle SQL), are
-always planned as usual.
+always planned as usual; a plan from the cache has no ``oracle_sql``.
+
+A number's sign is a token of its own: ``CIRCLE(10, -5, 1)`` and ``CIRCLE(10, 5, 1)`` are
+two shapes.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
+from qserv_py.errors import QservError
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.query import geometry as geo
 from qserv_py.query import params
@@ -197,8 +201,12 @@ def _make(
     spelling = {s: i for i, s in enumerate(spelled)}
     pinned = _pinned_by_position(parse(padded, lang), spelling)
     tracker = params.Tracker(index=spelling)
-    with params.tracking(tracker):
-        tracked = plan_query(padded, lang, ctx, oracle=False)
+    try:
+        with params.tracking(tracker):
+            tracked = plan_query(padded, lang, ctx, oracle=False)
+    except QservError as exc:  # e.g. GROUP BY x + 1 no longer matches SELECT x + 1
+        log.debug("plan cache: %r cannot have a template: %s", text[:200], exc)
+        return None
     pinned |= tracker.pinned
     restrictors: list[exp.Expression] = []
     slots: list[_Slot] = []
@@ -364,4 +372,5 @@ def _fill(template: _Template, values: tuple[str, ...], ctx: PlanContext) -> Exe
         worker_sql=write(template.worker),
         merge_sql=write(template.merge),
         chunks=chunks,
+        oracle_sql="",
     )
