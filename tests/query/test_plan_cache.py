@@ -83,8 +83,12 @@ def test_cones_and_lookups_are_filled_in(client: Client) -> None:
         text = CONE.format(ra=rng.uniform(0, 360), dec=rng.uniform(0.5, 89.5), r=0.1)
         _same(cache.plan(text, "adql", ctx), plan(text, "adql", ctx, oracle=False), text)
     assert cache.hits == 6  # the first two are planned in full (the second makes it)
+    light_curve = (
+        "SELECT * FROM Object o JOIN ForcedSource f ON o.objectId = f.objectId "
+        "WHERE o.objectId = {key}"
+    )
     for key in (1, 2, 3, 4, 5):
-        text = f"SELECT * FROM Object o JOIN ForcedSource f ON o.objectId = f.objectId WHERE o.objectId = {key}"
+        text = light_curve.format(key=key)
         _same(cache.plan(text, "adql", ctx), plan(text, "adql", ctx, oracle=False), text)
     assert cache.hits == 9
 
