@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from qserv_py.exec.uploads import execute
 from qserv_py.query.cache import PlanCache
 from qserv_py.query.context import PlanContext
 from qserv_py.query.planner import plan
+
+NOTIFYING = 6  # the czar metadata version from which changes are notified
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,11 @@ class Client:
         self.spec = spec
         self.default_catalog = default_catalog
         self._context: PlanContext | None = None
-        self._version: tuple[object, ...] | None = None
-        self._czar: psycopg.Connection | None = None
+        self._version: tuple[object, ...] | None = None  # of the metadata in _context
+        self._seen: tuple[object, ...] = ()  # the version last read
+        self._czar: psycopg.Connection | None = None  # LISTENs on qserv_meta
+        self._changed = True  # the czar notified a change since the version was read
+        self._listening = False  # the czar notifies changes (else: read at every plan)
         self._lock = threading.Lock()
         #: plans of query shapes seen before (see qserv_py.query.cache)
         self.plans = PlanCache()
@@ -66,24 +72,53 @@ class Client:
         return self._context
 
     def _metadata_version(self) -> tuple[object, ...]:
-        """A cheap fingerprint of the catalogs and published loads (one kept connection)."""
-        try:
-            return self._read_version()
-        except psycopg.OperationalError:  # the czar restarted: reconnect once
-            self._czar = None
-            return self._read_version()
+        """A cheap fingerprint of the catalogs and published loads.
+
+        One kept connection LISTENs on channel ``qserv_meta``, which the czar notifies at
+        the commit of any change of the metadata the planner reads (migration 006). The
+        fingerprint is read again only after a notification, on first use, or when the
+        connection broke; else this only polls the socket (no round trip). A czar whose
+        metadata predates the notifications is asked at every plan.
+        """
+        with self._lock:
+            try:
+                return self._read_version()
+            except psycopg.OperationalError:  # the czar restarted: reconnect once
+                if self._czar is not None:
+                    self._czar.close()
+                self._czar = None
+                return self._read_version()
 
     def _read_version(self) -> tuple[object, ...]:
-        if self._czar is None or self._czar.closed:
-            self._czar = db_connect(self.spec.czar, autocommit=True)
-        with self._lock:
-            row = self._czar.execute(
+        conn = self._czar
+        if conn is None or conn.closed:
+            conn = self._czar = db_connect(self.spec.czar, autocommit=True)
+            conn.add_notify_handler(self._notified)  # those that come with a result
+            conn.execute("LISTEN qserv_meta")
+            row = conn.execute("SELECT max(version) FROM qserv_meta.schema_version").fetchone()
+            self._listening = row is not None and (row[0] or 0) >= NOTIFYING
+            self._changed = True  # nothing was heard while not listening
+        else:
+            poll = select.poll()
+            poll.register(conn.fileno(), select.POLLIN)
+            if poll.poll(0):  # notifications, or the server hung up: read it again
+                conn.pgconn.consume_input()  # OperationalError if the connection broke
+                while conn.pgconn.notifies() is not None:
+                    pass
+                self._changed = True
+        if self._changed or not self._listening:
+            self._changed = False  # before reading: a change committed meanwhile notifies
+            row = conn.execute(
                 "SELECT (SELECT count(*) FROM qserv_meta.catalogs),"
                 " (SELECT max(created_at) FROM qserv_meta.catalogs),"
                 " (SELECT count(*) FROM qserv_meta.load_txns WHERE state = 'published'),"
                 " (SELECT max(finished_at) FROM qserv_meta.load_txns WHERE state = 'published')"
             ).fetchone()
-        return tuple(row) if row else ()
+            self._seen = tuple(row) if row else ()
+        return self._seen
+
+    def _notified(self, _: psycopg.Notify) -> None:
+        self._changed = True
 
     def plan(
         self,
