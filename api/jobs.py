@@ -38,7 +38,7 @@ from qserv_py.api.service import Outcome, Service, language
 from qserv_py.api.uploads import request_uploads
 from qserv_py.api.uws import ABORTED, COMPLETED, ERROR, Job
 from qserv_py.errors import QservError, QueryError, QueryKilled, QueryTimeout
-from qserv_py.exec.tracking import kill_query
+from qserv_py.exec.tracking import flush, kill_query
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,7 @@ class Jobs(JobStore):
 
     def _kill_engine(self, job_id: str, reason: str) -> None:
         """Kill the running engine queries of a job (their worker statements too)."""
+        flush()  # a query of this process younger than TRACK_AFTER_S has no record yet
         with self._conn() as conn:
             ids = conn.execute(
                 "SELECT id FROM qserv_meta.queries WHERE owner = %s"

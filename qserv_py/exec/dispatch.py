@@ -13,46 +13,42 @@
 
 A plan that one worker answers in one batch (a cone, an id lookup, a light curve, a
 query of replicated tables) takes a shorter path: the merge SQL runs on that worker over
-the worker SQL as a subquery, straight into Arrow; no probe, no merge table, no COPY.
+the worker SQL as a subquery, straight into Arrow; no probe, no merge table, no COPY. It
+does not wait for the czar at all: its id comes from the process's block of ids, and
+:mod:`qserv_py.exec.tracking`'s tracker writes its record in the background (its running
+record only if it still runs after ``TRACK_AFTER_S``; from then on it can be killed as
+any other). The worker session's ``statement_timeout`` is set only when it changes; its
+``application_name`` (which a kill checks) for every query.
 
 The calling thread watches the lanes: it calls ``on_progress``, stops early once a
 concatenating query with a LIMIT has its rows, enforces ``timeout_s``, and on the first
 error (or kill, or timeout) cancels the worker statements still running, waits for the
 lanes, and raises.
 
-Connection pools (psycopg_pool) are cached per process: one per worker (read-only role)
-and one for the czar (admin user), keeping one idle session each and at most
-``WORKER_POOL_SIZE`` / ``CZAR_POOL_SIZE``, so they also bound how many statements a
-process runs on an instance at once (more wait up to ``POOL_TIMEOUT_S``). They close at
-exit, or with :func:`close_pools`.
+Sessions come from the process's pools (:mod:`qserv_py.exec.pools`).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import queue
 import re
-import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import NamedTuple
+from weakref import WeakKeyDictionary
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
 
-from qserv_py.cluster.db import connect
-from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import (
-    InstanceUnreachable,
     QservError,
     QueryError,
     QueryKilled,
@@ -62,13 +58,13 @@ from qserv_py.errors import (
 from qserv_py.exec import tracking
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.plan import ExecPlan
+from qserv_py.exec.pools import POOL_TIMEOUT_S, borrow, czar_pool, worker_pool
+from qserv_py.exec.pools import admin_pool as admin_pool  # re-exported
+from qserv_py.exec.pools import close_pools as close_pools  # re-exported
 
-WORKER_POOL_SIZE = 16
-CZAR_POOL_SIZE = 48
-POOL_TIMEOUT_S = 30.0
-CONNECT_TIMEOUT_S = 10
 RESULT_SCHEMA = "qserv_result"
 COPY_BUFFER = 1 << 18  # bytes passed to the czar at once
+CANCEL_AGAIN_S = 0.2  # after a kill that the tracker found, cancel once more this late
 
 log = logging.getLogger(__name__)
 
@@ -86,108 +82,18 @@ class QueryResult:
     seconds: float
 
 
-_pools: dict[tuple[int, str, str], ConnectionPool] = {}
-_pools_lock = threading.Lock()
+#: worker session -> the statement_timeout last set there (sessions are pooled)
+_timeouts: WeakKeyDictionary[psycopg.Connection, str] = WeakKeyDictionary()
 
 
-def _check(conn: psycopg.Connection) -> None:
-    """Check a pooled session by a round trip only if the server has sent something (an
-    idle session gets data only when the server hangs up); the pool replaces it if dead."""
-    poll = select.poll()
-    poll.register(conn.fileno(), select.POLLIN)
-    if poll.poll(0):
-        ConnectionPool.check_connection(conn)
-
-
-def _pool(instance: Instance, setup: str, size: int) -> ConnectionPool:
-    """The cached pool of ``instance``, running ``setup`` on each new session."""
-    key = (os.getpid(), instance.dsn, setup)  # a forked child makes its own
-    with _pools_lock:
-        pool = _pools.get(key)
-    if pool is not None:
-        return pool
-
-    def configure(conn: psycopg.Connection) -> None:
-        conn.execute(setup)
-
-    try:  # one session first: fails fast, and says why
-        with connect(instance, autocommit=True, timeout=CONNECT_TIMEOUT_S) as conn:
-            configure(conn)
-    except psycopg.Error as exc:
-        raise InstanceUnreachable(f"{instance.name}: cannot set up a session: {exc}") from exc
-    pool = ConnectionPool(
-        instance.dsn,
-        kwargs=dict(
-            autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="qserv_py"
-        ),
-        min_size=1,
-        max_size=size,
-        configure=configure,
-        check=_check,
-        name=f"qserv_py:{instance.name}",
-        timeout=POOL_TIMEOUT_S,
-        open=False,
-    )
-    try:
-        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-    except PoolTimeout as exc:
-        pool.close()
-        raise InstanceUnreachable(f"cannot open sessions on {instance.name}") from exc
-    with _pools_lock:
-        existing = _pools.setdefault(key, pool)
-    if existing is not pool:  # another thread was quicker
-        pool.close()
-    return existing
-
-
-def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
-    """Sessions on worker ``name`` as the read-only role."""
-    worker = spec.worker(name)
-    if spec.reader_password is not None:
-        reader = worker.with_user(spec.reader_user, spec.reader_password)
-        return _pool(reader, "SET default_transaction_read_only = on", WORKER_POOL_SIZE)
-    role = sql.Identifier(spec.reader_user).as_string()
-    setup = f"SET ROLE {role}; SET default_transaction_read_only = on"
-    return _pool(worker, setup, WORKER_POOL_SIZE)
-
-
-def czar_pool(spec: ClusterSpec) -> ConnectionPool:
-    """Sessions on the czar as the admin user. Their commits do not wait for the WAL flush:
-    query records and merge tables need no durability."""
-    return _pool(spec.czar, "SET synchronous_commit = off", CZAR_POOL_SIZE)
-
-
-def admin_pool(instance: Instance, size: int = 8) -> ConnectionPool:
-    """Sessions on ``instance`` as the admin user (shipping uploads to the workers); no
-    durability wait, as for the czar's sessions."""
-    return _pool(instance, "SET synchronous_commit = off", size)
-
-
-def close_pools() -> None:
-    """Close every cached pool of this process."""
-    with _pools_lock:
-        pools = [p for k, p in _pools.items() if k[0] == os.getpid()]
-        _pools.clear()
-    for pool in pools:
-        pool.close()
-
-
-atexit.register(close_pools)
-
-
-@contextmanager
-def _borrow(pool: ConnectionPool, wait: float = POOL_TIMEOUT_S) -> Iterator[psycopg.Connection]:
-    try:
-        conn = pool.getconn(wait)
-    except PoolTimeout as exc:
-        raise InstanceUnreachable(
-            f"no session on {pool.name.removeprefix('qserv_py:')} within {wait:.3g} s: it "
-            f"is unreachable, or all {pool.max_size} sessions of this process are busy"
-        ) from exc
-    try:
-        yield conn
-    finally:
-        pool.putconn(conn)
+def _prepare(conn: psycopg.Connection, query_id: int, timeout: str) -> None:
+    """Name a worker session for the query (a kill checks it) and set its timeout, if it
+    changed, in one round trip."""
+    settings = f"SET application_name = '{tracking.application_name(query_id)}'"
+    if _timeouts.get(conn) != timeout:
+        settings = f"SET statement_timeout = {timeout}; {settings}"
+    conn.execute(settings)
+    _timeouts[conn] = timeout
 
 
 class _Failure(Exception):
@@ -207,10 +113,14 @@ class _BatchDone(NamedTuple):
 class _Run:
     """The state an execution shares with its lanes."""
 
-    def __init__(self, spec: ClusterSpec, plan: ExecPlan, query_id: int, timeout_s: float | None):
-        self.spec, self.plan, self.query_id, self.timeout_s = spec, plan, query_id, timeout_s
+    def __init__(
+        self, spec: ClusterSpec, plan: ExecPlan, query: tracking.Query, timeout_s: float | None
+    ) -> None:
+        self.spec, self.plan, self.query, self.timeout_s = spec, plan, query, timeout_s
+        self.query_id = query.id
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self.table = f"{RESULT_SCHEMA}.q{query_id}"
+        self.timeout = "DEFAULT" if timeout_s is None else str(max(1, int(timeout_s * 1000)))
+        self.table = f"{RESULT_SCHEMA}.q{query.id}"
         self.czar = czar_pool(spec)
         self.stop = threading.Event()
         self.reason: str | None = None  # enough | error | killed | timeout
@@ -218,6 +128,7 @@ class _Run:
         self.events: queue.SimpleQueue[_BatchDone | BaseException | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._busy: set[psycopg.Connection] = set()
+        query.on_kill = self._killed  # the tracker found it killed
 
     def halt(self, reason: str, failure: BaseException | None = None) -> None:
         """Stop launching batches and cancel the running ones (the first reason wins)."""
@@ -225,6 +136,13 @@ class _Run:
             self.reason, self.failure = reason, failure
             self.stop.set()
             self.cancel()
+
+    def _killed(self) -> None:
+        self.halt("killed")
+        # a statement sent just after that cancel missed it: once more a moment later
+        again = threading.Timer(CANCEL_AGAIN_S, self.cancel)
+        again.daemon = True
+        again.start()
 
     def cancel(self) -> None:
         """Cancel the worker statements running now. The lock keeps each session from going
@@ -247,18 +165,18 @@ class _Run:
         return QueryTimeout(f"query {self.query_id} exceeded {limit}{detail}")
 
     @contextmanager
-    def worker_session(self, name: str, czar: psycopg.Connection) -> Iterator[psycopg.Connection]:
-        """A session on worker ``name`` that works for this query and can be cancelled."""
-        with _borrow(worker_pool(self.spec, name), self.wait()) as conn:
-            timeout = "DEFAULT" if self.timeout_s is None else max(1, int(self.timeout_s * 1000))
-            app = tracking.application_name(self.query_id)
-            conn.execute(f"SET statement_timeout = {timeout}; SET application_name = '{app}'")
-            status = tracking.register_backend(czar, self.query_id, name, conn.info.backend_pid)
-            if status != "running":
-                raise self.killed()
+    def worker_session(
+        self, name: str, czar: psycopg.Connection | None = None
+    ) -> Iterator[psycopg.Connection]:
+        """A session on worker ``name`` that works for this query and can be cancelled; it
+        is registered on ``czar`` now, or (without) by the query's tracker."""
+        with borrow(worker_pool(self.spec, name), self.wait()) as conn:
+            _prepare(conn, self.query_id, self.timeout)
             with self._lock:
                 self._busy.add(conn)
             try:
+                if not self.query.add_backend(name, conn.info.backend_pid, czar):
+                    raise self.killed()
                 yield conn
             finally:
                 with self._lock:
@@ -272,7 +190,7 @@ class _Run:
     def lane(self, worker: str, batches: deque[tuple[int, ...]]) -> None:
         """Run batches of ``worker`` one after the other until none is left or we stop."""
         try:
-            with _borrow(self.czar, self.wait()) as czar, self.worker_session(worker, czar) as conn:
+            with borrow(self.czar, self.wait()) as czar, self.worker_session(worker, czar) as conn:
                 while not self.stop.is_set():
                     try:
                         batch = batches.popleft()
@@ -344,10 +262,8 @@ class _Run:
 
     def translate(self, exc: BaseException) -> BaseException:
         """The error a user sees for a failure of a lane or of the merge."""
-        killed = isinstance(exc, QueryKilled)
-        with _borrow(self.czar) as czar:
-            if killed or tracking.query_status(czar, self.query_id) == "killed":
-                return self.killed()
+        if isinstance(exc, QueryKilled) or self.query.was_killed():
+            return self.killed()
         if not isinstance(exc, _Failure):
             return exc
         error, where = exc.error, exc.where
@@ -384,39 +300,39 @@ def execute(
         raise QueryError(f"the plan names workers the cluster does not have: {sorted(missing)}")
     started = time.monotonic()
     total = 0 if plan.replicated_worker else plan.total_chunks
-    with _borrow(czar_pool(spec)) as czar:
-        query_id = tracking.create_query(
-            czar, text=text, lang=lang, owner=owner, chunks_total=total
-        )
-    run = _Run(spec, plan, query_id, timeout_s)
     worker = _single_batch_worker(plan, batch_chunks)
+    # a single-batch plan is recorded by the tracker; the general path now, on the czar
+    with nullcontext() if worker is not None else borrow(czar_pool(spec)) as czar:
+        query = tracking.start(
+            spec, text=text, lang=lang, owner=owner, chunks_total=total, czar=czar
+        )
+    run = _Run(spec, plan, query, timeout_s)
     table_made, failure = False, None
     try:
         try:
             if worker is not None:
                 table, done = _run_direct(run, worker, max_rows), total
             else:
-                with _borrow(run.czar) as czar:
+                with borrow(run.czar) as czar:
                     run.make_table(czar)
                     table_made = True
                 lanes = _lanes(plan, batch_chunks, per_worker)
                 done = _dispatch(run, lanes, total, on_progress) if lanes else 0
-                with _borrow(run.czar) as czar:
+                with borrow(run.czar) as czar:
                     table = _merge(run, czar, max_rows)
             truncated = max_rows is not None and table.num_rows > max_rows
             if truncated:
                 table = table.slice(0, max_rows)
-            with _borrow(run.czar) as czar:
-                status = tracking.finish_query(
-                    czar, query_id, "completed", rows=table.num_rows, truncated=truncated
-                )
+            status = query.finish(
+                "completed", rows=table.num_rows, truncated=truncated, chunks_done=done
+            )
         except (_Failure, QueryKilled) as exc:
             raise run.translate(exc) from exc
         if status == "killed":
             raise run.killed()
         if worker is not None and on_progress is not None:
             on_progress(total, total)
-        return QueryResult(table, truncated, query_id, done, time.monotonic() - started)
+        return QueryResult(table, truncated, query.id, done, time.monotonic() - started)
     except BaseException as exc:
         failure = exc
         raise
@@ -474,7 +390,9 @@ def _run_direct(run: _Run, worker: str, max_rows: int | None) -> pa.Table:
     plan = run.plan
     partials = f"({run.worker_sql(plan.chunks.get(worker, ()))}) AS qserv_partials"
     sql = _merge_sql(plan, partials, max_rows)
-    with _borrow(run.czar, run.wait()) as czar, run.worker_session(worker, czar) as conn:
+    with run.worker_session(worker) as conn:
+        if run.stop.is_set():  # killed while the session was being registered
+            raise run.killed()
         try:
             return fetch_table(conn, sql, columns=plan.columns)
         except psycopg.Error as exc:
@@ -549,8 +467,7 @@ def _dispatch(run: _Run, lanes: list, total: int, on_progress: Progress | None) 
 
 def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> pa.Table:
     """Run the merge SQL on the czar: at most ``max_rows + 1`` rows."""
-    status = tracking.register_backend(czar, run.query_id, tracking.CZAR, czar.info.backend_pid)
-    if status != "running":
+    if not run.query.add_backend(tracking.CZAR, czar.info.backend_pid, czar):
         raise run.killed()
     merge = _merge_sql(run.plan, run.table, max_rows)
     settings = f"SET LOCAL application_name = '{tracking.application_name(run.query_id)}'"
@@ -569,12 +486,12 @@ def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> pa.Tabl
 def _cleanup(run: _Run, exc: BaseException | None, table_made: bool) -> None:
     """Record a failure (or kill) with its message; drop the merge table."""
     try:
-        with _borrow(run.czar) as czar:
-            if exc is not None:
-                status = "killed" if isinstance(exc, QueryKilled) else "failed"
-                message = str(exc) if isinstance(exc, QservError) else repr(exc)
-                tracking.finish_query(czar, run.query_id, status, error=message)
-            if table_made:
+        if exc is not None:
+            status = "killed" if isinstance(exc, QueryKilled) else "failed"
+            message = str(exc) if isinstance(exc, QservError) else repr(exc)
+            run.query.finish(status, error=message)
+        if table_made:
+            with borrow(run.czar) as czar:
                 czar.execute(f"DROP TABLE IF EXISTS {run.table}")
     except (QservError, psycopg.Error) as err:
         log.warning("query %s: cannot record its end or drop %s: %s", run.query_id, run.table, err)

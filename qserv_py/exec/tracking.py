@@ -1,30 +1,67 @@
-"""Query records on the czar: create, progress, finish, list, kill.
+"""Query records on the czar: ids, running and final records, progress, list, kill.
 
-Every query that :func:`qserv_py.exec.dispatch.execute` runs has a row in
-``qserv_meta.queries``. The sessions it uses are recorded in ``qserv_meta.query_backends``
-and carry ``application_name = 'qserv_py:q<id>'`` while they work for it, so that
-:func:`kill_query`, from any process, can cancel exactly those statements. A killed
-query's own process notices at its next status check (after each batch), or at once when
-its statements are cancelled under it.
+Every query that :func:`qserv_py.exec.dispatch.execute` runs gets a row in
+``qserv_meta.queries``. The sessions it uses while its row says ``running`` are recorded in
+``qserv_meta.query_backends`` and carry ``application_name = 'qserv_py:q<id>'`` while they
+work for it, so that :func:`kill_query`, from any process, can cancel exactly those
+statements. A killed query's own process notices at its next status check (after each
+batch, or when a session is registered), or at once when its statements are cancelled.
+
+A short query costs the czar no round trip:
+
+- **Ids** come from blocks of ``ID_BLOCK`` values of the table's id sequence, one block per
+  process at a time, refilled when used up: unique, but across processes their order is not
+  the order the queries started in.
+- **A tracker** per process (a daemon thread with a czar session from the czar pool) writes
+  the records. A query registers with it when it starts (:func:`start`, no I/O). If it is
+  still running ``TRACK_AFTER_S`` later, the tracker writes its running row and the
+  sessions it has: from then on ``ps`` shows it and a kill cancels it, as for a query
+  recorded at once. Sessions it takes later are recorded by the tracker, which cancels
+  the query (``Query.on_kill``) if it finds it killed. A query that ends before that
+  leaves its final row to the tracker (one upsert, in the background): it appears in the
+  history just after it ends.
+- A query whose running row is on the czar records its end synchronously
+  (:meth:`Query.finish`), so a kill that raced with its end is reported as killed, as
+  before. The general (multi-batch) path writes its running row at once (``start(czar=)``)
+  and registers its sessions and progress synchronously.
+- :func:`flush` writes all the tracker holds, including the running rows of queries
+  younger than ``TRACK_AFTER_S``. :func:`list_queries`, :func:`get_query` and
+  :func:`kill_query` call it (so readers in the same process see its queries), and
+  :func:`~qserv_py.exec.pools.close_pools` and the exit of the process flush too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import QservError, QueryError
+from qserv_py.exec.pools import before_close, borrow, czar_pool
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "failed", "killed")
 CZAR = "czar"  # the name query_backends uses for the czar's own sessions
+#: a query still running this long after its start gets its running record
+TRACK_AFTER_S = 0.05
+#: query ids a process takes from the sequence at once
+ID_BLOCK = 64
+#: how long :func:`flush` waits for the tracker at most
+FLUSH_TIMEOUT_S = 10.0
+#: how long the tracker waits for a czar session
+TRACKER_WAIT_S = 5.0
 
 
 def application_name(query_id: int) -> str:
@@ -50,13 +87,366 @@ class QueryInfo:
     error: str | None
 
 
-# --- used by execution, on a czar connection in autocommit mode -----------------------
+# --- statements ------------------------------------------------------------------------
+
+_IDS = (
+    "SELECT nextval(pg_get_serial_sequence('qserv_meta.queries', 'id')) FROM generate_series(1, %s)"
+)
+# times are the server's: now() minus how long ago (by this process's clock) it happened
+_RUNNING = (
+    "WITH q AS (INSERT INTO qserv_meta.queries (id, owner, lang, text, status, chunks_total,"
+    "  submitted_at, started_at) VALUES (%(id)s, %(owner)s, %(lang)s, %(text)s, 'running',"
+    "  %(total)s, now() - %(age)s * interval '1 second', now() - %(age)s * interval '1 second')"
+    "  RETURNING id)"
+    " INSERT INTO qserv_meta.query_backends (query_id, worker, pid)"
+    " SELECT q.id, b.worker, b.pid FROM q, unnest(%(workers)s::text[], %(pids)s::int[])"
+    "  AS b(worker, pid) ON CONFLICT DO NOTHING"
+)
+# the end of a query, whether its running row was written or not; a killed one stays so
+_END = (
+    "WITH gone AS (DELETE FROM qserv_meta.query_backends WHERE query_id = %(id)s),"
+    " done AS (INSERT INTO qserv_meta.queries AS q (id, owner, lang, text, status,"
+    "  chunks_total, chunks_done, rows, truncated, error, submitted_at, started_at, finished_at)"
+    "  VALUES (%(id)s, %(owner)s, %(lang)s, %(text)s, %(status)s, %(total)s, %(done)s,"
+    "  %(rows)s, %(truncated)s, %(error)s, now() - %(age)s * interval '1 second',"
+    "  now() - %(age)s * interval '1 second', now() - %(since)s * interval '1 second')"
+    "  ON CONFLICT (id) DO UPDATE SET status = excluded.status, rows = excluded.rows,"
+    "  truncated = excluded.truncated, error = excluded.error,"
+    "  finished_at = excluded.finished_at,"
+    "  chunks_done = greatest(q.chunks_done, excluded.chunks_done)"
+    "  WHERE q.status IN ('queued', 'running') RETURNING status)"
+    " SELECT coalesce((SELECT status FROM done),"
+    "  (SELECT status FROM qserv_meta.queries WHERE id = %(id)s))"
+)
+
+# states of a Query's records
+_LOCAL = "local"  # nothing on the czar (yet)
+_WRITING = "writing"  # the tracker is writing its running row
+_WRITTEN = "written"  # its running row is on the czar
+_ENDED = "ended"  # its end is recorded, or handed to the tracker
+
+
+class Query:
+    """A query of this process, and what its records on the czar hold."""
+
+    def __init__(
+        self, spec: ClusterSpec, query_id: int, text: str, lang: str, owner: str, total: int
+    ) -> None:
+        self.spec, self.id = spec, query_id
+        self.text, self.lang, self.owner, self.chunks_total = text, lang, owner, total
+        self.started = time.monotonic()
+        #: seen killed (by the tracker, or by a synchronous registration)
+        self.killed = False
+        #: called (on the tracker's thread) when the tracker finds the query killed
+        self.on_kill: Callable[[], None] | None = None
+        self._state = _LOCAL
+        self._backends: list[tuple[str, int]] = []
+        self._settled = threading.Event()  # no write of the running row under way
+        self._settled.set()
+        self._end: str | None = None
+
+    def add_backend(self, worker: str, pid: int, czar: psycopg.Connection | None = None) -> bool:
+        """Record that session ``pid`` on ``worker`` works for the query now; False if the
+        query was killed. With ``czar`` (a query written at once), on that session now;
+        else the tracker records it with the running row, or soon after if that is
+        written already."""
+        if czar is not None:
+            status = register_backend(czar, self.id, worker, pid)
+            if status == "killed":
+                self.killed = True
+            return status == "running"
+        tracker = _tracker()
+        with tracker.lock:
+            self._backends.append((worker, pid))
+            if self._state == _WRITTEN:
+                tracker.add_job(_Job("backend", self, (worker, pid)))
+            return not self.killed
+
+    def finish(
+        self,
+        status: str,
+        *,
+        rows: int | None = None,
+        truncated: bool = False,
+        error: str | None = None,
+        chunks_done: int = 0,
+    ) -> str:
+        """Record the end of the query; the status it ends with (``killed`` if it was
+        killed meanwhile). Without a running row on the czar, the tracker writes it in the
+        background; with one, it is written now. Only the first call records."""
+        assert status in FINAL
+        tracker = _tracker()
+        end = {
+            "status": status, "rows": rows, "truncated": truncated, "error": error,
+            "done": chunks_done, "ended": time.monotonic(),
+        }  # fmt: skip
+        while True:
+            with tracker.lock:
+                if self._end is not None:
+                    return self._end
+                if self._state == _LOCAL:
+                    self._state, self._end = _ENDED, "killed" if self.killed else status
+                    tracker.young.pop(self.id, None)
+                    tracker.add_job(_Job("end", self, end))
+                    return self._end
+                if self._state == _WRITTEN:
+                    break
+            # the tracker is writing the running row: the end must come after it
+            if not self._settled.wait(FLUSH_TIMEOUT_S):
+                log.warning("query %s: its running record is still being written", self.id)
+                break
+        with borrow(czar_pool(self.spec)) as czar:
+            final = _write_end(czar, self, end)
+        with tracker.lock:
+            self._state, self._end = _ENDED, final
+        return final
+
+    def was_killed(self) -> bool:
+        """Whether the query was killed (asks the czar once its running row may be there)."""
+        if not self.killed and self._state != _LOCAL:
+            with borrow(czar_pool(self.spec)) as czar:
+                self.killed = query_status(czar, self.id) == "killed"
+        return self.killed
+
+    def _running_params(self, backends: list[tuple[str, int]]) -> dict[str, Any]:
+        return {
+            "id": self.id, "owner": self.owner, "lang": self.lang, "text": self.text,
+            "total": self.chunks_total, "age": time.monotonic() - self.started,
+            "workers": [w for w, _ in backends], "pids": [p for _, p in backends],
+        }  # fmt: skip
+
+    def _noticed_kill(self) -> None:
+        self.killed = True
+        if self.on_kill is not None:
+            try:
+                self.on_kill()
+            except Exception:
+                log.exception("query %s: cannot cancel it after its kill", self.id)
+
+
+def _write_end(czar: psycopg.Connection, query: Query, end: dict[str, Any]) -> str:
+    now = time.monotonic()
+    row = czar.execute(
+        _END,
+        {
+            "id": query.id, "owner": query.owner, "lang": query.lang, "text": query.text,
+            "total": query.chunks_total, "age": now - query.started, "since": now - end["ended"],
+            **{k: end[k] for k in ("status", "rows", "truncated", "error", "done")},
+        },
+    ).fetchone()  # fmt: skip
+    return str(row[0]) if row and row[0] else "unknown"
+
+
+@dataclass
+class _Job:
+    kind: str  # running | backend | end
+    query: Query
+    detail: Any = None
+
+
+class _Tracker:
+    """This process's writer of query records (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.work = threading.Condition(self.lock)  # the thread waits for jobs here
+        self.progress = threading.Condition(self.lock)  # flush waits for the thread here
+        #: queries with nothing on the czar, in start order (so in the order they fall due)
+        self.young: dict[int, Query] = {}
+        self.jobs: deque[_Job] = deque()
+        self.added = self.done = 0
+        self.asleep = False  # waiting with no deadline: a new young query must wake it
+        self.thread: threading.Thread | None = None
+        self.ids: dict[str, list[int]] = {}  # czar DSN -> free ids, the next one last
+        self.ids_lock = threading.Lock()
+
+    def next_id(self, spec: ClusterSpec) -> int:
+        with self.ids_lock:
+            free = self.ids.setdefault(spec.czar.dsn, [])
+            if not free:
+                with borrow(czar_pool(spec)) as czar:
+                    rows = czar.execute(_IDS, (ID_BLOCK,)).fetchall()
+                free.extend(sorted((int(r[0]) for r in rows), reverse=True))
+            return free.pop()
+
+    def add_job(self, job: _Job) -> None:
+        """Queue a write (the lock held)."""
+        self.jobs.append(job)
+        self.added += 1
+        self._start()
+        self.work.notify()
+
+    def add_young(self, query: Query) -> None:
+        with self.lock:
+            self.young[query.id] = query
+            self._start()
+            if self.asleep:
+                self.work.notify()
+
+    def promote(self, query: Query) -> None:
+        """Queue the running row of a young query (the lock held)."""
+        del self.young[query.id]
+        query._state = _WRITING
+        query._settled.clear()
+        self.add_job(_Job("running", query, list(query._backends)))
+
+    def flush(self, *, promote: bool, timeout: float) -> bool:
+        with self.lock:
+            if promote:
+                for query in list(self.young.values()):
+                    self.promote(query)
+            target = self.added
+            deadline = time.monotonic() + timeout
+            while self.done < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.thread is None or not self.thread.is_alive():
+                    return False
+                self.progress.wait(left)
+        return True
+
+    def _start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._loop, name="qserv-query-tracker", daemon=True
+            )
+            self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                while True:
+                    now = time.monotonic()
+                    for query in list(self.young.values()):
+                        if query.started + TRACK_AFTER_S > now:
+                            break
+                        self.promote(query)
+                    if self.jobs:
+                        break
+                    first = next(iter(self.young.values()), None)
+                    self.asleep = first is None
+                    self.work.wait(None if first is None else first.started + TRACK_AFTER_S - now)
+                self.asleep = False
+                jobs = list(self.jobs)
+                self.jobs.clear()
+            try:
+                self._write(jobs)
+            except BaseException:  # never leave flush waiting
+                log.exception("the query tracker failed")
+            finally:
+                with self.lock:
+                    self.done += len(jobs)
+                    self.progress.notify_all()
+
+    def _write(self, jobs: list[_Job]) -> None:
+        by_czar: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_czar.setdefault(job.query.spec.czar.dsn, []).append(job)
+        for group in by_czar.values():
+            left = deque(group)
+            try:
+                with borrow(czar_pool(group[0].query.spec), TRACKER_WAIT_S) as czar:
+                    while left:
+                        try:
+                            self._do(czar, left[0])
+                        except psycopg.Error as exc:
+                            if czar.broken:
+                                raise
+                            log.warning("query %s: cannot record it: %s", left[0].query.id, exc)
+                            if left[0].kind == "running":
+                                self._settle(left[0].query, _LOCAL)
+                        left.popleft()
+            except (QservError, psycopg.Error) as exc:
+                log.warning("cannot record %d query events on the czar: %s", len(left), exc)
+                for job in left:
+                    if job.kind == "running":  # never retried: its end is written instead
+                        self._settle(job.query, _LOCAL)
+
+    def _do(self, czar: psycopg.Connection, job: _Job) -> None:
+        query = job.query
+        if job.kind == "end":
+            _write_end(czar, query, job.detail)
+        elif job.kind == "backend":
+            worker, pid = job.detail
+            if register_backend(czar, query.id, worker, pid) == "killed":
+                query._noticed_kill()
+        else:
+            backends = job.detail
+            czar.execute(_RUNNING, query._running_params(backends))
+            with self.lock:
+                later = query._backends[len(backends) :]
+            self._settle(query, _WRITTEN)
+            for worker, pid in later:  # taken while the row was being written
+                if register_backend(czar, query.id, worker, pid) == "killed":
+                    query._noticed_kill()
+
+    def _settle(self, query: Query, state: str) -> None:
+        with self.lock:
+            query._state = state
+            query._settled.set()
+
+
+_the_tracker: _Tracker | None = None
+_tracker_lock = threading.Lock()
+
+
+def _tracker() -> _Tracker:
+    """This process's tracker (a forked child makes its own)."""
+    global _the_tracker
+    tracker = _the_tracker
+    if tracker is None or tracker.pid != os.getpid():
+        with _tracker_lock:
+            if _the_tracker is None or _the_tracker.pid != os.getpid():
+                _the_tracker = _Tracker()
+            tracker = _the_tracker
+    return tracker
+
+
+def flush(*, promote: bool = True, timeout: float = FLUSH_TIMEOUT_S) -> bool:
+    """Write every record this process's tracker holds, and wait until it is written
+    (False if that took longer than ``timeout``). ``promote``: also the running rows of
+    queries younger than ``TRACK_AFTER_S``."""
+    tracker = _the_tracker
+    if tracker is None or tracker.pid != os.getpid():
+        return True
+    return tracker.flush(promote=promote, timeout=timeout)
+
+
+def _flush_before_close() -> None:
+    flush(promote=False)
+
+
+before_close(_flush_before_close)
+
+
+# --- used by execution ------------------------------------------------------------------
+
+
+def start(
+    spec: ClusterSpec,
+    *,
+    text: str,
+    lang: str,
+    owner: str,
+    chunks_total: int,
+    czar: psycopg.Connection | None = None,
+) -> Query:
+    """A new query of this process. With ``czar`` its running row is written now, on that
+    session; without, the tracker writes it if it runs longer than ``TRACK_AFTER_S``."""
+    tracker = _tracker()
+    query = Query(spec, tracker.next_id(spec), text, lang, owner, chunks_total)
+    if czar is None:
+        tracker.add_young(query)
+    else:
+        czar.execute(_RUNNING, query._running_params([]))
+        query._state = _WRITTEN
+    return query
 
 
 def create_query(
     conn: psycopg.Connection, *, text: str, lang: str, owner: str, chunks_total: int
 ) -> int:
-    """Record a new running query; its id."""
+    """Record a new running query of no process (the tests' orphans); its id."""
     row = conn.execute(
         "INSERT INTO qserv_meta.queries (owner, lang, text, status, chunks_total, started_at)"
         " VALUES (%s, %s, %s, 'running', %s, now()) RETURNING id",
@@ -98,32 +488,6 @@ def query_status(conn: psycopg.Connection, query_id: int) -> str:
     return str(found[0]) if found else "unknown"
 
 
-def finish_query(
-    conn: psycopg.Connection,
-    query_id: int,
-    status: str,
-    *,
-    rows: int | None = None,
-    truncated: bool = False,
-    error: str | None = None,
-) -> str:
-    """Record the end of a running query; the status it ends with.
-
-    A query killed meanwhile stays ``killed`` (and that is returned).
-    """
-    assert status in FINAL
-    row = conn.execute(
-        "WITH gone AS (DELETE FROM qserv_meta.query_backends WHERE query_id = %(id)s),"
-        " done AS (UPDATE qserv_meta.queries SET status = %(status)s, rows = %(rows)s,"
-        "  truncated = %(truncated)s, error = %(error)s, finished_at = now()"
-        "  WHERE id = %(id)s AND status IN ('queued', 'running') RETURNING status)"
-        " SELECT coalesce((SELECT status FROM done),"
-        "  (SELECT status FROM qserv_meta.queries WHERE id = %(id)s))",
-        {"id": query_id, "status": status, "rows": rows, "truncated": truncated, "error": error},
-    ).fetchone()
-    return str(row[0]) if row and row[0] else "unknown"
-
-
 # --- for users and operators ------------------------------------------------------------
 
 _INFO = (
@@ -152,7 +516,9 @@ def _info(row: tuple) -> QueryInfo:
 def list_queries(
     spec: ClusterSpec, *, active_only: bool = True, limit: int = 100
 ) -> list[QueryInfo]:
-    """The newest queries first: the running ones, or (``active_only=False``) all."""
+    """The newest queries first (by id): the running ones, or (``active_only=False``)
+    all. Those of this process are written first (:func:`flush`)."""
+    flush()
     where = " WHERE status IN ('queued', 'running')" if active_only else ""
     with connect(spec.czar, autocommit=True) as czar:
         rows = czar.execute(f"{_INFO}{where} ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
@@ -161,6 +527,7 @@ def list_queries(
 
 def get_query(spec: ClusterSpec, query_id: int) -> QueryInfo:
     """One query's record; QueryError if there is none."""
+    flush()
     with connect(spec.czar, autocommit=True) as czar:
         row = czar.execute(f"{_INFO} WHERE id = %s", (query_id,)).fetchone()
     if row is None:
@@ -173,6 +540,7 @@ def kill_query(spec: ClusterSpec, query_id: int, *, reason: str = "killed on req
 
     Works from any process. An unknown or finished query is a QueryError.
     """
+    flush()  # a query of this process may have no record yet
     with connect(spec.czar, autocommit=True) as czar:
         killed = czar.execute(
             "UPDATE qserv_meta.queries SET status = 'killed', error = %s, finished_at = now()"

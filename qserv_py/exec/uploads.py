@@ -35,7 +35,7 @@ from psycopg_pool import PoolTimeout
 from qserv_py.cluster.db import on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable, QservError, QueryError, WorkerError
-from qserv_py.exec import dispatch
+from qserv_py.exec import dispatch, pools
 from qserv_py.exec.dispatch import QueryResult
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
@@ -142,7 +142,7 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\b" + SCHEMA + r"\.(upload__[a-z0-9_]+)\b")
 @contextmanager
 def _admin(spec: ClusterSpec, worker: Instance) -> Iterator[psycopg.Connection]:
     try:
-        with dispatch.admin_pool(worker).connection() as conn:
+        with pools.admin_pool(worker).connection() as conn:
             _schema(spec, worker, conn)
             yield conn
     except PoolTimeout as exc:

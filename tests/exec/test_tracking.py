@@ -14,10 +14,18 @@ import pytest
 
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import QueryError, QueryKilled
+from qserv_py.errors import QueryError, QueryKilled, QueryTimeout, WorkerError
 from qserv_py.exec.dispatch import QueryResult, close_pools, execute
 from qserv_py.exec.plan import ExecPlan
-from qserv_py.exec.tracking import QueryInfo, create_query, get_query, kill_query, list_queries
+from qserv_py.exec.pools import WORKER_POOL_SIZE, worker_pool
+from qserv_py.exec.tracking import (
+    QueryInfo,
+    create_query,
+    flush,
+    get_query,
+    kill_query,
+    list_queries,
+)
 from tests.exec.test_dispatch import SLEEP, busy_sessions, merge_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +168,118 @@ def test_kill_cleans_up_after_a_dead_process(spec: ClusterSpec) -> None:
     kill_query(spec, query_id)
     assert get_query(spec, query_id).status == "killed"
     assert f"q{query_id}" not in merge_tables(spec)
+
+
+def _czar_record(spec: ClusterSpec, query_id: int) -> tuple | None:
+    """The query's row as the czar has it now (no flush of this process's tracker)."""
+    with connect(spec.czar, autocommit=True) as czar:
+        return czar.execute(
+            "SELECT status, rows, chunks_done, text, submitted_at <= started_at,"
+            " started_at <= finished_at, finished_at <= now() FROM qserv_meta.queries"
+            " WHERE id = %s",
+            (query_id,),
+        ).fetchone()
+
+
+def test_a_short_query_is_recorded_after_it_ends(spec: ClusterSpec, workers: list[str]) -> None:
+    """A single-batch query shorter than TRACK_AFTER_S: its record is written afterwards,
+    in the background (and at once by flush)."""
+    plan = ExecPlan(SLEEP % 0, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+    text = f"short {uuid.uuid4()}"
+    first = execute(spec, plan, text=text, owner="me", lang="sql")
+    assert first.table.column("n").to_pylist() == [1]
+    deadline = time.monotonic() + 10
+    while (row := _czar_record(spec, first.query_id)) is None:  # the tracker writes it
+        assert time.monotonic() < deadline, "the record was never written"
+        time.sleep(0.01)
+    assert row == ("completed", 1, 1, text, True, True, True)
+    info = get_query(spec, first.query_id)
+    assert (info.status, info.owner, info.lang, info.rows, info.error) == (
+        "completed", "me", "sql", 1, None,
+    )  # fmt: skip
+    assert (info.chunks_done, info.chunks_total) == (1, 1) and 0 <= info.elapsed < 5
+    # ids come from this process's block: unique and increasing
+    later = [execute(spec, plan, text=text).query_id for _ in range(3)]
+    assert sorted(set(later)) == later and later[0] > first.query_id
+    assert flush()
+    assert [_czar_record(spec, i)[0] for i in later] == ["completed"] * 3  # type: ignore[index]
+
+
+def test_failures_of_single_batch_queries_are_recorded(
+    spec: ClusterSpec, workers: list[str]
+) -> None:
+    plan = ExecPlan(
+        "SELECT 1 / (c - c) AS x FROM unnest({chunks}) AS c",
+        "SELECT * FROM {partials}",
+        {workers[0]: (1,)},
+    )
+    text = f"failing {uuid.uuid4()}"
+    with pytest.raises(WorkerError) as caught:
+        execute(spec, plan, text=text)
+    assert str(caught.value) == f"worker {workers[0]}: division by zero"
+    [info] = [q for q in list_queries(spec, active_only=False) if q.text == text]
+    assert info.status == "failed" and info.error == str(caught.value)
+    # a timeout: the worker statement's limit, set for this query only
+    text = f"slow {uuid.uuid4()}"
+    sleepy = ExecPlan(SLEEP % 20, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+    with pytest.raises(QueryTimeout, match="time limit"):
+        execute(spec, sleepy, text=text, timeout_s=1)
+    [info] = [q for q in list_queries(spec, active_only=False) if q.text == text]
+    assert info.status == "failed" and "time limit" in (info.error or "")
+    assert busy_sessions(spec, info.id) == 0
+    # every pooled session had its limit set to 1 s; a query without one is not cut
+    quick = ExecPlan(SLEEP % 0, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+    for _ in range(WORKER_POOL_SIZE + 2):
+        execute(spec, quick, timeout_s=1)
+    slow = ExecPlan(SLEEP % 1.3, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+    assert execute(spec, slow).table.column("n").to_pylist() == [1]
+
+
+def test_kill_a_single_batch_query_from_another_process(
+    spec: ClusterSpec, workers: list[str]
+) -> None:
+    """Its record, written by the tracker while it runs, is seen and killed elsewhere."""
+    plan = ExecPlan(SLEEP % 60, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+    job = Background(spec, plan)
+    code = (
+        "import sys, time; from pathlib import Path; from qserv_py.cluster.spec import "
+        "read_cluster_file; from qserv_py.exec.tracking import kill_query, list_queries\n"
+        "spec = read_cluster_file(Path(sys.argv[1]))\n"
+        "for _ in range(200):\n"
+        "    found = [q for q in list_queries(spec) if q.text == sys.argv[2]]\n"
+        "    if found: break\n"
+        "    time.sleep(0.05)\n"
+        "kill_query(spec, found[0].id); print(found[0].id)"
+    )
+    assert spec.path is not None
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(spec.path), job.text],
+        check=True, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    query_id = int(done.stdout)
+    job.join(10)
+    assert isinstance(job.error, QueryKilled), job.error
+    assert get_query(spec, query_id).status == "killed"
+    assert busy_sessions(spec, query_id) == 0
+
+
+def test_a_session_taken_after_a_kill_is_cancelled(spec: ClusterSpec, workers: list[str]) -> None:
+    """A running record without sessions (all were busy), killed; the session the query
+    then gets is registered by the tracker, which finds the kill and cancels it."""
+    pool = worker_pool(spec, workers[0])
+    held = [pool.getconn() for _ in range(WORKER_POOL_SIZE)]
+    try:
+        plan = ExecPlan(SLEEP % 60, "SELECT count(*) AS n FROM {partials}", {workers[0]: (1,)})
+        job = Background(spec, plan)
+        info = job.wait_until(spec, lambda q: True)
+        kill_query(spec, info.id)
+        assert job.thread.is_alive()  # still waiting for a session
+    finally:
+        for conn in held:
+            pool.putconn(conn)
+    started = time.monotonic()
+    job.join(10)
+    assert isinstance(job.error, QueryKilled), job.error
+    assert time.monotonic() - started < 5
+    assert get_query(spec, info.id).status == "killed"
+    assert busy_sessions(spec, info.id) == 0
