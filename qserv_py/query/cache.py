@@ -67,8 +67,10 @@ from qserv_py.sky.regions import Region
 
 log = logging.getLogger(__name__)
 
-#: templates kept (least recently used ones go first)
+#: shapes kept (the least recently used go first), and templates per shape (one for each
+#: combination of pinned values, e.g. each LIMIT; the oldest go first)
 CAPACITY = 512
+TEMPLATES_PER_SHAPE = 16
 #: positions whose literals are always pinned (their values shape the plan)
 _PINNING = (exp.Limit, exp.Offset, exp.Fetch, exp.Order, exp.Ordered, exp.Group, geo.InUnit)
 
@@ -172,7 +174,7 @@ class PlanCache:
                     shape.pinned = made.pinned
                 assert isinstance(shape.pinned, frozenset)
                 shape.templates[tuple(values[i] for i in sorted(shape.pinned))] = made
-                while len(shape.templates) > self.capacity:
+                while len(shape.templates) > TEMPLATES_PER_SHAPE:
                     shape.templates.pop(next(iter(shape.templates)))
         return planned
 
