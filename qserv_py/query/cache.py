@@ -161,7 +161,7 @@ class PlanCache:
                 self.hits += 1
                 return planned
         self.misses += 1
-        if pinned is False or shape.seen < 2 or not numbers:
+        if pinned is False or shape.seen < 2:
             return plan_query(text, lang, ctx, oracle=False)
         planned = plan_query(text, lang, ctx, oracle=False)
         made = _make(text, lang, ctx, tokens, numbers, planned)
