@@ -192,16 +192,20 @@ def _make(
     planned: ExecPlan,
 ) -> _Template | None:
     """The template of a query planned as ``planned``, or None if it cannot have one."""
-    spelled = [("0" * (i + 1)) + t.text for i, t in enumerate(numbers)]
-    if len(set(spelled)) < len(spelled):
+    unique = [("0" * (i + 1)) + t.text for i, t in enumerate(numbers)]
+    if len(set(unique)) < len(unique):
         return None
-    pieces, at = [], 0
-    for token, unique in zip(numbers, spelled, strict=True):
-        pieces += [text[at : token.start], unique]
-        at = token.end + 1
-    padded = "".join(pieces) + text[at:]
-    spelling = {s: i for i, s in enumerate(spelled)}
-    pinned = _pinned_by_position(parse(padded, lang), spelling)
+    by_position = _pinned_by_position(
+        parse(_respelled(text, numbers, unique), lang), {s: i for i, s in enumerate(unique)}
+    )
+    # numbers pinned by their position keep their spelling (GROUP BY x + 1 must still
+    # match SELECT x + 1); the others are spelled uniquely, to be found in the SQL
+    spelled = [t.text if i in by_position else unique[i] for i, t in enumerate(numbers)]
+    spelling = {unique[i]: i for i in range(len(numbers)) if i not in by_position}
+    if set(spelling) & {numbers[i].text for i in by_position}:
+        return None
+    padded = _respelled(text, numbers, spelled)
+    pinned = set(by_position)
     tracker = params.Tracker(index=spelling)
     try:
         with params.tracking(tracker):
@@ -265,6 +269,15 @@ def _make(
         log.debug("plan cache: the template of %r does not give its plan", text[:200])
         return None
     return template
+
+
+def _respelled(text: str, numbers: list[Token], spelled: list[str]) -> str:
+    """``text`` with each number token written as in ``spelled``."""
+    pieces, at = [], 0
+    for token, spelling in zip(numbers, spelled, strict=True):
+        pieces += [text[at : token.start], spelling]
+        at = token.end + 1
+    return "".join(pieces) + text[at:]
 
 
 def _pinned_by_position(tree: exp.Expression, spelling: dict[str, int]) -> set[int]:
