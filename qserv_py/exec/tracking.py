@@ -18,8 +18,9 @@ A short query costs the czar no round trip:
   sessions it has: from then on ``ps`` shows it and a kill cancels it, as for a query
   recorded at once. Sessions it takes later are recorded by the tracker, which cancels
   the query (``Query.on_kill``) if it finds it killed. A query that ends before that
-  leaves its final row to the tracker (one upsert, in the background): it appears in the
-  history just after it ends.
+  leaves its final row to the tracker, which writes those of several queries in one
+  statement, at most ``END_DELAY_S`` after they ended: it appears in the history then.
+  (The thread wakes for deadlines, not for each query: it takes little of the GIL.)
 - A query whose running row is on the czar records its end synchronously
   (:meth:`Query.finish`), so a kill that raced with its end is reported as killed, as
   before. The general (multi-batch) path writes its running row at once (``start(czar=)``)
@@ -58,6 +59,8 @@ CZAR = "czar"  # the name query_backends uses for the czar's own sessions
 TRACK_AFTER_S = 0.05
 #: query ids a process takes from the sequence at once
 ID_BLOCK = 64
+#: the ends of short queries are written together, at most this long after they ended
+END_DELAY_S = 0.02
 #: how long :func:`flush` waits for the tracker at most
 FLUSH_TIMEOUT_S = 10.0
 #: how long the tracker waits for a czar session
@@ -102,21 +105,26 @@ _RUNNING = (
     " SELECT q.id, b.worker, b.pid FROM q, unnest(%(workers)s::text[], %(pids)s::int[])"
     "  AS b(worker, pid) ON CONFLICT DO NOTHING"
 )
-# the end of a query, whether its running row was written or not; a killed one stays so
-_END = (
-    "WITH gone AS (DELETE FROM qserv_meta.query_backends WHERE query_id = %(id)s),"
+# the ends of queries (one array per column), whether their running rows were written or
+# not; a killed one stays killed. Returns each query's final status.
+_ENDS = (
+    "WITH e AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[],"
+    "  %s::text[], %s::int[], %s::int[], %s::bigint[], %s::bool[], %s::text[],"
+    "  %s::float8[], %s::float8[]) AS e(id, owner, lang, text, status, total, done, rows,"
+    "  truncated, error, age, since)),"
+    " gone AS (DELETE FROM qserv_meta.query_backends b USING e WHERE b.query_id = e.id),"
     " done AS (INSERT INTO qserv_meta.queries AS q (id, owner, lang, text, status,"
     "  chunks_total, chunks_done, rows, truncated, error, submitted_at, started_at, finished_at)"
-    "  VALUES (%(id)s, %(owner)s, %(lang)s, %(text)s, %(status)s, %(total)s, %(done)s,"
-    "  %(rows)s, %(truncated)s, %(error)s, now() - %(age)s * interval '1 second',"
-    "  now() - %(age)s * interval '1 second', now() - %(since)s * interval '1 second')"
+    "  SELECT id, owner, lang, text, status, total, done, rows, truncated, error,"
+    "  now() - age * interval '1 second', now() - age * interval '1 second',"
+    "  now() - since * interval '1 second' FROM e"
     "  ON CONFLICT (id) DO UPDATE SET status = excluded.status, rows = excluded.rows,"
     "  truncated = excluded.truncated, error = excluded.error,"
     "  finished_at = excluded.finished_at,"
     "  chunks_done = greatest(q.chunks_done, excluded.chunks_done)"
-    "  WHERE q.status IN ('queued', 'running') RETURNING status)"
-    " SELECT coalesce((SELECT status FROM done),"
-    "  (SELECT status FROM qserv_meta.queries WHERE id = %(id)s))"
+    "  WHERE q.status IN ('queued', 'running') RETURNING id, status)"
+    " SELECT e.id, coalesce(done.status, q.status) FROM e LEFT JOIN done USING (id)"
+    "  LEFT JOIN qserv_meta.queries q USING (id)"
 )
 
 # states of a Query's records
@@ -124,6 +132,18 @@ _LOCAL = "local"  # nothing on the czar (yet)
 _WRITING = "writing"  # the tracker is writing its running row
 _WRITTEN = "written"  # its running row is on the czar
 _ENDED = "ended"  # its end is recorded, or handed to the tracker
+
+
+@dataclass(frozen=True)
+class _End:
+    """How a query ended, and when (this process's monotonic clock)."""
+
+    status: str
+    rows: int | None
+    truncated: bool
+    error: str | None
+    chunks_done: int
+    at: float
 
 
 class Query:
@@ -141,8 +161,7 @@ class Query:
         self.on_kill: Callable[[], None] | None = None
         self._state = _LOCAL
         self._backends: list[tuple[str, int]] = []
-        self._settled = threading.Event()  # no write of the running row under way
-        self._settled.set()
+        self._settled: threading.Event | None = None  # set when its running row is written
         self._end: str | None = None
 
     def add_backend(self, worker: str, pid: int, czar: psycopg.Connection | None = None) -> bool:
@@ -176,27 +195,26 @@ class Query:
         background; with one, it is written now. Only the first call records."""
         assert status in FINAL
         tracker = _tracker()
-        end = {
-            "status": status, "rows": rows, "truncated": truncated, "error": error,
-            "done": chunks_done, "ended": time.monotonic(),
-        }  # fmt: skip
-        while True:
-            with tracker.lock:
-                if self._end is not None:
-                    return self._end
-                if self._state == _LOCAL:
-                    self._state, self._end = _ENDED, "killed" if self.killed else status
-                    tracker.young.pop(self.id, None)
-                    tracker.add_job(_Job("end", self, end))
-                    return self._end
-                if self._state == _WRITTEN:
-                    break
-            # the tracker is writing the running row: the end must come after it
-            if not self._settled.wait(FLUSH_TIMEOUT_S):
-                log.warning("query %s: its running record is still being written", self.id)
-                break
+        end = _End(status, rows, truncated, error, chunks_done, time.monotonic())
+        with tracker.lock:
+            if self._end is not None:
+                return self._end
+            if self._state == _LOCAL:
+                self._state, self._end = _ENDED, "killed" if self.killed else status
+                tracker.young.pop(self.id, None)
+                tracker.add_end(self, end)
+                return self._end
+            settled = self._settled
+        # the running row is (being) written: the end comes after it, now
+        if settled is not None and not settled.wait(FLUSH_TIMEOUT_S):
+            log.warning("query %s: its running record is still being written", self.id)
+        with tracker.lock:
+            if self._state == _LOCAL:  # writing it failed: the tracker writes it all
+                self._state, self._end = _ENDED, status
+                tracker.add_end(self, end)
+                return status
         with borrow(czar_pool(self.spec)) as czar:
-            final = _write_end(czar, self, end)
+            final = _write_ends(czar, [(self, end)])[self.id]
         with tracker.lock:
             self._state, self._end = _ENDED, final
         return final
@@ -224,22 +242,25 @@ class Query:
                 log.exception("query %s: cannot cancel it after its kill", self.id)
 
 
-def _write_end(czar: psycopg.Connection, query: Query, end: dict[str, Any]) -> str:
+def _write_ends(czar: psycopg.Connection, ends: list[tuple[Query, _End]]) -> dict[int, str]:
+    """Record the ends of queries in one statement; their final statuses."""
     now = time.monotonic()
-    row = czar.execute(
-        _END,
-        {
-            "id": query.id, "owner": query.owner, "lang": query.lang, "text": query.text,
-            "total": query.chunks_total, "age": now - query.started, "since": now - end["ended"],
-            **{k: end[k] for k in ("status", "rows", "truncated", "error", "done")},
-        },
-    ).fetchone()  # fmt: skip
-    return str(row[0]) if row and row[0] else "unknown"
+    columns: list[list[Any]] = [[] for _ in range(12)]
+    for query, end in ends:
+        row = (
+            query.id, query.owner, query.lang, query.text, end.status, query.chunks_total,
+            end.chunks_done, end.rows, end.truncated, end.error, now - query.started,
+            now - end.at,
+        )  # fmt: skip
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    rows = czar.execute(_ENDS, columns).fetchall()
+    return {int(r[0]): str(r[1] or "unknown") for r in rows}
 
 
 @dataclass
 class _Job:
-    kind: str  # running | backend | end
+    kind: str  # running | backend
     query: Query
     detail: Any = None
 
@@ -250,13 +271,15 @@ class _Tracker:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.work = threading.Condition(self.lock)  # the thread waits for jobs here
+        self.work = threading.Condition(self.lock)  # the thread waits for work here
         self.progress = threading.Condition(self.lock)  # flush waits for the thread here
         #: queries with nothing on the czar, in start order (so in the order they fall due)
         self.young: dict[int, Query] = {}
-        self.jobs: deque[_Job] = deque()
+        self.jobs: deque[_Job] = deque()  # written at once
+        self.ends: list[tuple[Query, _End]] = []  # written together, END_DELAY_S late
+        self.hurry = False  # write the ends now (a flush)
         self.added = self.done = 0
-        self.asleep = False  # waiting with no deadline: a new young query must wake it
+        self.asleep = False  # waiting with no deadline: new work must wake it
         self.thread: threading.Thread | None = None
         self.ids: dict[str, list[int]] = {}  # czar DSN -> free ids, the next one last
         self.ids_lock = threading.Lock()
@@ -271,24 +294,28 @@ class _Tracker:
             return free.pop()
 
     def add_job(self, job: _Job) -> None:
-        """Queue a write (the lock held)."""
+        """Queue a write to do now (the lock held)."""
         self.jobs.append(job)
         self.added += 1
         self._start()
         self.work.notify()
 
+    def add_end(self, query: Query, end: _End) -> None:
+        """Queue the end of a query without a running row (the lock held)."""
+        self.ends.append((query, end))
+        self.added += 1
+        self._wake()
+
     def add_young(self, query: Query) -> None:
         with self.lock:
             self.young[query.id] = query
-            self._start()
-            if self.asleep:
-                self.work.notify()
+            self._wake()
 
     def promote(self, query: Query) -> None:
         """Queue the running row of a young query (the lock held)."""
         del self.young[query.id]
         query._state = _WRITING
-        query._settled.clear()
+        query._settled = threading.Event()
         self.add_job(_Job("running", query, list(query._backends)))
 
     def flush(self, *, promote: bool, timeout: float) -> bool:
@@ -297,6 +324,10 @@ class _Tracker:
                 for query in list(self.young.values()):
                     self.promote(query)
             target = self.added
+            if self.done >= target:
+                return True
+            self.hurry = True
+            self.work.notify()
             deadline = time.monotonic() + timeout
             while self.done < target:
                 left = deadline - time.monotonic()
@@ -305,6 +336,14 @@ class _Tracker:
                 self.progress.wait(left)
         return True
 
+    def _wake(self) -> None:
+        """Make sure the thread runs and sees new work (the lock held): it has a deadline
+        for all it holds, so only an indefinite wait needs waking."""
+        self._start()
+        if self.asleep:
+            self.asleep = False
+            self.work.notify()
+
     def _start(self) -> None:
         if self.thread is None:
             self.thread = threading.Thread(
@@ -312,40 +351,53 @@ class _Tracker:
             )
             self.thread.start()
 
+    def _next(self) -> tuple[list[_Job], list[tuple[Query, _End]]]:
+        """Wait for work that is due, and take it (the lock held)."""
+        while True:
+            now = time.monotonic()
+            for query in list(self.young.values()):
+                if query.started + TRACK_AFTER_S > now:
+                    break
+                self.promote(query)
+            first_end = self.ends[0][1].at + END_DELAY_S if self.ends else None
+            if self.jobs or (first_end is not None and (self.hurry or first_end <= now)):
+                break
+            first = next(iter(self.young.values()), None)
+            deadlines = [] if first is None else [first.started + TRACK_AFTER_S]
+            deadlines += [] if first_end is None else [first_end]
+            self.asleep = not deadlines
+            self.work.wait(min(deadlines) - now if deadlines else None)
+        self.asleep = self.hurry = False
+        jobs, ends = list(self.jobs), self.ends
+        self.jobs.clear()
+        self.ends = []
+        return jobs, ends
+
     def _loop(self) -> None:
         while True:
             with self.lock:
-                while True:
-                    now = time.monotonic()
-                    for query in list(self.young.values()):
-                        if query.started + TRACK_AFTER_S > now:
-                            break
-                        self.promote(query)
-                    if self.jobs:
-                        break
-                    first = next(iter(self.young.values()), None)
-                    self.asleep = first is None
-                    self.work.wait(None if first is None else first.started + TRACK_AFTER_S - now)
-                self.asleep = False
-                jobs = list(self.jobs)
-                self.jobs.clear()
+                jobs, ends = self._next()
             try:
-                self._write(jobs)
+                self._write(jobs, ends)
             except BaseException:  # never leave flush waiting
                 log.exception("the query tracker failed")
             finally:
                 with self.lock:
-                    self.done += len(jobs)
+                    self.done += len(jobs) + len(ends)
                     self.progress.notify_all()
 
-    def _write(self, jobs: list[_Job]) -> None:
-        by_czar: dict[str, list[_Job]] = {}
+    def _write(self, jobs: list[_Job], ends: list[tuple[Query, _End]]) -> None:
+        """Write the running rows and sessions, then the ends, per czar."""
+        by_czar: dict[str, tuple[list[_Job], list[tuple[Query, _End]]]] = {}
         for job in jobs:
-            by_czar.setdefault(job.query.spec.czar.dsn, []).append(job)
-        for group in by_czar.values():
-            left = deque(group)
+            by_czar.setdefault(job.query.spec.czar.dsn, ([], []))[0].append(job)
+        for end in ends:
+            by_czar.setdefault(end[0].spec.czar.dsn, ([], []))[1].append(end)
+        for czar_jobs, czar_ends in by_czar.values():
+            left = deque(czar_jobs)
+            spec = (czar_jobs[0].query if czar_jobs else czar_ends[0][0]).spec
             try:
-                with borrow(czar_pool(group[0].query.spec), TRACKER_WAIT_S) as czar:
+                with borrow(czar_pool(spec), TRACKER_WAIT_S) as czar:
                     while left:
                         try:
                             self._do(czar, left[0])
@@ -356,34 +408,36 @@ class _Tracker:
                             if left[0].kind == "running":
                                 self._settle(left[0].query, _LOCAL)
                         left.popleft()
+                    if czar_ends:
+                        _write_ends(czar, czar_ends)
             except (QservError, psycopg.Error) as exc:
-                log.warning("cannot record %d query events on the czar: %s", len(left), exc)
+                lost = len(left) + len(czar_ends)
+                log.warning("cannot record %d query events on the czar: %s", lost, exc)
                 for job in left:
-                    if job.kind == "running":  # never retried: its end is written instead
+                    if job.kind == "running":  # not tried again: its end is written instead
                         self._settle(job.query, _LOCAL)
 
     def _do(self, czar: psycopg.Connection, job: _Job) -> None:
         query = job.query
-        if job.kind == "end":
-            _write_end(czar, query, job.detail)
-        elif job.kind == "backend":
+        if job.kind == "backend":
             worker, pid = job.detail
             if register_backend(czar, query.id, worker, pid) == "killed":
                 query._noticed_kill()
-        else:
-            backends = job.detail
-            czar.execute(_RUNNING, query._running_params(backends))
-            with self.lock:
-                later = query._backends[len(backends) :]
-            self._settle(query, _WRITTEN)
-            for worker, pid in later:  # taken while the row was being written
-                if register_backend(czar, query.id, worker, pid) == "killed":
-                    query._noticed_kill()
+            return
+        backends = job.detail
+        czar.execute(_RUNNING, query._running_params(backends))
+        with self.lock:
+            later = query._backends[len(backends) :]
+        self._settle(query, _WRITTEN)
+        for worker, pid in later:  # taken while the row was being written
+            if register_backend(czar, query.id, worker, pid) == "killed":
+                query._noticed_kill()
 
     def _settle(self, query: Query, state: str) -> None:
         with self.lock:
             query._state = state
-            query._settled.set()
+            if query._settled is not None:
+                query._settled.set()
 
 
 _the_tracker: _Tracker | None = None
