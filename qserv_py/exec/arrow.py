@@ -97,6 +97,8 @@ class _Layout:
     converters: tuple[Callable[[Any], Any] | None, ...]
     #: the schema as one struct type, when no value needs converting
     struct: pa.StructType | None
+    #: a table of no rows (tables are immutable: one serves every empty result)
+    empty: pa.Table
 
 
 _LAYOUTS = 256  # cached layouts at most; more clear the cache
@@ -124,7 +126,9 @@ def _layout(
     ]
     converters = tuple(_converter(oid) for oid in oids)
     direct = all(c is None for c in converters)
-    layout = _Layout(columns, pa.schema(fields), converters, pa.struct(fields) if direct else None)
+    schema = pa.schema(fields)
+    empty = schema.empty_table()
+    layout = _Layout(columns, schema, converters, pa.struct(fields) if direct else None, empty)
     with _layouts_lock:
         if len(_layouts) >= _LAYOUTS:
             _layouts.clear()
@@ -145,11 +149,13 @@ def to_table(
     metadata.
     """
     layout = _layout(tuple(names), tuple(oids), columns)
+    if not rows:
+        return layout.empty
     if layout.struct is not None:
         rows = rows if isinstance(rows, list) else list(rows)
         batch = pa.RecordBatch.from_struct_array(pa.array(rows, type=layout.struct))
         return pa.Table.from_batches([batch], schema=layout.schema)
-    values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    values = list(zip(*rows, strict=True))
     kinds = layout.schema.types
     arrays = [
         pa.array(column if convert is None else [convert(v) for v in column], type=kind)
