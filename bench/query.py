@@ -16,9 +16,13 @@ if it is there, else ``qserv-py generate`` (seed 1, no Sources) into ``--work``.
    (autovacuum does it within a minute of a load anyway: done here so that it cannot
    happen while we measure, and so that both sides have visibility maps);
 3. the measurements, alternating sides (qserv_py first on even runs, the oracle first on
-   odd ones), 2 warm-up runs then ``--repeat`` timed ones (the near-neighbour join: 1
-   then ``--nn-repeat``), each run with its own cone centre (the position of a random
-   object, so in populated sky) or objectId, the same for both sides:
+   odd ones), warm-up runs (8 for cones and lookups, so that qserv_py's plan cache knows
+   their shapes, as a running service would; 2 for the whole-table queries; 1 for the
+   near-neighbour join) then ``--repeat`` timed ones (``--nn-repeat``), each run with
+   its own cone centre (the position of a random object, so in populated sky) or
+   objectId, the same for both sides. Each run is timed as timeit does: garbage
+   collected before, collector off during it. The plan cache's hits and misses in the
+   timed runs are printed:
 
    - qserv_py: ``qserv_py.connect(cluster, default_catalog="dp02").query(text)``, end to
      end (metadata check, planning, dispatch, merge, Arrow);
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import pstats
@@ -63,6 +68,10 @@ import pyarrow.compute as pc
 LOAD_CACHE = Path("/tmp/qserv-bench-load")
 ORACLE_DB = "oracle"
 WARMUP = 2
+#: warm-up runs of the small queries (other centres and ids): a service has seen their
+#: shapes before, so their plans come from the plan cache (a cone's shape differs with
+#: the sign of its declination: two shapes, each planned in full twice)
+SMALL_WARMUP = 8
 ARCMIN = 1 / 60
 #: the near-neighbour join: pairs closer than NN_RADIUS in a cone of NN_REGION (~10 deg²)
 NN_RADIUS = 0.005
@@ -102,6 +111,8 @@ class Case:
     plan_s: list[float] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    #: plan cache (hits, misses) during the timed runs
+    cache: tuple[int, int] = (0, 0)
     #: the last result, when it is one value (a COUNT)
     value: object = None
 
@@ -246,7 +257,7 @@ def make_cases(client: Any, release: Path, objects: int, repeat: int, nn_repeat:
     from qserv_py.sky.regions import Cone
 
     rng = np.random.default_rng(20261123)
-    n = WARMUP + repeat
+    n = SMALL_WARMUP + repeat
     # cone centres: positions of random objects, so in populated sky (objects follow the
     # density); the objects are in random sky order, so the first file is a fair sample
     first = sorted((release / "Object").glob("*.parquet"))[0]
@@ -267,7 +278,7 @@ def make_cases(client: Any, release: Path, objects: int, repeat: int, nn_repeat:
             # the cone as the planner builds it: from the constants of the text
             cone = Cone(float(f"{ra:.6f}"), float(f"{dec:.6f}"), float(f"{radius:.10g}"))
             runs.append((text, oracle_sql(client, text, {"object": cone})))
-        cases.append(Case(f"cone search r = {label}", 1.5, runs))
+        cases.append(Case(f"cone search r = {label}", 1.5, runs, SMALL_WARMUP))
     ids = (OBJECT_ID_BASE + rng.choice(objects, size=2 * n, replace=False)).tolist()
     for name, template, chosen in (
         ("objectId lookup", LOOKUP, ids[:n]),
@@ -277,9 +288,10 @@ def make_cases(client: Any, release: Path, objects: int, repeat: int, nn_repeat:
         for object_id in chosen:
             text = template.format(id=object_id)
             runs.append((text, oracle_sql(client, text, {})))
-        cases.append(Case(name, 2.0, runs))
+        cases.append(Case(name, 2.0, runs, SMALL_WARMUP))
     for name, text in (("COUNT(*) FROM ForcedSource", COUNT), ("AVG … GROUP BY band", GROUP_BY)):
-        cases.append(Case(name, 1.25, [(text, oracle_sql(client, text, {}))] * n))
+        runs = [(text, oracle_sql(client, text, {}))] * (WARMUP + repeat)
+        cases.append(Case(name, 1.25, runs))
     ra, dec = NN_CENTRE
     text = NEAR_NEIGHBOUR.format(ra=ra, dec=dec, region=NN_REGION, radius=NN_RADIUS)
     explain = client.explain(text)  # raises QueryRefused if it cannot be planned
@@ -337,10 +349,18 @@ def measure(case: Case, client: Any, oracle: Any) -> None:
             ("ours", lambda text=text: client.query(text)),
             ("theirs", lambda sql=sql: fetch_table(oracle, sql)),
         ]
+        if i == case.warmup:
+            before = (client.plans.hits, client.plans.misses)
         for side, run in sides if i % 2 == 0 else sides[::-1]:
+            gc.collect()  # as timeit: no collection of the other side's garbage in a run
+            gc.disable()
             started = time.perf_counter()
-            table = run()
-            results[side] = (time.perf_counter() - started, table)
+            try:
+                table = run()
+            finally:
+                elapsed = time.perf_counter() - started
+                gc.enable()
+            results[side] = (elapsed, table)
         started = time.perf_counter()
         client.plan(text)
         plan_s = time.perf_counter() - started
@@ -356,10 +376,12 @@ def measure(case: Case, client: Any, oracle: Any) -> None:
             case.plan_s.append(plan_s)
             case.rows.append(theirs.num_rows)
         print(".", end="", flush=True)
+    case.cache = (client.plans.hits - before[0], client.plans.misses - before[1])
     print(
         f" qserv_py {_ms(statistics.median(case.ours))}, oracle "
         f"{_ms(statistics.median(case.theirs))} ({case.ratio:.2f}×), rows "
         f"{min(case.rows)}–{max(case.rows)}"
+        + f", plan cache {case.cache[0]} hits / {case.cache[1]} misses"
         + (f", {len(case.mismatches)} MISMATCHES" if case.mismatches else ""),
         flush=True,
     )
