@@ -17,8 +17,8 @@ the worker SQL as a subquery, straight into Arrow; no probe, no merge table, no 
 does not wait for the czar at all: its id comes from the process's block of ids, and
 :mod:`qserv_py.exec.tracking`'s tracker writes its record in the background (its running
 record only if it still runs after ``TRACK_AFTER_S``; from then on it can be killed as
-any other). The worker session's ``statement_timeout`` is set only when it changes; its
-``application_name`` (which a kill checks) for every query.
+any other). The worker session's ``statement_timeout`` is set only when it changes; each
+statement starts with the query's tag (a comment, which a kill checks: ``tracking.tag``).
 
 The calling thread watches the lanes: it calls ``on_progress``, stops early once a
 concatenating query with a LIMIT has its rows, enforces ``timeout_s``, and on the first
@@ -86,13 +86,13 @@ class QueryResult:
 _timeouts: WeakKeyDictionary[psycopg.Connection, str] = WeakKeyDictionary()
 
 
-def _prepare(conn: psycopg.Connection, query_id: int, timeout: str) -> None:
-    """Name a worker session for the query (a kill checks it) and set its timeout, if it
-    changed, in one round trip. Sent by libpq straight away (a third cheaper than through
-    a cursor); anything unexpected goes through psycopg again, which raises its error."""
-    settings = f"SET application_name = '{tracking.application_name(query_id)}'"
-    if _timeouts.get(conn) != timeout:
-        settings = f"SET statement_timeout = {timeout}; {settings}"
+def _prepare(conn: psycopg.Connection, timeout: str) -> None:
+    """Set a worker session's statement timeout if it changed (no round trip if not). Sent
+    by libpq straight away (a third cheaper than through a cursor); anything unexpected
+    goes through psycopg again, which raises its error."""
+    if _timeouts.get(conn) == timeout:
+        return
+    settings = f"SET statement_timeout = {timeout}"
     result = conn.pgconn.exec_(settings.encode())
     if result.status != pq.ExecStatus.COMMAND_OK:
         conn.execute(settings)
@@ -121,6 +121,7 @@ class _Run:
     ) -> None:
         self.spec, self.plan, self.query, self.timeout_s = spec, plan, query, timeout_s
         self.query_id = query.id
+        self.tag = tracking.tag(query.id)
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.timeout = "DEFAULT" if timeout_s is None else str(max(1, int(timeout_s * 1000)))
         self.table = f"{RESULT_SCHEMA}.q{query.id}"
@@ -174,7 +175,7 @@ class _Run:
         """A session on worker ``name`` that works for this query and can be cancelled; it
         is registered on ``czar`` now, or (without) by the query's tracker."""
         with borrow(worker_pool(self.spec, name), self.wait()) as conn:
-            _prepare(conn, self.query_id, self.timeout)
+            _prepare(conn, self.timeout)
             with self._lock:
                 self._busy.add(conn)
             try:
@@ -188,7 +189,7 @@ class _Run:
     def worker_sql(self, chunks: tuple[int, ...]) -> str:
         """The worker SQL for ``chunks``: one statement per chunk naming its partitions,
         in a UNION ALL (no chunks: one statement of empty relations, for the types)."""
-        return worker_sql(self.plan, chunks)
+        return self.tag + worker_sql(self.plan, chunks)
 
     def lane(self, worker: str, batches: deque[tuple[int, ...]]) -> None:
         """Run batches of ``worker`` one after the other until none is left or we stop."""
@@ -211,7 +212,7 @@ class _Run:
         self, worker: str, conn: psycopg.Connection, czar: psycopg.Connection, chunks: tuple
     ) -> int:
         """Copy the worker SQL's rows for ``chunks`` into the merge table; how many."""
-        copy_out = f"COPY ({self.worker_sql(chunks)}) TO STDOUT (FORMAT BINARY)"
+        copy_out = f"{self.tag}COPY ({worker_sql(self.plan, chunks)}) TO STDOUT (FORMAT BINARY)"
         where = tracking.CZAR
         try:
             with czar.cursor() as into_cur:
@@ -409,8 +410,8 @@ def _run_direct(run: _Run, worker: str, max_rows: int | None) -> pa.Table:
     same SQL as the general path (so the same PostgreSQL semantics), without the merge
     table and its round trips."""
     plan = run.plan
-    partials = f"({run.worker_sql(plan.chunks.get(worker, ()))}) AS qserv_partials"
-    sql = _merge_sql(plan, partials, max_rows)
+    partials = f"({worker_sql(plan, plan.chunks.get(worker, ()))}) AS qserv_partials"
+    sql = run.tag + _merge_sql(plan, partials, max_rows)
     with run.worker_session(worker) as conn:
         if run.stop.is_set():  # killed while the session was being registered
             raise run.killed()
@@ -490,15 +491,13 @@ def _merge(run: _Run, czar: psycopg.Connection, max_rows: int | None) -> pa.Tabl
     """Run the merge SQL on the czar: at most ``max_rows + 1`` rows."""
     if not run.query.add_backend(tracking.CZAR, czar.info.backend_pid, czar):
         raise run.killed()
-    merge = _merge_sql(run.plan, run.table, max_rows)
-    settings = f"SET LOCAL application_name = '{tracking.application_name(run.query_id)}'"
-    if run.deadline is not None:
-        if (left := run.deadline - time.monotonic()) <= 0:
-            raise run.timed_out()
-        settings += f"; SET LOCAL statement_timeout = {max(1, int(left * 1000))}"
+    merge = run.tag + _merge_sql(run.plan, run.table, max_rows)
     try:
         with czar.transaction():
-            czar.execute(settings)
+            if run.deadline is not None:
+                if (left := run.deadline - time.monotonic()) <= 0:
+                    raise run.timed_out()
+                czar.execute(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
             return fetch_table(czar, merge, columns=run.plan.columns)
     except psycopg.Error as exc:
         raise _Failure(tracking.CZAR, exc) from exc

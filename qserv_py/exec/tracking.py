@@ -2,9 +2,10 @@
 
 Every query that :func:`qserv_py.exec.dispatch.execute` runs gets a row in
 ``qserv_meta.queries``. The sessions it uses while its row says ``running`` are recorded in
-``qserv_meta.query_backends`` and carry ``application_name = 'qserv_py:q<id>'`` while they
-work for it, so that :func:`kill_query`, from any process, can cancel exactly those
-statements. A killed query's own process notices at its next status check (after each
+``qserv_meta.query_backends``, and each statement run for it starts with its tag, the
+comment ``/* qserv_py:q<id> */`` (:func:`tag`), so that :func:`kill_query`, from any
+process, can cancel exactly those statements (``pg_stat_activity.query`` starts with the
+tag). A killed query's own process notices at its next status check (after each
 batch, or when a session is registered), or at once when its statements are cancelled.
 
 A short query costs the czar no round trip:
@@ -67,9 +68,15 @@ FLUSH_TIMEOUT_S = 10.0
 TRACKER_WAIT_S = 5.0
 
 
-def application_name(query_id: int) -> str:
-    """The application_name of a session while it works for query ``query_id``."""
-    return f"qserv_py:q{query_id}"
+def tag(query_id: int) -> str:
+    """The comment each statement run for query ``query_id`` starts with: a kill cancels a
+    recorded session only while ``pg_stat_activity.query`` starts with it (a pooled
+    session that moved on runs another statement). No round trip to name the session."""
+    return f"/* qserv_py:q{int(query_id)} */ "
+
+
+#: the sessions of ``pg_stat_activity`` running a statement of a query (parameter: tag)
+WORKS_FOR = "state = 'active' AND starts_with(query, %s)"
 
 
 @dataclass(frozen=True)
@@ -639,7 +646,7 @@ def cancel_backends(conn: psycopg.Connection, query_id: int, pids: list[int]) ->
     """Cancel the statements of ``pids`` that still work for the query; how many."""
     row = conn.execute(
         "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
-        " WHERE pid = ANY(%s) AND application_name = %s",
-        (pids, application_name(query_id)),
+        f" WHERE pid = ANY(%s) AND {WORKS_FOR}",
+        (pids, tag(query_id)),
     ).fetchone()
     return int(row[0]) if row else 0

@@ -68,15 +68,18 @@ class PlanContext:
         values = sorted({int(k) for k in keys})
         if not values:
             return set()
-        sql = (
-            f"SELECT DISTINCT chunk_id FROM {dirindex_table(catalog, director)} WHERE key = ANY(%s)"
-        )
+        table = dirindex_table(catalog, director)
+        args: tuple[object, ...]
+        if len(values) == 1:  # a lookup: a prepared statement, no sort
+            sql, args = f"SELECT chunk_id FROM {table} WHERE key = %s", (values[0],)
+        else:
+            sql, args = f"SELECT DISTINCT chunk_id FROM {table} WHERE key = ANY(%s)", (values,)
         with self._lock:
             try:
-                rows = self._czar().execute(sql, (values,)).fetchall()
+                rows = self._czar().execute(sql, args, prepare=True).fetchall()
             except psycopg.OperationalError:  # the czar restarted: reconnect once
                 self._connection = None
-                rows = self._czar().execute(sql, (values,)).fetchall()
+                rows = self._czar().execute(sql, args, prepare=True).fetchall()
         return {int(r[0]) for r in rows}
 
     def _czar(self) -> psycopg.Connection:

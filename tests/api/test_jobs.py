@@ -23,6 +23,7 @@ from qserv_py.api.jobs import STOPPED, Jobs
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
+from qserv_py.exec import tracking
 from tests.api.conftest import Served
 
 UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
@@ -96,9 +97,8 @@ def active_statements(spec: ClusterSpec, query_id: int) -> int:
     for worker in spec.workers:
         with connect(worker, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-                " AND state = 'active'",
-                (f"qserv_py:q{query_id}",),
+                f"SELECT count(*) FROM pg_stat_activity WHERE {tracking.WORKS_FOR}",
+                (tracking.tag(query_id),),
             ).fetchone()
             total += int(row[0]) if row else 0
     return total

@@ -25,7 +25,7 @@ from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.cluster.stats import catalog_stats
 from qserv_py.config import Settings
 from qserv_py.errors import QservError
-from qserv_py.exec.tracking import application_name
+from qserv_py.exec import tracking
 from qserv_py.sky.healpix import order_ipix
 from tests.api.conftest import Served
 
@@ -284,9 +284,8 @@ def _worker_sessions(spec: ClusterSpec, query_id: int) -> int:
     for worker in spec.workers:
         with connect(worker, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-                " AND state = 'active'",
-                (application_name(query_id),),
+                f"SELECT count(*) FROM pg_stat_activity WHERE {tracking.WORKS_FOR}",
+                (tracking.tag(query_id),),
             ).fetchone()
             count += int(row[0]) if row else 0
     return count

@@ -17,6 +17,7 @@ from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable, QueryTimeout, WorkerError
+from qserv_py.exec import tracking
 from qserv_py.exec.dispatch import close_pools, execute
 from qserv_py.exec.plan import ExecPlan, ResultColumn
 from qserv_py.exec.tracking import QueryInfo, list_queries
@@ -81,7 +82,7 @@ def busy_sessions(spec: ClusterSpec, query_id: int) -> int:
         for r in worker_rows(
             spec,
             "SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle'"
-            f" AND application_name = 'qserv_py:q{query_id}'",
+            f" AND starts_with(query, '{tracking.tag(query_id)}')",
         )
     )
 
