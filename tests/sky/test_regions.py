@@ -621,3 +621,22 @@ def test_range_set_sql_uses_the_index_column(db: psycopg.Connection) -> None:
     assert empty.sql_predicate("r", "d") == empty.index_sql() == "FALSE"
     assert len(empty.chunks(Layout.fixed(2))) == 0
     assert not empty.contains_index(index).any()
+
+
+def test_cone_cells_are_those_of_the_public_cone_search() -> None:
+    """The cone search through cdshealpix's core gives the cells its wrapper gives."""
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix import nested
+
+    from qserv_py.sky.regions import _cone_cells
+
+    rng = np.random.default_rng(3)
+    cones = [(0.0, 90.0, 1.0), (359.9, -89.99, 0.5), (-10.0, 0.0, 2.0), (370.0, 45.0, 0.01)]
+    cones += [(rng.uniform(0, 360), rng.uniform(-90, 90), rng.uniform(1e-4, 30)) for _ in range(50)]
+    for ra, dec, radius in cones:
+        depth = int(rng.integers(3, 20))
+        got = _cone_cells(ra, dec, radius, depth)
+        want = nested.cone_search(
+            Longitude(ra, unit=u.deg), Latitude(dec, unit=u.deg), radius * u.deg, depth
+        )
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
