@@ -20,8 +20,8 @@ if it is there, else ``qserv-py generate`` (seed 1, no Sources) into ``--work``.
    their shapes, as a running service would; 2 for the whole-table queries; 1 for the
    near-neighbour join) then ``--repeat`` timed ones (``--nn-repeat``), each run with
    its own cone centre (the position of a random object, so in populated sky) or
-   objectId, the same for both sides. Each run is timed as timeit does: garbage
-   collected before, collector off during it. The plan cache's hits and misses in the
+   objectId, the same for both sides. Each run is timed as timeit does: the garbage
+   collector is off during it. The plan cache's hits and misses in the
    timed runs are printed:
 
    - qserv_py: ``qserv_py.connect(cluster, default_catalog="dp02").query(text)``, end to
@@ -352,8 +352,7 @@ def measure(case: Case, client: Any, oracle: Any) -> None:
         if i == case.warmup:
             before = (client.plans.hits, client.plans.misses)
         for side, run in sides if i % 2 == 0 else sides[::-1]:
-            gc.collect()  # as timeit: no collection of the other side's garbage in a run
-            gc.disable()
+            gc.disable()  # as timeit: no garbage collection during a timed run
             started = time.perf_counter()
             try:
                 table = run()
