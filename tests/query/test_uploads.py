@@ -26,13 +26,8 @@ from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import QueryError, QueryRefused, UnknownName, UploadError, WorkerError
 from qserv_py.exec import uploads as shipping
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
-from qserv_py.query.uploads import (
-    CHUNK,
-    UploadPlan,
-    density,
-    partition_targets,
-    upload_table,
-)
+from qserv_py.query.uploads import CHUNK, UploadPlan, upload_table
+from qserv_py.query.xmatch import density, partition_targets
 from qserv_py.sky.healpix import angular_separation, spatial_index
 from qserv_py.sky.layout import Layout, PixelCounts
 from tests.query.test_corpus import compare
