@@ -11,17 +11,14 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.catalogs FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.tables FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.columns FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.chunks FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.chunk_stats FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.placement FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
-CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-    ON qserv_meta.load_txns FOR EACH STATEMENT EXECUTE FUNCTION qserv_meta.notify_change();
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['catalogs', 'tables', 'columns', 'chunks', 'chunk_stats',
+                             'placement', 'load_txns'] LOOP
+        EXECUTE format('CREATE TRIGGER notify_change AFTER INSERT OR UPDATE OR DELETE OR '
+                       'TRUNCATE ON qserv_meta.%I FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION qserv_meta.notify_change()', t);
+    END LOOP;
+END $$;
