@@ -147,3 +147,20 @@ def test_limits_are_part_of_the_key(client: Client) -> None:
     for n in (3, 3, 5, 7):
         got = cache.plan(f"SELECT TOP {n} objectId FROM Object", "adql", ctx)
         assert got.limit == n
+
+
+def test_the_shortcut_key_is_used_only_where_it_finds_the_tokenizers_numbers(
+    client: Client,
+) -> None:
+    """A shape whose text has digits in a string, a quoted name or a comment is always
+    tokenized; one without is looked up by its skeleton. Both plan as the planner."""
+    ctx = client.context
+    cache = PlanCache()
+    plain = "SELECT objectId FROM Object WHERE objectId = {}"
+    tricky = 'SELECT objectId AS "id 7" FROM Object WHERE objectId = {} -- 12\n'
+    for text in (plain, tricky):
+        for key in (1, 2, 3, 40, 500):
+            query = text.format(key)
+            _same(cache.plan(query, "adql", ctx), plan(query, "adql", ctx, oracle=False), query)
+    assert len(cache._known) == 1
+    assert cache.hits == 6
