@@ -349,9 +349,8 @@ def measure(case: Case, client: Any, oracle: Any) -> None:
             ("ours", lambda text=text: client.query(text)),
             ("theirs", lambda sql=sql: fetch_table(oracle, sql)),
         ]
-        if i == case.warmup:
-            before = (client.plans.hits, client.plans.misses)
         for side, run in sides if i % 2 == 0 else sides[::-1]:
+            before = (client.plans.hits, client.plans.misses)
             gc.disable()  # as timeit: no garbage collection during a timed run
             started = time.perf_counter()
             try:
@@ -360,6 +359,9 @@ def measure(case: Case, client: Any, oracle: Any) -> None:
                 elapsed = time.perf_counter() - started
                 gc.enable()
             results[side] = (elapsed, table)
+            if side == "ours" and i >= case.warmup:
+                hits, misses = client.plans.hits - before[0], client.plans.misses - before[1]
+                case.cache = (case.cache[0] + hits, case.cache[1] + misses)
         started = time.perf_counter()
         client.plan(text, oracle=False)  # as client.query plans (from the plan cache)
         plan_s = time.perf_counter() - started
@@ -375,7 +377,6 @@ def measure(case: Case, client: Any, oracle: Any) -> None:
             case.plan_s.append(plan_s)
             case.rows.append(theirs.num_rows)
         print(".", end="", flush=True)
-    case.cache = (client.plans.hits - before[0], client.plans.misses - before[1])
     print(
         f" qserv_py {_ms(statistics.median(case.ours))}, oracle "
         f"{_ms(statistics.median(case.theirs))} ({case.ratio:.2f}×), rows "
