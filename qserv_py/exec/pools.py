@@ -104,16 +104,37 @@ def _cached(
     return pool
 
 
+#: a new worker session plans a statement over each partitioned table it may read, if the
+#: worker has at most this many partitions: PostgreSQL then opens every partition and its
+#: indexes once, at connection time, instead of in the first query that reads each chunk
+#: (~0.4 ms a partition: a cone on a chunk the session has not read took 1.04 ms, 0.65 ms
+#: later). Its relation cache holds what long-lived sessions would hold anyway.
+WARM_PARTITIONS_MAX = 5000
+_WARM = f"""DO $$
+DECLARE
+    t regclass;
+BEGIN
+    IF (SELECT count(*) FROM pg_inherits) <= {WARM_PARTITIONS_MAX} THEN
+        FOR t IN SELECT partrelid::regclass FROM pg_partitioned_table
+                 WHERE has_table_privilege(partrelid, 'SELECT') LOOP
+            EXECUTE format('EXPLAIN SELECT * FROM %s', t);
+        END LOOP;
+    END IF;
+END $$"""
+
+
 def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
-    """Sessions on worker ``name`` as the read-only role."""
+    """Sessions on worker ``name`` as the read-only role, their relation cache warm (see
+    ``WARM_PARTITIONS_MAX``)."""
 
     def make() -> ConnectionPool:
         worker = spec.worker(name)
         if spec.reader_password is not None:
             reader = worker.with_user(spec.reader_user, spec.reader_password)
-            return _pool(reader, "SET default_transaction_read_only = on", WORKER_POOL_SIZE)
+            setup = f"SET default_transaction_read_only = on; {_WARM}"
+            return _pool(reader, setup, WORKER_POOL_SIZE)
         role = sql.Identifier(spec.reader_user).as_string()
-        setup = f"SET ROLE {role}; SET default_transaction_read_only = on"
+        setup = f"SET ROLE {role}; SET default_transaction_read_only = on; {_WARM}"
         return _pool(worker, setup, WORKER_POOL_SIZE)
 
     return _cached(spec, "reader", name, make)
