@@ -410,8 +410,11 @@ def _run_direct(run: _Run, worker: str, max_rows: int | None) -> pa.Table:
     same SQL as the general path (so the same PostgreSQL semantics), without the merge
     table and its round trips."""
     plan = run.plan
-    partials = f"({worker_sql(plan, plan.chunks.get(worker, ()))}) AS qserv_partials"
-    sql = run.tag + _merge_sql(plan, partials, max_rows)
+    statement = worker_sql(plan, plan.chunks.get(worker, ()))
+    if plan.passthrough and max_rows is None:  # the merge would only name the columns
+        sql = run.tag + statement
+    else:
+        sql = run.tag + _merge_sql(plan, f"({statement}) AS qserv_partials", max_rows)
     with run.worker_session(worker) as conn:
         if run.stop.is_set():  # killed while the session was being registered
             raise run.killed()

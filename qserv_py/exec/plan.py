@@ -52,6 +52,10 @@ class ExecPlan:
     estimated_rows: int | None = None
     #: ``catalog.table`` (or overlap table) -> the chunks that have a partition of it
     partitions: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: the merge SQL only names the worker SQL's columns, in order: a plan one worker
+    #: answers in one statement may run the worker SQL alone (the result's names come
+    #: from ``columns``)
+    passthrough: bool = False
 
     @property
     def total_chunks(self) -> int:

@@ -114,6 +114,7 @@ def _plan_select(
             parts.concatenate,
             columns,
             oracle_sql,
+            passthrough=parts.passthrough and uploads is None,
         )
     return ExecPlan(
         worker_sql,
@@ -125,4 +126,5 @@ def _plan_select(
         columns,
         oracle_sql,
         partitions=ctx.states[refs[0].catalog.sql_name].partitions,
+        passthrough=parts.passthrough and uploads is None,
     )

@@ -46,6 +46,8 @@ class Split:
     concatenate: bool
     limit: int | None
     names: list[str] = field(default_factory=list)
+    #: the merge only names the worker's columns, in order (no ORDER BY, DISTINCT, LIMIT)
+    passthrough: bool = False
 
 
 def split(select: exp.Select) -> Split:
@@ -121,7 +123,8 @@ def _split_rows(select: exp.Select) -> Split:
     if offset:
         merge.offset(offset, copy=False)
     concatenate = order is None and not select.args.get("distinct")
-    return Split(worker, merge, concatenate, None if limit is None else limit + offset, names)
+    total = None if limit is None else limit + offset
+    return Split(worker, merge, concatenate, total, names, concatenate and total is None)
 
 
 def _ordered_flags(item: exp.Ordered) -> dict[str, object]:

@@ -184,3 +184,22 @@ def _timed(action: object) -> float:
     start = time.perf_counter()
     action()  # type: ignore[operator]
     return time.perf_counter() - start
+
+
+def test_a_merge_that_only_names_columns_is_passed_through(client: Client) -> None:
+    """Such a plan, answered by one worker, runs its worker SQL alone; its rows are those
+    of the merge."""
+    lookup = "SELECT objectId, coord_ra FROM Object WHERE objectId = {}"
+    assert client.plan(lookup.format(1)).passthrough
+    for text in (
+        "SELECT objectId FROM Object WHERE objectId = 1 ORDER BY objectId",
+        "SELECT DISTINCT objectId FROM Object WHERE objectId = 1",
+        "SELECT TOP 1 objectId FROM Object WHERE objectId = 1",
+        "SELECT COUNT(*) FROM Object WHERE objectId = 1",
+    ):
+        assert not client.plan(text).passthrough, text
+    some = client.query("SELECT TOP 3 objectId FROM Object").column("objectId").to_pylist()
+    for key in some:
+        got = client.query(lookup.format(key))
+        assert got.column_names == ["objectId", "coord_ra"]
+        assert got.column("objectId").to_pylist() == [key]
