@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import select
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import psycopg
 import pyarrow as pa
 
 from qserv_py.cluster.db import connect as db_connect
+from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.uploads import execute
@@ -99,9 +99,7 @@ class Client:
             self._listening = row is not None and (row[0] or 0) >= NOTIFYING
             self._changed = True  # nothing was heard while not listening
         else:
-            poll = select.poll()
-            poll.register(conn.fileno(), select.POLLIN)
-            if poll.poll(0):  # notifications, or the server hung up: read it again
+            if has_input(conn):  # notifications, or the server hung up: read it again
                 conn.pgconn.consume_input()  # OperationalError if the connection broke
                 while conn.pgconn.notifies() is not None:
                     pass

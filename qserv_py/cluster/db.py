@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -27,6 +28,14 @@ def connect(
             f"cannot connect to {instance.name} ({instance.public_dsn}): {reason}; is it "
             "running (`qserv-py cluster status`) and is the cluster file right?"
         ) from exc
+
+
+def has_input(conn: psycopg.Connection) -> bool:
+    """Whether the server has sent an idle session something (a notification, or the
+    end of the connection), without waiting or a round trip."""
+    poll = select.poll()
+    poll.register(conn.fileno(), select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def on_each(items: Sequence[Item], fn: Callable[[Item], T]) -> list[T]:

@@ -186,11 +186,6 @@ class _Run:
                 with self._lock:
                     self._busy.discard(conn)
 
-    def worker_sql(self, chunks: tuple[int, ...]) -> str:
-        """The worker SQL for ``chunks``: one statement per chunk naming its partitions,
-        in a UNION ALL (no chunks: one statement of empty relations, for the types)."""
-        return self.tag + worker_sql(self.plan, chunks)
-
     def lane(self, worker: str, batches: deque[tuple[int, ...]]) -> None:
         """Run batches of ``worker`` one after the other until none is left or we stop."""
         try:
@@ -241,7 +236,8 @@ class _Run:
         )
         try:
             with self.worker_session(worker, czar) as conn:
-                cur = conn.execute(f"SELECT * FROM ({self.worker_sql(())}) AS qserv_probe LIMIT 0")
+                probe = f"SELECT * FROM ({worker_sql(self.plan, ())}) AS qserv_probe LIMIT 0"
+                cur = conn.execute(self.tag + probe)  # the tag first, where a kill looks
                 res = cur.pgresult
                 assert res is not None
                 cols = range(res.nfields)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from qserv_py.cluster.db import connect
+from qserv_py.cluster.db import connect, has_input
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable
 
@@ -42,9 +41,7 @@ _closing: list[Callable[[], None]] = []
 def _check(conn: psycopg.Connection) -> None:
     """Check a pooled session by a round trip only if the server has sent something (an
     idle session gets data only when the server hangs up); the pool replaces it if dead."""
-    poll = select.poll()
-    poll.register(conn.fileno(), select.POLLIN)
-    if poll.poll(0):
+    if has_input(conn):
         ConnectionPool.check_connection(conn)
 
 

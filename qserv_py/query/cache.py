@@ -274,14 +274,14 @@ def _make(
         for n in r.find_all(exp.Literal)
         if n.this in spelling
     }
-    recipe = (
+    found = None
+    if (
         analysed is not None
+        and tracker.restrictors
         and not analysed.overlap
         and not analysed.analysis.radius
         and not any(isinstance(r, Derived) for r in analysed.refs)
-    )
-    found = None
-    if analysed is not None and recipe and tracker.restrictors:
+    ):  # the chunk set depends on the outermost restrictors only: they can be re-run
         found = _slots(analysed, tracked.worker_sql)
     if found is not None:
         # restrictors re-run for new values; a literal read in the scope of a conjunct
@@ -296,7 +296,7 @@ def _make(
     for s, i in spelling.items():
         if not re.search(_word(s), written):
             pinned.add(i)
-    worker = _fragments(tracked.worker_sql, spelling, written_ranges if slots else [])
+    worker = _fragments(tracked.worker_sql, spelling, written_ranges)
     merge = _fragments(tracked.merge_sql, spelling, [])
     template = _Template(
         frozenset(pinned),

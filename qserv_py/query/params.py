@@ -51,10 +51,6 @@ class Tracker:
 _tracker: ContextVar[Tracker | None] = ContextVar("qserv_py_params", default=None)
 
 
-def active() -> Tracker | None:
-    return _tracker.get()
-
-
 @contextmanager
 def tracking(tracker: Tracker) -> Iterator[Tracker]:
     """Note the reads of literal values while compiling (or re-running restrictors)."""

@@ -23,8 +23,8 @@ from qserv_py.api.jobs import STOPPED, Jobs
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
-from qserv_py.exec import tracking
 from tests.api.conftest import Served
+from tests.exec.test_dispatch import busy_sessions
 
 UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
 XLINK = "{http://www.w3.org/1999/xlink}"
@@ -89,19 +89,6 @@ def engine_queries(spec: ClusterSpec, job_id: str) -> list[tuple[int, str]]:
             (f"uws:{job_id}",),
         ).fetchall()
     return [(int(r[0]), str(r[1])) for r in rows]
-
-
-def active_statements(spec: ClusterSpec, query_id: int) -> int:
-    """Statements still running for the engine query on the workers."""
-    total = 0
-    for worker in spec.workers:
-        with connect(worker, autocommit=True) as conn:
-            row = conn.execute(
-                f"SELECT count(*) FROM pg_stat_activity WHERE {tracking.WORKS_FOR}",
-                (tracking.tag(query_id),),
-            ).fetchone()
-            total += int(row[0]) if row else 0
-    return total
 
 
 def dali_error(response: object) -> str:
@@ -404,7 +391,7 @@ def test_abort_cancels_the_worker_statements(api: TestClient, spec: ClusterSpec)
     running = wait_for(lambda: [q for q in engine_queries(spec, job_id) if q[1] == "running"])
     assert running, "the job's query did not start"
     query_id = running[0][0]
-    assert wait_for(lambda: active_statements(spec, query_id) > 0, 10)
+    assert wait_for(lambda: busy_sessions(spec, query_id) > 0, 10)
     assert phase_of(api, job_id) == "EXECUTING"
     started = time.monotonic()
     response = api.post(
@@ -413,7 +400,7 @@ def test_abort_cancels_the_worker_statements(api: TestClient, spec: ClusterSpec)
     assert response.status_code == 303
     assert phase_of(api, job_id) == "ABORTED"
     assert engine_queries(spec, job_id) == [(query_id, "killed")]
-    assert wait_for(lambda: active_statements(spec, query_id) == 0, 10)
+    assert wait_for(lambda: busy_sessions(spec, query_id) == 0, 10)
     assert time.monotonic() - started < 10  # the query would have run far longer
     doc = job_xml(api, job_id)
     assert doc.findtext(f"{UWS}errorSummary/{UWS}message") == "aborted on request"
@@ -438,7 +425,7 @@ def test_exceeding_the_execution_duration_is_an_error(api: TestClient, spec: Clu
     assert "execution duration" in dali_error(api.get(f"/tap/async/{job_id}/error"))
     [(query_id, status)] = engine_queries(spec, job_id)
     assert status != "running"
-    assert wait_for(lambda: active_statements(spec, query_id) == 0, 10)
+    assert wait_for(lambda: busy_sessions(spec, query_id) == 0, 10)
 
 
 def test_the_sweeper_kills_queries_of_jobs_that_no_longer_execute(
@@ -452,7 +439,7 @@ def test_the_sweeper_kills_queries_of_jobs_that_no_longer_execute(
     jobs: Jobs = api.app.state.jobs  # type: ignore[attr-defined]
     jobs.sweep()
     assert engine_queries(spec, job_id) == [(running[0][0], "killed")]
-    assert wait_for(lambda: active_statements(spec, running[0][0]) == 0, 10)
+    assert wait_for(lambda: busy_sessions(spec, running[0][0]) == 0, 10)
     assert phase_of(api, job_id) == "ABORTED"
 
 
@@ -483,7 +470,7 @@ def test_delete_of_an_executing_job_kills_its_query(api: TestClient, spec: Clust
     assert running
     assert api.delete(f"/tap/async/{job_id}", follow_redirects=False).status_code == 303
     assert engine_queries(spec, job_id) == [(running[0][0], "killed")]
-    assert wait_for(lambda: active_statements(spec, running[0][0]) == 0, 10)
+    assert wait_for(lambda: busy_sessions(spec, running[0][0]) == 0, 10)
 
 
 def test_expired_jobs_are_swept_with_their_files(api: TestClient, api_settings: Settings) -> None:
@@ -594,7 +581,7 @@ def test_stopping_the_service_ends_executing_jobs(
     assert doc.findtext(f"{UWS}phase") == "ERROR"
     assert doc.findtext(f"{UWS}errorSummary/{UWS}message") == STOPPED
     assert engine_queries(spec, job_id) == [(running[0][0], "killed")]
-    assert wait_for(lambda: active_statements(spec, running[0][0]) == 0, 10)
+    assert wait_for(lambda: busy_sessions(spec, running[0][0]) == 0, 10)
 
 
 # --- pyvo ----------------------------------------------------------------------------------------

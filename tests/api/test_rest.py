@@ -20,14 +20,13 @@ from fastapi.testclient import TestClient
 from qserv_py.api.app import create_app
 from qserv_py.api.routes.query import moc_ascii
 from qserv_py.client import Client
-from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.cluster.stats import catalog_stats
 from qserv_py.config import Settings
 from qserv_py.errors import QservError
-from qserv_py.exec import tracking
 from qserv_py.sky.healpix import order_ipix
 from tests.api.conftest import Served
+from tests.exec.test_dispatch import busy_sessions
 
 QUERY = (
     "SELECT TOP 40 objectId, coord_ra, coord_dec, g_psfFlux, detect_isPrimary FROM Object "
@@ -279,18 +278,6 @@ def test_unknown_and_finished_queries(api: TestClient) -> None:
     assert again.status_code == 409 and "already finished (completed)" in again.json()["message"]
 
 
-def _worker_sessions(spec: ClusterSpec, query_id: int) -> int:
-    count = 0
-    for worker in spec.workers:
-        with connect(worker, autocommit=True) as conn:
-            row = conn.execute(
-                f"SELECT count(*) FROM pg_stat_activity WHERE {tracking.WORKS_FOR}",
-                (tracking.tag(query_id),),
-            ).fetchone()
-            count += int(row[0]) if row else 0
-    return count
-
-
 def test_kill_a_running_query(served: Served, spec: ClusterSpec) -> None:
     answer: dict[str, httpx.Response] = {}
 
@@ -307,9 +294,9 @@ def test_kill_a_running_query(served: Served, spec: ClusterSpec) -> None:
             found = next((q for q in running.json() if q["text"] == SLOW), None)
             time.sleep(0.1)
         assert found is not None, "the slow query never showed as running"
-        while _worker_sessions(spec, found["id"]) == 0 and time.monotonic() < deadline:
+        while busy_sessions(spec, found["id"]) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _worker_sessions(spec, found["id"]) > 0, "no worker statement ran"
+        assert busy_sessions(spec, found["id"]) > 0, "no worker statement ran"
         started = time.monotonic()
         killed = httpx.delete(f"{served.url}/api/v1/queries/{found['id']}")
         assert killed.status_code == 200, killed.text
@@ -320,7 +307,7 @@ def test_kill_a_running_query(served: Served, spec: ClusterSpec) -> None:
         thread.join(300)
     response = answer["r"]
     assert response.status_code == 409 and response.json()["error"] == "QueryKilled"
-    assert _worker_sessions(spec, found["id"]) == 0
+    assert busy_sessions(spec, found["id"]) == 0
     record = httpx.get(f"{served.url}/api/v1/queries/{found['id']}").json()
     assert record["status"] == "killed" and "killed on request" in record["error"]
 
