@@ -72,7 +72,11 @@ class Service:
     def __init__(self, settings: Settings, spec: ClusterSpec | None = None) -> None:
         self.settings = settings
         self.spec = spec if spec is not None else read_cluster_file(Path(settings.cluster))
-        self.client = Client(self.spec, settings.default_catalog)
+        self.client = Client(
+            self.spec,
+            settings.default_catalog,
+            director_index_memory_keys=settings.director_index_memory_keys,
+        )
         try:  # upload tables a crashed process left on the workers
             upload_tables.sweep(self.spec)
         except Exception as exc:  # never keep the service from starting

@@ -22,6 +22,7 @@ from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.uploads import execute
 from qserv_py.query.cache import PlanCache
 from qserv_py.query.context import PlanContext
+from qserv_py.query.dirindex import MEMORY_KEYS
 from qserv_py.query.planner import plan
 
 NOTIFYING = 6  # the czar metadata version from which changes are notified
@@ -50,9 +51,18 @@ class Client:
     """A connection to a cluster for queries; plans against the czar's metadata, which it
     re-reads whenever a catalog or a load changed."""
 
-    def __init__(self, spec: ClusterSpec, default_catalog: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        default_catalog: str | None = None,
+        *,
+        director_index_memory_keys: int = MEMORY_KEYS,
+    ) -> None:
         self.spec = spec
         self.default_catalog = default_catalog
+        #: director indexes of at most this many keys are looked up in memory once used
+        #: often (see qserv_py.query.dirindex); 0: always on the czar
+        self.director_index_memory_keys = director_index_memory_keys
         self._context: PlanContext | None = None
         self._version: tuple[object, ...] | None = None  # of the metadata in _context
         self._seen: tuple[object, ...] = ()  # the version last read
@@ -67,7 +77,9 @@ class Client:
     def context(self) -> PlanContext:
         version = self._metadata_version()
         if self._context is None or version != self._version:
-            self._context = PlanContext.load(self.spec, self.default_catalog)
+            self._context = PlanContext.load(
+                self.spec, self.default_catalog, self.director_index_memory_keys
+            )
             self._version = version
         return self._context
 

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     upload_max_rows: int = Field(
         default=1_000_000, ge=0, description="Most rows of one uploaded table."
     )
+    director_index_memory_keys: int = Field(
+        default=10_000_000,
+        ge=0,
+        description="A service looks the keys of a director table up in a copy of its "
+        "director index in memory (12 bytes a key, made after its third lookup) when it has "
+        "at most this many rows, instead of asking the czar each time; 0: always the czar.",
+    )
     admin_token: str | None = Field(
         default=None,
         description="Bearer token of the admin routes (load transactions); without one they "

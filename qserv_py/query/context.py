@@ -1,11 +1,12 @@
 """What the planner knows about the cluster: catalogs, layouts, placement, director
-indexes. Read once from the czar and kept by a client; :meth:`refresh` re-reads it."""
+indexes. Read once from the czar and kept by a client, which reads a new one when the
+metadata changed (``qserv_py.client``)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import psycopg
@@ -13,8 +14,9 @@ import psycopg
 from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.query.dirindex import MEMORY_KEYS, DirectorIndexes
 from qserv_py.query.qualify import CatalogSet
-from qserv_py.schema.ddl import dirindex_table, overlap_table_name
+from qserv_py.schema.ddl import overlap_table_name
 from qserv_py.sky.layout import Layout
 
 
@@ -38,55 +40,37 @@ class PlanContext:
     spec: ClusterSpec
     catalogs: CatalogSet
     states: dict[str, CatalogState] = field(default_factory=dict)
-    _connection: psycopg.Connection | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: the context this one was derived from (its czar connection does the lookups)
+    #: director indexes of at most this many keys are copied into memory when used often
+    memory_keys: int = MEMORY_KEYS
+    #: the context this one was derived from (its director indexes do the lookups)
     _base: PlanContext | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, spec: ClusterSpec, default_catalog: str | None = None) -> PlanContext:
+    def load(
+        cls, spec: ClusterSpec, default_catalog: str | None = None, memory_keys: int = MEMORY_KEYS
+    ) -> PlanContext:
         with connect(spec.czar, autocommit=True) as czar:
             names = [
                 r[0] for r in czar.execute("SELECT name FROM qserv_meta.catalogs ORDER BY name")
             ]
             catalogs = {name: get_catalog(czar, name) for name in names}
             states = {name: _state(czar, name) for name in names}
-        return cls(spec, CatalogSet(catalogs, default_catalog), states)
+        return cls(spec, CatalogSet(catalogs, default_catalog), states, memory_keys)
 
-    def refresh(self) -> None:
-        fresh = PlanContext.load(self.spec, self.catalogs.default)
-        self.catalogs, self.states = fresh.catalogs, fresh.states
+    @cached_property
+    def director_indexes(self) -> DirectorIndexes:
+        sizes = {(c, t): n for c, state in self.states.items() for t, n in state.rows.items()}
+        return DirectorIndexes(self.spec, sizes, self.memory_keys)
 
     def with_catalogs(self, catalogs: CatalogSet) -> PlanContext:
         """This context seeing other catalogs (a query's uploads besides the cluster's)."""
-        return PlanContext(self.spec, catalogs, self.states, _base=self._base or self)
+        base = self._base or self
+        return PlanContext(self.spec, catalogs, self.states, self.memory_keys, _base=base)
 
     def lookup_keys(self, catalog: str, director: str, keys: Iterable[int]) -> set[int]:
-        """Chunks holding the given director keys (from the czar's director index)."""
-        if self._base is not None:
-            return self._base.lookup_keys(catalog, director, keys)
-        values = sorted({int(k) for k in keys})
-        if not values:
-            return set()
-        table = dirindex_table(catalog, director)
-        args: tuple[object, ...]
-        if len(values) == 1:  # a lookup: a prepared statement, no sort
-            sql, args = f"SELECT chunk_id FROM {table} WHERE key = %s", (values[0],)
-        else:
-            sql, args = f"SELECT DISTINCT chunk_id FROM {table} WHERE key = ANY(%s)", (values,)
-        with self._lock:
-            try:
-                rows = self._czar().execute(sql, args, prepare=True).fetchall()
-            except psycopg.OperationalError:  # the czar restarted: reconnect once
-                self._connection = None
-                rows = self._czar().execute(sql, args, prepare=True).fetchall()
-        return {int(r[0]) for r in rows}
-
-    def _czar(self) -> psycopg.Connection:
-        """One kept connection for director-index lookups (a new one costs ~8 ms)."""
-        if self._connection is None or self._connection.closed:
-            self._connection = connect(self.spec.czar, autocommit=True)
-        return self._connection
+        """Chunks holding the given director keys (the director's index: on the czar, or
+        a copy in memory, see :mod:`qserv_py.query.dirindex`)."""
+        return (self._base or self).director_indexes.chunks(catalog, director, keys)
 
 
 def _state(czar: psycopg.Connection, catalog: str) -> CatalogState:
