@@ -14,7 +14,7 @@ from qserv_py.errors import QueryRefused
 from qserv_py.query import geometry as geo
 from qserv_py.query import params
 from qserv_py.query.context import PlanContext
-from qserv_py.query.regions_ast import arguments, constant, region_of
+from qserv_py.query.regions_ast import arguments, constant, integer_constant, region_of
 from qserv_py.schema.model import Catalog, Table, TableKind
 from qserv_py.sky.regions import Cone, Region
 
@@ -298,24 +298,16 @@ def _key_restrictor(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref
             (conjunct.expression, conjunct.this),
         ):
             col = _column_of(side, refs)
-            value = constant(other)
-            if (
-                col
-                and col[1] == col[0].director_key
-                and value is not None
-                and float(value).is_integer()
-            ):
-                return col[0], {int(value)}
+            if col and col[1] == col[0].director_key:
+                value = integer_constant(other)
+                if value is not None:
+                    return col[0], {value}
     if isinstance(conjunct, exp.In) and not conjunct.args.get("query"):
         col = _column_of(conjunct.this, refs)
-        values = [constant(v) for v in conjunct.expressions]
-        if (
-            col
-            and col[1] == col[0].director_key
-            and values
-            and all(v is not None and float(v).is_integer() for v in values)
-        ):
-            return col[0], {int(v) for v in values if v is not None}
+        if col and col[1] == col[0].director_key:
+            values = [integer_constant(v) for v in conjunct.expressions]
+            if values and None not in values:
+                return col[0], {v for v in values if v is not None}
     return None
 
 

@@ -22,6 +22,10 @@ def arguments(node: exp.Expression) -> list[exp.Expression]:
     return out
 
 
+#: integers up to this size are exact as floats
+_EXACT = 2**53
+
+
 def constant(node: exp.Expression) -> float | None:
     """The value of a constant numeric expression (literals, signs, arithmetic), else None.
 
@@ -51,6 +55,35 @@ def constant(node: exp.Expression) -> float | None:
                 return None
             return op(a, b)
     return None
+
+
+def integer_constant(node: exp.Expression) -> int | None:
+    """The exact value of an integer constant, else None: an integer literal (with signs
+    and parentheses) read as the integer it spells (a 64-bit id is beyond a float's 53
+    bits), or another constant expression whose value is an integer a float holds
+    exactly.
+
+    >>> import sqlglot
+    >>> integer_constant(sqlglot.parse_one("-(1651589610221862935)"))
+    -1651589610221862935
+    >>> integer_constant(sqlglot.parse_one("1651589610221862935 + 0")) is None
+    True
+    >>> integer_constant(sqlglot.parse_one("1e3")), integer_constant(sqlglot.parse_one("2.5"))
+    (1000, None)
+    """
+    if isinstance(node, exp.Paren):
+        return integer_constant(node.this)
+    if isinstance(node, exp.Neg):
+        value = integer_constant(node.this)
+        return None if value is None else -value
+    if isinstance(node, exp.Literal) and not node.is_string:
+        text = params.text(node)
+        if text.isdigit():
+            return int(text)
+    number = constant(node)
+    if number is None or not number.is_integer() or abs(number) > _EXACT:
+        return None
+    return int(number)
 
 
 def region_of(node: exp.Expression) -> Region | None:

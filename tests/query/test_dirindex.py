@@ -127,9 +127,10 @@ def test_a_published_load_brings_a_new_copy(
         for key in ids[:MEMORY_AFTER]:
             first.lookup_keys(name, "Object", [key])
         _copied(first.director_indexes, dirindex_table(name, "Object"))
-        # a second load: the same objects under new ids
+        # a second load: the same objects under new ids, beyond a float's 53 bits (as
+        # Rubin's: 1651589610221862935)
         objects = pq.read_table(release / "Object")
-        shift = ids[-1] - ids[0] + 1
+        shift = 2**60
         moved = objects.set_column(
             objects.schema.get_field_index("objectId"),
             "objectId",
@@ -148,6 +149,12 @@ def test_a_published_load_brings_a_new_copy(
         memory = _copied(second.director_indexes, dirindex_table(name, "Object"))
         assert memory.keys.size == 2 * len(ids)
         assert second.lookup_keys(name, "Object", new) == _on_czar(spec, name, new) != set()
+        for key in [*new, new[-1] + 1, new[0] - 2**59]:  # planned in full, then from the cache
+            got = client.query(f"SELECT objectId FROM Object WHERE objectId = {key}")
+            assert got["objectId"].to_pylist() == ([key] if key - shift in ids else []), key
+        picked = ", ".join(map(str, new))
+        got = client.query(f"SELECT objectId FROM Object WHERE objectId IN ({picked})")
+        assert sorted(got["objectId"].to_pylist()) == new
     finally:
         drop_catalog(spec, name)
 
