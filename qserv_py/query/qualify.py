@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
@@ -99,11 +100,51 @@ class CatalogSet:
 class _CatalogSchema(MappingSchema):
     """The catalog schema, answering column types from a dict: sqlglot's lookup
     normalises the table expression on every call (a SELECT * of 41 columns cost ~5 ms of
-    type annotation)."""
+    type annotation).
+
+    sqlglot caches its lookups by the ``Table`` node asked about. A query's own nodes
+    would stay in those caches for good, and once a later pass renames them (chunk
+    partitions) they no longer match: one entry more per query, each later lookup
+    comparing against them all (planning ~1 ms slower per thousand queries, and every
+    tree kept alive). So lookups are made with one detached ``Table`` per table name."""
 
     def __init__(self, mapping: dict[str, object]) -> None:
         super().__init__(mapping, dialect="postgres", normalize=False)
         self._types: dict[tuple[str, str, str], exp.DataType] = {}
+        self._tables: dict[tuple[str, str, str], exp.Table] = {}
+
+    def _detached(self, table: exp.Table | str) -> exp.Table | str:
+        """The schema's own ``Table`` node of the same name as ``table``."""
+        if not isinstance(table, exp.Table):
+            return table
+        key = (table.text("catalog"), table.text("db"), table.name)
+        found = self._tables.get(key)
+        if found is None:
+            found = self._tables[key] = exp.table_(key[2], key[1] or None, key[0] or None)
+        return found
+
+    def find(
+        self, table: exp.Table, raise_on_missing: bool = True, ensure_data_types: bool = False
+    ) -> Any | None:
+        return super().find(self._detached(table), raise_on_missing, ensure_data_types)  # type: ignore[arg-type]
+
+    def column_names(
+        self,
+        table: exp.Table | str,
+        only_visible: bool = False,
+        dialect: object = None,
+        normalize: bool | None = None,
+    ) -> list[str]:
+        return super().column_names(self._detached(table), only_visible, dialect, normalize)  # type: ignore[arg-type]
+
+    def has_column(
+        self,
+        table: exp.Table | str,
+        column: exp.Column | str,
+        dialect: object = None,
+        normalize: bool | None = None,
+    ) -> bool:
+        return super().has_column(self._detached(table), column, dialect, normalize)  # type: ignore[arg-type]
 
     def get_column_type(
         self,
@@ -112,6 +153,7 @@ class _CatalogSchema(MappingSchema):
         dialect: object = None,
         normalize: bool | None = None,
     ) -> exp.DataType:
+        table = self._detached(table)
         if not isinstance(table, exp.Table) or dialect is not None or normalize is not None:
             return super().get_column_type(table, column, dialect, normalize)  # type: ignore[arg-type]
         name = column if isinstance(column, str) else column.name
