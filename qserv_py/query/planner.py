@@ -38,7 +38,7 @@ from qserv_py.query.parse import parse
 from qserv_py.query.qualify import qualify
 from qserv_py.query.render import to_postgres
 from qserv_py.query.setops import whole_query_plan
-from qserv_py.query.split import PARTIALS, split
+from qserv_py.query.split import PARTIALS, output_names, split
 from qserv_py.query.subqueries import analyse_select, inline_ctes
 from qserv_py.query.units import convert_units
 from qserv_py.query.uploads import Uploads
@@ -97,12 +97,13 @@ def _plan_select(
     analysed.rewrite(select)
     if uploads is not None:
         uploads.rewrite(select, CHUNKS)
+    # described before the split, which takes the select's nodes
+    columns = result_columns(select, ctx, output_names(select))
     parts = split(select)
     if uploads is not None:
         uploads.name_tables(parts.worker)
     worker_sql = to_postgres(parts.worker, copy=False).replace(CHUNKS, "{chunks}")
     merge_sql = to_postgres(parts.merge, copy=False).replace(PARTIALS, "{partials}")
-    columns = result_columns(select, ctx, parts.names)
     if not refs:
         workers = [w.name for w in ctx.spec.workers]
         return ExecPlan(

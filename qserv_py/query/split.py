@@ -51,12 +51,21 @@ class Split:
 
 
 def split(select: exp.Select) -> Split:
-    """Split a qualified SELECT (aliases on every projection) into worker and merge."""
+    """Split a qualified SELECT (aliases on every projection) into worker and merge.
+
+    The worker takes the nodes of ``select`` (its FROM, WHERE, projections) rather than
+    copies of them: a copy of a typed tree costs as much as building it, so ``select``
+    must not be used afterwards (its result columns are described before)."""
     _inline_filters(select)
     aggregates = _aggregates(select)
     if not aggregates and not select.args.get("group"):
         return _split_rows(select)
     return _split_aggregates(select, aggregates)
+
+
+def output_names(select: exp.Select) -> list[str]:
+    """The names of the result columns of ``select``, as the merge writes them."""
+    return [_name(projection) for projection in select.expressions]
 
 
 def _limit(select: exp.Select) -> tuple[int | None, int]:
@@ -72,14 +81,12 @@ def _limit(select: exp.Select) -> tuple[int | None, int]:
 
 
 def _from_where(select: exp.Select) -> exp.Select:
-    """A worker SELECT with the query's FROM, joins and WHERE, and no projections."""
+    """A worker SELECT with the query's FROM, joins and WHERE (taken from ``select``),
+    and no projections."""
     worker = exp.Select()
     for key in ("from_", "joins", "where", "with_"):
         if select.args.get(key) is not None:
-            worker.set(
-                key,
-                select.args[key].copy() if key != "joins" else [j.copy() for j in select.args[key]],
-            )
+            worker.set(key, select.args.pop(key))
     return worker
 
 
@@ -89,27 +96,30 @@ def _name(projection: exp.Expression) -> str:
 
 def _split_rows(select: exp.Select) -> Split:
     limit, offset = _limit(select)
+    names = output_names(select)
+    order = select.args.get("order")
+    # the ORDER BY keys that are projections, found before the worker takes these
+    positions = (
+        [_projection_index(select, item.this) for item in order.expressions]
+        if order is not None
+        else []
+    )
     worker = _from_where(select)
     merge = exp.select().from_(PARTIALS)
-    names = []
-    for i, projection in enumerate(select.expressions):
+    # appended one by one: the select() builder re-sets the whole list each time
+    for i, (projection, name) in enumerate(zip(list(select.expressions), names, strict=True)):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        worker.select(exp.alias_(inner.copy(), f"c{i}", copy=False), copy=False)
-        merge.select(
-            exp.alias_(exp.column(f"c{i}"), _name(projection), quoted=True, copy=False), copy=False
-        )
-        names.append(_name(projection))
-    order = select.args.get("order")
+        inner.pop()
+        worker.append("expressions", exp.alias_(inner, f"c{i}", copy=False))
+        merge.append("expressions", exp.alias_(exp.column(f"c{i}"), name, quoted=True, copy=False))
     if order is not None:
         worker_order, merge_order = [], []
-        for j, item in enumerate(order.expressions):
-            key = item.this
-            position = _projection_index(select, key)
+        for j, (item, position) in enumerate(zip(order.expressions, positions, strict=True)):
             if position is not None:
                 column = f"c{position}"
             else:
                 column = f"s{j}"
-                worker.select(exp.alias_(key.copy(), column, copy=False), copy=False)
+                worker.append("expressions", exp.alias_(item.this.copy(), column, copy=False))
             worker_order.append(item.__class__(this=exp.column(column), **_ordered_flags(item)))
             merge_order.append(item.__class__(this=exp.column(column), **_ordered_flags(item)))
         worker.set("order", exp.Order(expressions=worker_order))
@@ -206,7 +216,7 @@ class _Merger:
         key = expression.sql("postgres")
         if key not in self.partials:
             name = f"p{len(self.partials)}"
-            self.worker.select(exp.alias_(expression, name, copy=False), copy=False)
+            self.worker.append("expressions", exp.alias_(expression, name, copy=False))
             self.partials[key] = exp.column(name)
         return self.partials[key].copy()
 
@@ -220,8 +230,8 @@ class _Merger:
             if key not in self.distinct:
                 self.distinct[key] = f"d{len(self.distinct)}"
                 self.distinct_expressions.append(inner.copy())
-                self.worker.select(
-                    exp.alias_(inner.copy(), self.distinct[key], copy=False), copy=False
+                self.worker.append(
+                    "expressions", exp.alias_(inner.copy(), self.distinct[key], copy=False)
                 )
             column = self.distinct[key]
             return agg.__class__(this=exp.Distinct(expressions=[exp.column(column)]))
@@ -312,10 +322,11 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
     if select.args.get("distinct"):
         raise QueryError("SELECT DISTINCT with aggregates is not supported; drop DISTINCT")
     worker = _from_where(select)
-    groups = list(select.args["group"].expressions) if select.args.get("group") else []
+    group = select.args.pop("group", None)
+    groups = list(group.expressions) if group is not None else []
     group_columns = {}
     for k, key in enumerate(groups):
-        worker.select(exp.alias_(key.copy(), f"g{k}", copy=False), copy=False)
+        worker.append("expressions", exp.alias_(key.copy(), f"g{k}", copy=False))
         group_columns[key.sql("postgres")] = f"g{k}"
     merger = _Merger(worker)
     merged: dict[str, exp.Expr] = {}
@@ -345,8 +356,8 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
     names = []
     for projection in select.expressions:
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        merge.select(
-            exp.alias_(rewrite(inner), _name(projection), quoted=True, copy=False), copy=False
+        merge.append(
+            "expressions", exp.alias_(rewrite(inner), _name(projection), quoted=True, copy=False)
         )
         names.append(_name(projection))
     if merger.distinct:
@@ -354,13 +365,13 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
             "group",
             exp.Group(
                 expressions=[
-                    *(g.copy() for g in groups),
-                    *(e.copy() for e in merger.distinct_expressions),
+                    *groups,
+                    *merger.distinct_expressions,
                 ]
             ),
         )
     elif groups:
-        worker.set("group", exp.Group(expressions=[g.copy() for g in groups]))
+        worker.set("group", exp.Group(expressions=groups))
     source: exp.Expression = exp.to_table(PARTIALS)
     if merger.variance_parts:
         source = _with_group_means(merger.variance_parts, len(groups))
