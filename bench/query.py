@@ -1,6 +1,7 @@
 """Query benchmark: qserv_py's Python API against an unpartitioned oracle database.
 
     python bench/query.py --objects 2000000 --forced-per-object 10 [--work DIR] [--repeat N]
+        [--small-repeat N]
 
 Uses the release of ``bench/load.py`` (``/tmp/qserv-bench-load/release-<n>-<forced>``)
 if it is there, else ``qserv-py generate`` (seed 1, no Sources) into ``--work``. Then:
@@ -18,11 +19,15 @@ if it is there, else ``qserv-py generate`` (seed 1, no Sources) into ``--work``.
 3. the measurements, alternating sides (qserv_py first on even runs, the oracle first on
    odd ones), warm-up runs (8 for cones and lookups, so that qserv_py's plan cache knows
    their shapes, as a running service would; 2 for the whole-table queries; 1 for the
-   near-neighbour join) then ``--repeat`` timed ones (``--nn-repeat``), each run with
+   near-neighbour join) then ``--small-repeat`` timed runs of the cones and lookups
+   (their medians move less with more runs, and they are short) and ``--repeat`` of the
+   others (``--nn-repeat`` of the near-neighbour join), each run with
    its own cone centre (the position of a random object, so in populated sky) or
    objectId, the same for both sides. Each run is timed as timeit does: the garbage
    collector is off during it. The plan cache's hits and misses in the
-   timed runs are printed:
+   timed runs are printed. Before them, qserv_py's client has looked up three other ids,
+   and has its copy of the director index in memory, as a service that answers lookups
+   has (``qserv_py.query.dirindex``):
 
    - qserv_py: ``qserv_py.connect(cluster, default_catalog="dp02").query(text)``, end to
      end (metadata check, planning, dispatch, merge, Arrow);
@@ -251,13 +256,15 @@ def oracle_sql(client: Any, text: str, ranges: dict[str, Any]) -> str:
     return tree.sql(dialect="postgres")
 
 
-def make_cases(client: Any, release: Path, objects: int, repeat: int, nn_repeat: int) -> list:
+def make_cases(
+    client: Any, release: Path, objects: int, repeat: int, small_repeat: int, nn_repeat: int
+) -> list:
     import pyarrow.parquet as pq
 
     from qserv_py.sky.regions import Cone
 
     rng = np.random.default_rng(20261123)
-    n = SMALL_WARMUP + repeat
+    n = SMALL_WARMUP + small_repeat
     # cone centres: positions of random objects, so in populated sky (objects follow the
     # density); the objects are in random sky order, so the first file is a fair sample
     first = sorted((release / "Object").glob("*.parquet"))[0]
@@ -337,6 +344,21 @@ def difference(ours: pa.Table, theirs: pa.Table) -> str | None:
         elif not pc.all(pc.equal(x, y).fill_null(True)).as_py() or x.null_count != y.null_count:
             return f"column {name} differs"
     return None
+
+
+def director_index_in_memory(client: Any) -> None:
+    """Look three ids up (not the measured ones), as a service answering lookups has, and
+    wait for the client's copy of the director index."""
+    from qserv_py.query.dirindex import MEMORY_AFTER
+
+    for i in range(MEMORY_AFTER):
+        client.query(LOOKUP.format(id=OBJECT_ID_BASE - 1 - i))
+    started = time.perf_counter()
+    while not client.context.director_indexes.in_memory("dp02", "Object"):
+        if time.perf_counter() - started > 120:
+            raise SystemExit("the director index was not copied into memory in 2 minutes")
+        time.sleep(0.05)
+    print(f"director index in memory after {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def measure(case: Case, client: Any, oracle: Any) -> None:
@@ -518,7 +540,10 @@ def run(args: argparse.Namespace, cluster_dir: Path, release: Path) -> None:
     spec = read_cluster_file(cluster_dir)
     info = dict(spec.czar.conninfo, dbname=ORACLE_DB)
     with psycopg.connect(**info, autocommit=True) as oracle:
-        cases = make_cases(client, release, args.objects, args.repeat, args.nn_repeat)
+        cases = make_cases(
+            client, release, args.objects, args.repeat, args.small_repeat, args.nn_repeat
+        )
+        director_index_in_memory(client)
         for case in cases:
             print(f"  oracle SQL ({case.name}): {case.runs[-1][1][:300]}…")
         started = time.perf_counter()
@@ -548,7 +573,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=2_000_000)
     parser.add_argument("--forced-per-object", type=float, default=10)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qserv-bench-query"))
-    parser.add_argument("--repeat", type=int, default=15, help="timed runs of each query")
+    parser.add_argument(
+        "--repeat", type=int, default=15, help="timed runs of each whole-table query"
+    )
+    parser.add_argument(
+        "--small-repeat", type=int, default=51, help="timed runs of each cone and lookup"
+    )
     parser.add_argument(
         "--nn-repeat", type=int, default=3, help="timed runs of the near-neighbour join"
     )

@@ -116,6 +116,10 @@ class DirectorIndexes:
             self._count(table, catalog, director)
         return self._ask_czar(table, values)
 
+    def in_memory(self, catalog: str, director: str) -> bool:
+        """Whether lookups of this director are answered from a copy in memory."""
+        return self._memory.get(dirindex_table(catalog, director)) is not None
+
     def _count(self, table: str, catalog: str, director: str) -> None:
         """Count a lookup; start the copy into memory at the ``MEMORY_AFTER``-th one."""
         with self._counting:

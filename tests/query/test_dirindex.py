@@ -80,9 +80,10 @@ def test_lookups_move_into_memory_and_answer_the_same(
     indexes, table = ctx.director_indexes, dirindex_table(cat, "Object")
     for key in ids[: MEMORY_AFTER - 1]:
         assert ctx.lookup_keys(cat, "Object", [key]) == _on_czar(spec, cat, [key])
-    assert table not in indexes._memory  # not yet
+    assert table not in indexes._memory and not indexes.in_memory(cat, "Object")  # not yet
     ctx.lookup_keys(cat, "Object", [ids[-1]])  # the lookup that starts the copy
     memory = _copied(indexes, table)
+    assert indexes.in_memory(cat, "Object")
     assert memory.keys.tolist() == ids
     before = _last_statement(spec, indexes)
     rng = np.random.default_rng(3)
