@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from qserv_py.query.walk import find_all
+
 _COMPARISONS = (exp.EQ, exp.NEQ)
 
 
 def compare_booleans(tree: exp.Expression) -> exp.Expression:
     """Replace the 0 or 1 compared with a boolean column by FALSE or TRUE."""
-    for node in list(tree.find_all(*_COMPARISONS)):
+    for node in find_all(tree, *_COMPARISONS):
         for side, other in ((node.this, node.expression), (node.expression, node.this)):
             if (
                 isinstance(side, exp.Column)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from qserv_py.errors import QueryRefused
+from qserv_py.query.walk import nodes
 
 #: functions sqlglot does not model but that are safe and useful
 ALLOWED_ANONYMOUS = frozenset({"random", "trunc", "cbrt", "sign", "width_bucket", "log10"})
@@ -19,7 +20,7 @@ def check_allowed(tree: exp.Expression) -> exp.Expression:
     """Refuse anything but reading with allowed functions (returns the tree)."""
     if not isinstance(tree, (exp.Select, exp.SetOperation)):
         raise QueryRefused("only SELECT queries are allowed")
-    for node in tree.walk():
+    for node in nodes(tree):
         if isinstance(node, exp.Window):
             raise QueryRefused(
                 "window functions are not supported: they need rows from all chunks at once; "

@@ -10,6 +10,7 @@ from qserv_py.exec.plan import ResultColumn
 from qserv_py.query.chunking import PARTITION
 from qserv_py.query.context import PlanContext
 from qserv_py.query.units import UNIT_META
+from qserv_py.query.walk import find_all
 
 
 def result_columns(
@@ -42,7 +43,7 @@ def _source_table(select: exp.Select, alias: str) -> exp.Table | None:
     one walk of the tree per result column made SELECT * of a wide table slow)."""
     tables = select.meta.get("qserv_tables")
     if tables is None:
-        tables = {t.alias_or_name: t for t in select.find_all(exp.Table) if t.args.get("db")}
+        tables = {t.alias_or_name: t for t in find_all(select, exp.Table) if t.args.get("db")}
         select.meta["qserv_tables"] = tables
     return tables.get(alias)
 

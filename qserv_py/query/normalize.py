@@ -43,6 +43,7 @@ from sqlglot import exp
 from qserv_py.errors import QueryRefused
 from qserv_py.query import geometry as geo
 from qserv_py.query import params
+from qserv_py.query.walk import find_all, nodes
 
 #: nodes that modify data or the database: refused anywhere in a query
 _WRITES: tuple[type[exp.Expr], ...] = (
@@ -82,7 +83,7 @@ def check_select(tree: exp.Expression) -> None:
     if not isinstance(tree, exp.Query):
         kind = tree.name.upper() if isinstance(tree, exp.Command) else tree.key.upper()
         raise QueryRefused(f"only one SELECT statement is allowed per query, not {kind}")
-    for node in tree.find_all(*_WRITES):
+    for node in find_all(tree, *_WRITES):
         what = "SELECT ... INTO" if isinstance(node, exp.Into) else node.key.upper()
         if isinstance(node, exp.Lock):
             what = "FOR UPDATE / FOR SHARE"
@@ -94,7 +95,7 @@ def build_calls(tree: exp.Expression) -> None:
     (innermost first, so a call's arguments are nodes when it is built)."""
     calls = [
         node
-        for node in tree.walk()
+        for node in nodes(tree)
         if (isinstance(node, exp.Anonymous) and node.name.upper() in geo.FUNCTIONS)
         or type(node) is exp.Contains
     ]
@@ -108,14 +109,14 @@ def build_calls(tree: exp.Expression) -> None:
 
 def fold_identifiers(tree: exp.Expression) -> None:
     """Unquoted identifiers to lower case (delimited ones keep their case)."""
-    for ident in tree.find_all(exp.Identifier):
+    for ident in find_all(tree, exp.Identifier):
         if not ident.quoted:
             ident.set("this", ident.name.lower())
 
 
 def booleans(tree: exp.Expression) -> None:
     """ADQL's 0/1 CONTAINS → the boolean Contains (see the module docstring)."""
-    for node in list(tree.find_all(geo.Contains)):
+    for node in find_all(tree, geo.Contains):
         top: exp.Expr = node
         while isinstance(top.parent, exp.Paren):
             top = top.parent
@@ -138,13 +139,13 @@ def booleans(tree: exp.Expression) -> None:
 
 def postgres_functions(tree: exp.Expression) -> None:
     """ADQL / MySQL functions that PostgreSQL spells or types differently."""
-    for log in list(tree.find_all(exp.Log)):
+    for log in find_all(tree, exp.Log):
         if log.expression is not None and log.this.is_int and int(params.text(log.this)) == 10:
             log.replace(exp.Log(this=log.expression))  # LOG10(x): PostgreSQL's log(x)
-    for node in list(tree.find_all(exp.Round, exp.Trunc)):
+    for node in find_all(tree, exp.Round, exp.Trunc):
         if node.args.get("decimals") is not None:  # only numeric has round(x, n)
             node.set("this", _numeric(node.this))
-    for op in list(tree.find_all(exp.Mod, exp.IntDiv)):  # no % or div() on double precision
+    for op in find_all(tree, exp.Mod, exp.IntDiv):  # no % or div() on double precision
         if not (op.this.is_int and op.expression.is_int):
             op.set("this", _numeric(op.this))
             op.set("expression", _numeric(op.expression))
@@ -152,13 +153,13 @@ def postgres_functions(tree: exp.Expression) -> None:
 
 def check_geometry(tree: exp.Expression) -> None:
     """Points and regions only where a predicate uses them; AreaSpec only in WHERE."""
-    for point in tree.find_all(geo.Point):
+    for point in find_all(tree, geo.Point):
         if not (isinstance(point.parent, geo.Contains) and point.arg_key == "point"):
             raise QueryRefused(
                 f"{point.sql()} can only be used inside CONTAINS, INTERSECTS, DISTANCE, "
                 "COORD1 or COORD2"
             )
-    for region in tree.find_all(*geo.REGIONS):
+    for region in find_all(tree, *geo.REGIONS):
         parent = region.parent
         if not (
             (isinstance(parent, geo.Contains) and region.arg_key == "region")
@@ -168,7 +169,7 @@ def check_geometry(tree: exp.Expression) -> None:
                 f"{geo.adql_name(region)} can only be used as the second argument of CONTAINS "
                 "or INTERSECTS, as in CONTAINS(POINT(ra, dec), CIRCLE(10, 20, 1)) = 1"
             )
-    for spec in tree.find_all(geo.AreaSpec):
+    for spec in find_all(tree, geo.AreaSpec):
         node: exp.Expr = spec
         while isinstance(node.parent, (exp.And, exp.Paren)):
             node = node.parent

@@ -22,6 +22,7 @@ from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.schema import MappingSchema
 
 from qserv_py.errors import UnknownName
+from qserv_py.query.walk import find_all
 from qserv_py.schema.model import Catalog, Column, Table
 
 #: the catalog name of a query's uploaded tables (ADQL's ``TAP_UPLOAD.name``); only ever
@@ -179,8 +180,8 @@ def _suggest(name: str, known: list[str]) -> str:
 
 def qualify(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
     """Resolve tables and columns of ``tree`` (modified in place and returned)."""
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
+    ctes = {cte.alias_or_name.lower() for cte in find_all(tree, exp.CTE)}
+    for table in find_all(tree, exp.Table):
         if not table.args.get("db") and table.name.lower() in ctes:
             continue
         db = table.args.get("db")
@@ -206,11 +207,11 @@ def _delimited_columns(tree: exp.Expression, catalogs: CatalogSet) -> None:
     """A delimited column name spelled as in the schema (``"objectId"``, MySQL's
     `` `objectId` ``) means that column: its SQL name is the lower-cased one."""
     names: dict[str, str] = {}
-    for table in tree.find_all(exp.Table):
+    for table in find_all(tree, exp.Table):
         if table.args.get("db"):
             model = catalogs.catalogs[table.args["db"].name].table(table.name)
             names.update((c.name, c.sql_name) for c in model.columns)
-    for column in tree.find_all(exp.Column):
+    for column in find_all(tree, exp.Column):
         ident = column.this
         if isinstance(ident, exp.Identifier) and ident.quoted and ident.name in names:
             column.set("this", exp.to_identifier(names[ident.name]))

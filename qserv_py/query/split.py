@@ -32,6 +32,7 @@ from sqlglot import exp
 
 from qserv_py.errors import QueryError
 from qserv_py.query import params
+from qserv_py.query.walk import find_all
 
 PARTIALS = "qserv_partials__"  # the merge table in merge SQL; rendered as {partials}
 _VARIANCE = (exp.Variance, exp.VariancePop, exp.Stddev, exp.StddevSamp, exp.StddevPop)
@@ -166,7 +167,7 @@ def _inline_filters(select: exp.Select) -> None:
     >>> s.sql("postgres")
     'SELECT COUNT(CASE WHEN x > 0 THEN 1 END) FROM t'
     """
-    for node in list(select.find_all(exp.Filter)):
+    for node in find_all(select, exp.Filter):
         agg = node.this
         if not isinstance(agg, exp.AggFunc) or node.find_ancestor(exp.Select) is not select:
             continue
@@ -187,7 +188,7 @@ def _aggregates(select: exp.Select) -> list[exp.AggFunc]:
     for part in (*select.expressions, select.args.get("having"), select.args.get("order")):
         if part is None:
             continue
-        for node in part.find_all(exp.AggFunc):
+        for node in find_all(part, exp.AggFunc):
             if node.find_ancestor(exp.Subquery, exp.Select) not in (None, select):
                 continue
             if isinstance(node, exp.AggFunc) and node.find_ancestor(exp.Window):

@@ -23,6 +23,7 @@ from qserv_py.query.analysis import (
 )
 from qserv_py.query.chunking import chunk_set, nullable_sides, rewrite_for_workers
 from qserv_py.query.context import PlanContext
+from qserv_py.query.walk import find_all
 from qserv_py.schema.model import TableKind
 
 
@@ -54,7 +55,7 @@ def partitioned_refs(select: exp.Select, ctx: PlanContext) -> list[Ref]:
 def nested_selects(select: exp.Select, sources: list[exp.Expression]) -> list[exp.Select]:
     """The subqueries directly inside ``select`` (one level down), but not its FROM items."""
     found = []
-    for sub in select.find_all(exp.Select):
+    for sub in find_all(select, exp.Select):
         if sub is select or sub.parent_select is not select:
             continue
         node: exp.Expr | None = sub

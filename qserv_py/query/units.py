@@ -18,6 +18,7 @@ from sqlglot import exp
 from qserv_py.errors import QueryRefused
 from qserv_py.query.geometry import InUnit
 from qserv_py.query.qualify import CatalogSet
+from qserv_py.query.walk import find_all
 
 #: set on the converted node: the unit its values are in (for the result's metadata)
 UNIT_META = "qserv_unit"
@@ -25,7 +26,7 @@ UNIT_META = "qserv_unit"
 
 def convert_units(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
     """Replace every IN_UNIT of ``tree`` (qualified: columns name their table alias)."""
-    for node in list(tree.find_all(InUnit)):
+    for node in find_all(tree, InUnit):
         column = node.this
         if not isinstance(column, exp.Column) or not column.table:
             raise QueryRefused(
