@@ -11,29 +11,28 @@ from qserv_py.query.chunking import PARTITION
 from qserv_py.query.context import PlanContext
 from qserv_py.query.units import UNIT_META
 from qserv_py.query.walk import find_all
+from qserv_py.schema.model import Table
 
 
 def result_columns(
     select: exp.Select, ctx: PlanContext, names: list[str]
 ) -> tuple[ResultColumn, ...]:
     out = []
+    models: dict[str, Table | None] = {}
     for projection, name in zip(select.expressions, names, strict=True):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         meta = ResultColumn(name, inner.meta.get(UNIT_META, ""))
         if isinstance(inner, exp.Column) and inner.table:
-            source = _source_table(select, inner.table)
-            if source is not None:
-                cat = ctx.catalogs.catalogs[source.args["db"].name]
-                model = cat.table(source.name.removeprefix(PARTITION))
-                if model.has_column(inner.name):
-                    col = model.column(inner.name)
-                    meta = ResultColumn(
-                        name if not name.startswith("_col") else col.name,
-                        col.unit,
-                        col.ucd,
-                        col.description,
-                        col.datatype,
-                    )
+            model = _source_model(select, ctx, inner.table, models)
+            if model is not None and model.has_column(inner.name):
+                col = model.column(inner.name)
+                meta = ResultColumn(
+                    name if not name.startswith("_col") else col.name,
+                    col.unit,
+                    col.ucd,
+                    col.description,
+                    col.datatype,
+                )
         out.append(meta)
     return tuple(out)
 
@@ -48,23 +47,37 @@ def _source_table(select: exp.Select, alias: str) -> exp.Table | None:
     return tables.get(alias)
 
 
+def _source_model(
+    select: exp.Select, ctx: PlanContext, alias: str, models: dict[str, Table | None]
+) -> Table | None:
+    """The catalog's model of the table an alias of ``select`` names; ``models`` keeps
+    those found (once per alias, not per result column)."""
+    if alias not in models:
+        source = _source_table(select, alias)
+        models[alias] = (
+            None
+            if source is None
+            else ctx.catalogs.catalogs[source.args["db"].name].table(
+                source.name.removeprefix(PARTITION)
+            )
+        )
+    return models[alias]
+
+
 def display_names(select: exp.Select, ctx: PlanContext) -> None:
     """Name each result column as the user expects: a column by its schema spelling, an
     unnamed expression by its function (as PostgreSQL does: count, avg), unique."""
     seen: dict[str, int] = {}
     renamed: dict[str, str] = {}
+    models: dict[str, Table | None] = {}
     for projection in select.expressions:
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         alias = projection.alias_or_name
         name = alias
         if isinstance(inner, exp.Column) and inner.table and alias == inner.name:
-            source = _source_table(select, inner.table)
-            if source is not None:
-                model = ctx.catalogs.catalogs[source.args["db"].name].table(
-                    source.name.removeprefix(PARTITION)
-                )
-                if model.has_column(inner.name):
-                    name = model.column(inner.name).name
+            model = _source_model(select, ctx, inner.table, models)
+            if model is not None and model.has_column(inner.name):
+                name = model.column(inner.name).name
         elif alias.startswith("_col_"):
             name = _expression_name(inner)
         count = seen.get(name.lower(), 0)
@@ -73,10 +86,17 @@ def display_names(select: exp.Select, ctx: PlanContext) -> None:
             name = f"{name}_{count + 1}"
         if name != alias:
             renamed.setdefault(alias, name)
+        quoted = name != name.lower()
         if isinstance(projection, exp.Alias):
-            projection.set("alias", exp.to_identifier(name, quoted=name != name.lower()))
+            current = projection.args.get("alias")
+            if not (
+                isinstance(current, exp.Identifier)
+                and current.this == name
+                and current.args.get("quoted") is quoted
+            ):
+                projection.set("alias", exp.to_identifier(name, quoted=quoted))
         else:
-            projection.replace(exp.alias_(inner.copy(), name, quoted=name != name.lower()))
+            projection.replace(exp.alias_(inner.copy(), name, quoted=quoted))
     # ORDER BY may name a projection by its alias (qualify writes it so): follow the rename
     order = select.args.get("order")
     for item in order.expressions if order is not None else []:

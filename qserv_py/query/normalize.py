@@ -66,9 +66,11 @@ _WRITES: tuple[type[exp.Expr], ...] = (
 _CONDITIONS = (exp.And, exp.Or, exp.Xor, exp.Not, exp.Where, exp.Having, exp.Qualify)
 
 
-def normalize(tree: exp.Expression) -> exp.Expression:
-    """The canonical tree of a parsed query (a new tree; ``tree`` is left as it was)."""
-    tree = tree.copy()
+def normalize(tree: exp.Expression, *, copy: bool = True) -> exp.Expression:
+    """The canonical tree of a parsed query (a new tree; ``tree`` is left as it was,
+    unless ``copy=False``: for a tree fresh from the parser that nothing else holds)."""
+    if copy:
+        tree = tree.copy()
     check_select(tree)
     build_calls(tree)
     fold_identifiers(tree)

@@ -66,7 +66,7 @@ def plan(
 def _plan(
     text: str, lang: str, ctx: PlanContext, uploads: Uploads | None, oracle: bool
 ) -> ExecPlan:
-    tree = qualify(normalize(parse(text, lang)), catalogs=ctx.catalogs)
+    tree = qualify(normalize(parse(text, lang), copy=False), catalogs=ctx.catalogs)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)
     annotate_types(tree, schema=ctx.catalogs.schema())

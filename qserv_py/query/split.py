@@ -57,8 +57,11 @@ def split(select: exp.Select) -> Split:
     The worker takes the nodes of ``select`` (its FROM, WHERE, projections) rather than
     copies of them: a copy of a typed tree costs as much as building it, so ``select``
     must not be used afterwards (its result columns are described before)."""
-    _inline_filters(select)
-    aggregates = _aggregates(select)
+    # most queries have neither: one walk to know, instead of one per projection
+    found = find_all(select, exp.Filter, exp.AggFunc)
+    if any(isinstance(n, exp.Filter) for n in found):
+        _inline_filters(select)
+    aggregates = _aggregates(select) if any(isinstance(n, exp.AggFunc) for n in found) else []
     if not aggregates and not select.args.get("group"):
         return _split_rows(select)
     return _split_aggregates(select, aggregates)
@@ -91,6 +94,24 @@ def _from_where(select: exp.Select) -> exp.Select:
     return worker
 
 
+def _partials() -> exp.Table:
+    """The merge table (built, not parsed: the builders parse a string argument)."""
+    return exp.Table(this=exp.to_identifier(PARTIALS))
+
+
+def _column(name: str) -> exp.Column:
+    """``exp.column(name)`` of a plain name (``c0``), built directly."""
+    return exp.Column(this=exp.Identifier(this=name, quoted=False))
+
+
+def _alias(node: exp.Expr, name: str, *, quoted: bool = False) -> exp.Expr:
+    """``exp.alias_(node, name, copy=False)``, built directly for a column (``alias_``
+    sets the alias of a node that takes one, such as a subquery, instead)."""
+    if type(node) is exp.Column:
+        return exp.Alias(this=node, alias=exp.Identifier(this=name, quoted=quoted))
+    return exp.alias_(node, name, quoted=quoted, copy=False)
+
+
 def _name(projection: exp.Expression) -> str:
     return projection.alias_or_name
 
@@ -106,13 +127,16 @@ def _split_rows(select: exp.Select) -> Split:
         else []
     )
     worker = _from_where(select)
-    merge = exp.select().from_(PARTIALS)
-    # appended one by one: the select() builder re-sets the whole list each time
+    merge = exp.Select(from_=exp.From(this=_partials()))
+    # the lists set once: the select() builder re-sets the whole list for each one added
+    columns, merged = [], []
     for i, (projection, name) in enumerate(zip(list(select.expressions), names, strict=True)):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         inner.pop()
-        worker.append("expressions", exp.alias_(inner, f"c{i}", copy=False))
-        merge.append("expressions", exp.alias_(exp.column(f"c{i}"), name, quoted=True, copy=False))
+        columns.append(_alias(inner, f"c{i}"))
+        merged.append(_alias(_column(f"c{i}"), name, quoted=True))
+    worker.set("expressions", columns)
+    merge.set("expressions", merged)
     if order is not None:
         worker_order, merge_order = [], []
         for j, (item, position) in enumerate(zip(order.expressions, positions, strict=True)):
@@ -129,10 +153,10 @@ def _split_rows(select: exp.Select) -> Split:
         worker.set("distinct", exp.Distinct())
         merge.set("distinct", exp.Distinct())
     if limit is not None:
-        worker.limit(limit + offset, copy=False)
-        merge.limit(limit, copy=False)
+        worker.set("limit", exp.Limit(expression=exp.Literal.number(limit + offset)))
+        merge.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     if offset:
-        merge.offset(offset, copy=False)
+        merge.set("offset", exp.Offset(expression=exp.Literal.number(offset)))
     concatenate = order is None and not select.args.get("distinct")
     total = None if limit is None else limit + offset
     return Split(worker, merge, concatenate, total, names, concatenate and total is None)
@@ -373,7 +397,7 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
         )
     elif groups:
         worker.set("group", exp.Group(expressions=groups))
-    source: exp.Expression = exp.to_table(PARTIALS)
+    source: exp.Expression = _partials()
     if merger.variance_parts:
         source = _with_group_means(merger.variance_parts, len(groups))
     merge.from_(source, copy=False)
@@ -393,9 +417,9 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
             items.append(exp.Ordered(this=target, **_ordered_flags(item)))
         merge.set("order", exp.Order(expressions=items))
     if limit is not None:
-        merge.limit(limit, copy=False)
+        merge.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     if offset:
-        merge.offset(offset, copy=False)
+        merge.set("offset", exp.Offset(expression=exp.Literal.number(offset)))
     return Split(worker, merge, False, None, names)
 
 
@@ -416,5 +440,5 @@ def _with_group_means(parts: list[tuple[str, str]], groups: int) -> exp.Expressi
             typed=True, this=weighted, expression=exp.func("nullif", total, exp.Literal.number(0))
         )
         means.append(exp.alias_(gm, f"gm{k}", copy=False))
-    inner = exp.select(exp.Star(), *means).from_(PARTIALS)
+    inner = exp.select(exp.Star(), *means).from_(_partials(), copy=False)
     return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("t")))
