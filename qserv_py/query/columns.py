@@ -21,19 +21,23 @@ def result_columns(
     models: dict[str, Table | None] = {}
     for projection, name in zip(select.expressions, names, strict=True):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        meta = ResultColumn(name, inner.meta.get(UNIT_META, ""))
+        col = None
         if isinstance(inner, exp.Column) and inner.table:
             model = _source_model(select, ctx, inner.table, models)
             if model is not None and model.has_column(inner.name):
                 col = model.column(inner.name)
-                meta = ResultColumn(
+        if col is None:
+            out.append(ResultColumn(name, inner.meta_get(UNIT_META, "")))
+        else:
+            out.append(
+                ResultColumn(
                     name if not name.startswith("_col") else col.name,
                     col.unit,
                     col.ucd,
                     col.description,
                     col.datatype,
                 )
-        out.append(meta)
+            )
     return tuple(out)
 
 

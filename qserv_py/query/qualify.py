@@ -111,7 +111,7 @@ class _CatalogSchema(MappingSchema):
 
     def __init__(self, mapping: dict[str, object]) -> None:
         super().__init__(mapping, dialect="postgres", normalize=False)
-        self._types: dict[tuple[str, str, str], exp.DataType] = {}
+        self._types: dict[tuple[str, str, str, str], exp.DataType] = {}
         self._tables: dict[tuple[str, str, str], exp.Table] = {}
 
     def _detached(self, table: exp.Table | str) -> exp.Table | str:
@@ -154,14 +154,13 @@ class _CatalogSchema(MappingSchema):
         dialect: object = None,
         normalize: bool | None = None,
     ) -> exp.DataType:
-        table = self._detached(table)
         if not isinstance(table, exp.Table) or dialect is not None or normalize is not None:
-            return super().get_column_type(table, column, dialect, normalize)  # type: ignore[arg-type]
+            return super().get_column_type(self._detached(table), column, dialect, normalize)  # type: ignore[arg-type]
         name = column if isinstance(column, str) else column.name
-        key = (table.text("db"), table.name, name)
+        key = (table.text("catalog"), table.text("db"), table.name, name)
         found = self._types.get(key)
         if found is None:
-            found = self._types[key] = super().get_column_type(table, column)
+            found = self._types[key] = super().get_column_type(self._detached(table), column)
         return found
 
 
