@@ -80,17 +80,19 @@ def display_names(select: exp.Select, ctx: PlanContext) -> None:
         name = alias
         if isinstance(inner, exp.Column) and inner.table and alias == inner.name:
             model = _source_model(select, ctx, inner.table, models)
-            if model is not None and model.has_column(inner.name):
-                name = model.column(inner.name).name
+            if model is not None and model.has_column(alias):
+                name = model.column(alias).name
         elif alias.startswith("_col_"):
             name = _expression_name(inner)
-        count = seen.get(name.lower(), 0)
-        seen[name.lower()] = count + 1
+        folded = name.lower()
+        count = seen.get(folded, 0)
+        seen[folded] = count + 1
         if count:
             name = f"{name}_{count + 1}"
+            folded = name.lower()
         if name != alias:
             renamed.setdefault(alias, name)
-        quoted = name != name.lower()
+        quoted = name != folded
         if isinstance(projection, exp.Alias):
             current = projection.args.get("alias")
             if not (
