@@ -16,9 +16,6 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 from sqlglot import exp
-from sqlglot.dialects.postgres import Postgres
-from sqlglot.optimizer.annotate_types import annotate_types
-from sqlglot.typing import ExprMetadataType
 
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.query import params
@@ -42,16 +39,9 @@ from qserv_py.query.render import to_postgres
 from qserv_py.query.setops import whole_query_plan
 from qserv_py.query.split import PARTIALS, output_names, split
 from qserv_py.query.subqueries import analyse_select, inline_ctes
+from qserv_py.query.types import annotate
 from qserv_py.query.units import convert_units
 from qserv_py.query.uploads import Uploads
-
-#: sqlglot's PostgreSQL typing rules, except that identifiers (names, never values) share
-#: one UNKNOWN type instead of each getting a new one: ~130 nodes fewer to build for a
-#: SELECT * of Object. Types are only ever replaced, not changed in place.
-_TYPING: ExprMetadataType = {
-    **Postgres.EXPRESSION_METADATA,
-    exp.Identifier: {"returns": exp.DType.UNKNOWN.into_expr()},
-}
 
 
 def plan(
@@ -79,7 +69,7 @@ def _plan(
     tree = qualify(normalize(parse(text, lang), copy=False), catalogs=ctx.catalogs)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)
-    annotate_types(tree, schema=ctx.catalogs.schema(), expression_metadata=_TYPING)
+    annotate(tree, catalogs=ctx.catalogs)
     compare_booleans(tree)
     if tree.args.get("with_") and has_partitioned(tree, ctx):
         inline_ctes(tree)
