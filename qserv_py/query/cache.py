@@ -104,6 +104,10 @@ class _Template:
     analysed: Analysed | None = None
     slots: list[_Slot] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        #: the region nodes of each restrictor (validated again for new values)
+        self.regions = [list(c.find_all(*geo.REGIONS)) for c in self.restrictors]
+
 
 @dataclass
 class _Shape:
@@ -412,8 +416,8 @@ def _fill(template: _Template, values: tuple[str, ...], ctx: PlanContext) -> Exe
         before = analysed.analysis
         analysis = Analysis({}, {}, before.edges, [], dict(before.radius))
         with params.tracking(params.Tracker(index=template.spelling, bound=bound)):
-            for conjunct in template.restrictors:
-                for region in conjunct.find_all(*geo.REGIONS):
+            for conjunct, regions in zip(template.restrictors, template.regions, strict=True):
+                for region in regions:
                     geo.region_of(region)  # the check parsing does, with its messages
                 if not restrict(analysis, conjunct, refs):
                     return None
