@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import qserv_py
@@ -20,13 +21,13 @@ from qserv_py.schema import default_catalog_path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _last_statement(spec: ClusterSpec, client: Client) -> tuple[object, ...]:
-    """When the client's czar session last ran a statement, and which."""
-    assert client._czar is not None
+def last_statement(spec: ClusterSpec, session: psycopg.Connection | None) -> tuple[object, ...]:
+    """When a czar session last ran a statement, and which."""
+    assert session is not None
     with connect(spec.czar, autocommit=True) as czar:
         row = czar.execute(
             "SELECT query_start, query FROM pg_stat_activity WHERE pid = %s",
-            (client._czar.info.backend_pid,),
+            (session.info.backend_pid,),
         ).fetchone()
     assert row is not None
     return tuple(row)
@@ -41,19 +42,19 @@ def _wait_for_notification(client: Client) -> None:
 def test_the_version_is_read_only_after_a_notification(spec: ClusterSpec) -> None:
     client = qserv_py.connect(spec)
     first = client.context
-    before = _last_statement(spec, client)
+    before = last_statement(spec, client._czar)
     assert "qserv_meta.load_txns" in str(before[1])  # the version was read
     for _ in range(3):
         assert client.context is first
-    assert _last_statement(spec, client) == before  # no round trip since
+    assert last_statement(spec, client._czar) == before  # no round trip since
     # any statement on a table the planner reads notifies, even one changing no row
     with connect(spec.czar, autocommit=True) as other:
         other.execute("UPDATE qserv_meta.chunk_stats SET rows = rows WHERE false")
     _wait_for_notification(client)
     assert client.context is first  # the same version: the same metadata
-    after = _last_statement(spec, client)
+    after = last_statement(spec, client._czar)
     assert after[0] > before[0] and "qserv_meta.load_txns" in str(after[1])
-    assert _last_statement(spec, client) == after
+    assert last_statement(spec, client._czar) == after
 
 
 def test_the_version_is_read_again_after_the_connection_broke(spec: ClusterSpec) -> None:
@@ -66,7 +67,7 @@ def test_the_version_is_read_again_after_the_connection_broke(spec: ClusterSpec)
     _wait_for_notification(client)  # the server hung up
     assert client.context.catalogs is not None
     assert client._czar is not None and client._czar.info.backend_pid != pid
-    assert "qserv_meta.load_txns" in str(_last_statement(spec, client)[1])
+    assert "qserv_meta.load_txns" in str(last_statement(spec, client._czar)[1])
 
 
 def _cli(spec: ClusterSpec, *args: str) -> None:

@@ -21,6 +21,7 @@ from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.query.dirindex import MEMORY_AFTER, DirectorIndexes, MemoryIndex
 from qserv_py.schema.ddl import dirindex_table
 from tests.conftest import create_dp02_catalog
+from tests.test_client import last_statement
 
 SMALL = LoadOptions(max_rows_per_chunk=150, min_order=2, max_order=8)
 
@@ -60,18 +61,6 @@ def _copied(indexes: DirectorIndexes, table: str) -> MemoryIndex:
     return memory
 
 
-def _last_statement(spec: ClusterSpec, indexes: DirectorIndexes) -> tuple[object, ...]:
-    """When the lookups' czar session last ran a statement."""
-    assert indexes._connection is not None
-    with connect(spec.czar, autocommit=True) as czar:
-        row = czar.execute(
-            "SELECT query_start, query FROM pg_stat_activity WHERE pid = %s",
-            (indexes._connection.info.backend_pid,),
-        ).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
 def test_lookups_move_into_memory_and_answer_the_same(
     spec: ClusterSpec, cat: str, release: Path
 ) -> None:
@@ -85,7 +74,7 @@ def test_lookups_move_into_memory_and_answer_the_same(
     memory = _copied(indexes, table)
     assert indexes.in_memory(cat, "Object")
     assert memory.keys.tolist() == ids
-    before = _last_statement(spec, indexes)
+    before = last_statement(spec, indexes._connection)
     rng = np.random.default_rng(3)
     absent = [ids[0] - 1, ids[-1] + 1, 0, -1, 2**63 - 1, -(2**63), 2**63, -(2**70)]
     cases = [
@@ -99,7 +88,7 @@ def test_lookups_move_into_memory_and_answer_the_same(
     ]
     for keys in cases:
         assert ctx.lookup_keys(cat, "Object", keys) == _on_czar(spec, cat, keys), keys[:5]
-    assert _last_statement(spec, indexes) == before  # the czar was not asked
+    assert last_statement(spec, indexes._connection) == before  # the czar was not asked
 
 
 def test_queries_by_id_from_memory(spec: ClusterSpec, cat: str, release: Path) -> None:
