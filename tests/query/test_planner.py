@@ -203,3 +203,24 @@ def test_a_merge_that_only_names_columns_is_passed_through(client: Client) -> No
         got = client.query(lookup.format(key))
         assert got.column_names == ["objectId", "coord_ra"]
         assert got.column("objectId").to_pylist() == [key]
+
+
+def test_planning_keeps_no_query_alive(client: Client) -> None:
+    """sqlglot's schema caches lookups by the Table node asked about: asked with a query's
+    own nodes, it kept every planned tree (and grew with each plan)."""
+    ctx = client.context
+    schema = ctx.catalogs.schema()
+    queries = [
+        "SELECT * FROM Object WHERE objectId = {}",
+        "SELECT o.objectId, f.psfFlux FROM Object o JOIN ForcedSource f"
+        " ON o.objectId = f.objectId WHERE o.objectId = {}",
+        "SELECT band, COUNT(*) FROM ForcedSource WHERE objectId > {} GROUP BY band",
+    ]
+    for text in queries:
+        plan(text.format(1), "adql", ctx)
+    caches = [c for c in vars(schema).values() if isinstance(c, dict)]
+    sizes = [len(c) for c in caches]
+    for i in range(2, 40):
+        for text in queries:
+            plan(text.format(i), "adql", ctx)
+    assert [len(c) for c in caches] == sizes
