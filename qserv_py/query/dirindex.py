@@ -98,8 +98,7 @@ class DirectorIndexes:
     ) -> None:
         self.spec, self.sizes, self.memory_keys = spec, sizes, memory_keys
         self._connection: psycopg.Connection | None = None
-        self._lock = threading.Lock()  # the kept czar session is used by one at a time
-        self._counting = threading.Lock()
+        self._lock = threading.Lock()  # for the kept czar session, and the counts
         self._lookups: dict[str, int] = {}  # per index table: lookups so far
         self._memory: dict[str, MemoryIndex | None] = {}  # per table: copy (None: failed)
 
@@ -122,7 +121,7 @@ class DirectorIndexes:
 
     def _count(self, table: str, catalog: str, director: str) -> None:
         """Count a lookup; start the copy into memory at the ``MEMORY_AFTER``-th one."""
-        with self._counting:
+        with self._lock:
             seen = self._lookups[table] = self._lookups.get(table, 0) + 1
         size = self.sizes.get((catalog, director.lower()), 0)
         if seen == MEMORY_AFTER and 0 < size <= self.memory_keys:

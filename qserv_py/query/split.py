@@ -26,7 +26,7 @@ agg(DISTINCT x)       x added to the GROUP BY          agg(DISTINCT x)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -46,7 +46,6 @@ class Split:
     #: the merge only concatenates worker rows (execution may stop early at the limit)
     concatenate: bool
     limit: int | None
-    names: list[str] = field(default_factory=list)
     #: the merge only names the worker's columns, in order (no ORDER BY, DISTINCT, LIMIT)
     passthrough: bool = False
 
@@ -159,7 +158,7 @@ def _split_rows(select: exp.Select) -> Split:
         merge.set("offset", exp.Offset(expression=exp.Literal.number(offset)))
     concatenate = order is None and not select.args.get("distinct")
     total = None if limit is None else limit + offset
-    return Split(worker, merge, concatenate, total, names, concatenate and total is None)
+    return Split(worker, merge, concatenate, total, concatenate and total is None)
 
 
 def _ordered_flags(item: exp.Ordered) -> dict[str, object]:
@@ -378,13 +377,10 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
         return result
 
     merge = exp.Select()
-    names = []
-    for projection in select.expressions:
+    names = output_names(select)
+    for projection, name in zip(select.expressions, names, strict=True):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
-        merge.append(
-            "expressions", exp.alias_(rewrite(inner), _name(projection), quoted=True, copy=False)
-        )
-        names.append(_name(projection))
+        merge.append("expressions", exp.alias_(rewrite(inner), name, quoted=True, copy=False))
     if merger.distinct:
         worker.set(
             "group",
@@ -420,7 +416,7 @@ def _split_aggregates(select: exp.Select, aggregates: list[exp.AggFunc]) -> Spli
         merge.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     if offset:
         merge.set("offset", exp.Offset(expression=exp.Literal.number(offset)))
-    return Split(worker, merge, False, None, names)
+    return Split(worker, merge, False, None)
 
 
 def _with_group_means(parts: list[tuple[str, str]], groups: int) -> exp.Expression:

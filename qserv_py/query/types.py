@@ -32,8 +32,6 @@ TYPING: ExprMetadataType = {
     exp.Identifier: {"returns": UNKNOWN},
 }
 
-_PLAIN = (exp.Alias, exp.Column, exp.Identifier)
-
 
 def annotate(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
     """Set the type of every node of ``tree`` (qualified), as sqlglot's annotate_types."""

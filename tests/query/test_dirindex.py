@@ -4,6 +4,7 @@ the same chunks; a published load brings a new copy; no copy when turned off."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,8 @@ def test_no_copy_when_turned_off_or_too_big(
     ctx = Client(spec, cat, director_index_memory_keys=limit).context
     for key in ids[: 3 * MEMORY_AFTER]:
         assert ctx.lookup_keys(cat, "Object", [key]) == _on_czar(spec, cat, [key])
+    copying = f"qserv-dirindex-{dirindex_table(cat, 'Object')}"
+    assert not any(t.name == copying for t in threading.enumerate())  # none was started
     time.sleep(0.2)
     assert ctx.director_indexes._memory == {}
 
