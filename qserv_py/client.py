@@ -26,6 +26,7 @@ from qserv_py.query.dirindex import MEMORY_KEYS
 from qserv_py.query.planner import plan
 
 NOTIFYING = 6  # the czar metadata version from which changes are notified
+OPERATIONS = 7  # ... from which the placement has a version (qserv_py.ops)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Client:
         self._czar: psycopg.Connection | None = None  # LISTENs on qserv_meta
         self._changed = True  # the czar notified a change since the version was read
         self._listening = False  # the czar notifies changes (else: read at every plan)
+        self._placement_versioned = False  # the czar counts placement changes
         self._lock = threading.Lock()
         #: plans of query shapes seen before (see qserv_py.query.cache)
         self.plans = PlanCache()
@@ -109,6 +111,7 @@ class Client:
             conn.execute("LISTEN qserv_meta")
             row = conn.execute("SELECT max(version) FROM qserv_meta.schema_version").fetchone()
             self._listening = row is not None and (row[0] or 0) >= NOTIFYING
+            self._placement_versioned = row is not None and (row[0] or 0) >= OPERATIONS
             self._changed = True  # nothing was heard while not listening
         else:
             if has_input(conn):  # notifications, or the server hung up: read it again
@@ -123,6 +126,11 @@ class Client:
                 " (SELECT max(created_at) FROM qserv_meta.catalogs),"
                 " (SELECT count(*) FROM qserv_meta.load_txns WHERE state = 'published'),"
                 " (SELECT max(finished_at) FROM qserv_meta.load_txns WHERE state = 'published')"
+                + (
+                    ", (SELECT version FROM qserv_meta.placement_version)"
+                    if self._placement_versioned
+                    else ""
+                )
             ).fetchone()
             self._seen = tuple(row) if row else ()
         return self._seen
