@@ -140,6 +140,23 @@ class Settings(BaseSettings):
         description="Bearer token of the admin routes (load transactions); without one they "
         "answer 401 to everybody.",
     )
+    # --- the replication loop of the service (qserv_py.ops.loop) ---
+    replication_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds between the service's replication passes, which copy every "
+        "chunk with fewer live replicas than its catalog's replication level to another "
+        "worker (one service process runs them: an advisory lock on the czar); 0: off. Off "
+        "by default (on one host a lost worker loses the other copies too); see "
+        "docs/operations.md for when to turn it on.",
+    )
+    worker_lost_after_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="With the replication loop on, a worker down for longer than this is "
+        "declared lost (its copies stop counting) and its chunks are copied again from the "
+        "other replicas; 0: never automatically (`qserv-py worker remove NAME --lost`).",
+    )
 
 
 def load_settings(

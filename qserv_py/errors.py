@@ -242,3 +242,24 @@ class JobStateError(JobError):
     has run, running a finished job)."""
 
     http_status = 409
+
+
+# --- cluster operations: workers coming and going (qserv_py.ops.workers) -------------------
+
+
+class WorkerOpError(QservError):
+    """A worker operation that the worker's state, or the cluster's, does not allow (remove
+    a worker that still holds chunks, drain the last worker, ...)."""
+
+    http_status = 409
+
+
+class UnknownWorker(WorkerOpError):
+    """A worker name that neither the czar nor the cluster file knows."""
+
+    http_status = 404
+
+
+class BadWorker(ConfigError):
+    """A server that cannot become a worker: an invalid DSN, a server that cannot be
+    reached or is unfit (old version, no prepared transactions, a database in use)."""
