@@ -9,7 +9,8 @@ Layout of the directory::
 
 Servers listen on 127.0.0.1 only, on ports recorded in ``local.toml``, with password
 authentication. Each instance is started and stopped by its data directory, never by
-process name.
+process name. A :class:`Network` given to :meth:`LocalCluster.init` places instances on
+other addresses, each in its own network namespace (a multi-host test topology).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import secrets
 import shutil
 import socket
 import tomllib
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +56,22 @@ WORKER_DB = "qserv"
 
 
 @dataclass(frozen=True)
+class Network:
+    """Where instances run instead of loopback: by instance name (czar, worker1, ...) an
+    address to listen on and a network namespace to run in (or None); ``allow`` is the
+    subnet (CIDR) whose clients pg_hba admits besides loopback."""
+
+    hosts: Mapping[str, tuple[str, str | None]]
+    allow: str
+
+
+@dataclass(frozen=True)
 class LocalInstance:
     name: str
     role: str  # "czar" or "worker"
     port: int
+    host: str = "127.0.0.1"  # the address it listens on, and its DSNs name
+    netns: str | None = None  # the network namespace it runs in
 
     @property
     def dbname(self) -> str:
@@ -100,7 +114,9 @@ class LocalCluster:
 
     def _write_state(self, state: dict) -> None:
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(tomli_w.dumps(state))
+        # TOML has no null: an instance's unset fields (netns) are left out
+        instances = [{k: v for k, v in i.items() if v is not None} for i in state["instances"]]
+        tmp.write_text(tomli_w.dumps(dict(state, instances=instances)))
         tmp.replace(self.state_file)
 
     def _ready_state(self) -> dict:
@@ -135,8 +151,11 @@ class LocalCluster:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def init(self, settings: Settings) -> ClusterSpec:
-        """Create, start and set up a new cluster; on failure nothing is left behind."""
+    def init(self, settings: Settings, *, network: Network | None = None) -> ClusterSpec:
+        """Create, start and set up a new cluster; on failure nothing is left behind.
+
+        ``network`` places instances on other addresses and network namespaces.
+        """
         if self.exists():
             state = self._state()
             if state.get("state") != "ready":
@@ -164,20 +183,29 @@ class LocalCluster:
                     f"cannot enter {blocked}; put the cluster elsewhere, e.g. "
                     "--dir /var/lib/qserv_py/cluster"
                 )
-            self._init(settings, bindir, user)
+            self._init(settings, bindir, user, network)
         except BaseException:
             self._teardown(remove_root=created)
             raise
         return self.spec()
 
-    def _init(self, settings: Settings, bindir: Path, user: OsUser) -> None:
+    def _init(
+        self, settings: Settings, bindir: Path, user: OsUser, network: Network | None
+    ) -> None:
         bindir = self._reachable_bindir(bindir, user)
         ports = _pick_ports(settings.workers + 1, settings.port)
-        instances = [LocalInstance("czar", "czar", ports[0])] + [
-            LocalInstance(f"worker{i}", "worker", port) for i, port in enumerate(ports[1:], 1)
-        ]
+        names = ["czar"] + [f"worker{i}" for i in range(1, settings.workers + 1)]
+        hosts = network.hosts if network else {}
+        instances = [
+            LocalInstance(
+                name, "czar" if name == "czar" else "worker", port,
+                *hosts.get(name, ("127.0.0.1", None)),
+            )
+            for name, port in zip(names, ports, strict=True)
+        ]  # fmt: skip
         self._write_state(
             {
+                **({"allow": network.allow} if network else {}),
                 "state": "initialising",
                 "bindir": str(bindir),
                 "version": binaries.server_version(bindir),
@@ -253,11 +281,14 @@ class LocalCluster:
         (data / "qserv.conf").write_text(conf)
         with (data / "postgresql.conf").open("a") as out:
             out.write("\ninclude = 'qserv.conf'\n")
-        (data / "pg_hba.conf").write_text(
+        hba = (
             "# qserv_py: loopback only, password authentication\n"
             "host all all 127.0.0.1/32 scram-sha-256\n"
             "host all all ::1/128 scram-sha-256\n"
         )
+        if allow := self._state().get("allow"):
+            hba += f"# and the cluster's network\nhost all all {allow} scram-sha-256\n"
+        (data / "pg_hba.conf").write_text(hba)
         give_to(user, data)
 
     def start(self) -> None:
@@ -271,7 +302,7 @@ class LocalCluster:
     def _start_instance(self, inst: LocalInstance) -> None:
         if self._running(inst):
             return
-        if not _port_free(inst.port):
+        if inst.netns is None and not _port_free(inst.port):
             raise PortInUse(
                 f"port {inst.port} of {inst.name} is taken by another process; stop that "
                 f"process, or move {inst.name} by editing port in {self.state_file} and "
@@ -282,6 +313,7 @@ class LocalCluster:
             [self.bindir / "pg_ctl", "start", "-D", self.datadir(inst), "-l",
              self.logfile(inst), "-w", "-t", "120", "-s"],
             cwd=self.root,
+            netns=inst.netns,  # (initdb and stop need no network: they run where we are)
         )  # fmt: skip
         if result.returncode != 0:
             raise ClusterError(
@@ -362,7 +394,7 @@ def _instance_dsn(inst: LocalInstance, password: str, dbname: str | None = None)
     return Instance(
         inst.name,
         make_conninfo(
-            host="127.0.0.1", port=inst.port, dbname=dbname or inst.dbname, user=SUPERUSER,
+            host=inst.host, port=inst.port, dbname=dbname or inst.dbname, user=SUPERUSER,
             password=password,
         ),
     )  # fmt: skip
@@ -375,7 +407,7 @@ def _create_database(inst: LocalInstance, password: str) -> None:
 
 def _server_conf(inst: LocalInstance, settings: Settings) -> str:
     values: dict[str, str | int] = {
-        "listen_addresses": "127.0.0.1",
+        "listen_addresses": inst.host,
         "port": inst.port,
         "unix_socket_directories": "",
         "max_connections": settings.max_connections,

@@ -85,9 +85,17 @@ def _create_system_user(name: str) -> OsUser:
 
 
 def run_as(
-    user: OsUser, cmd: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None
+    user: OsUser,
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    netns: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` as ``user`` with a clean C-locale environment; output is captured."""
+    """Run ``cmd`` as ``user`` with a clean C-locale environment; output is captured.
+
+    With ``netns``, the command runs in that network namespace (``ip netns exec``, which
+    needs root; the user is then taken on inside it with ``setpriv``).
+    """
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LC_ALL": "C",
@@ -95,6 +103,9 @@ def run_as(
         "HOME": str(cwd) if cwd else "/",
     }
     other = not user.is_current
+    if netns is not None:
+        cmd = [*_in_netns(netns, user if other else None), *cmd]
+        other = False
     return subprocess.run(
         [str(c) for c in cmd],
         cwd=cwd,
@@ -107,6 +118,22 @@ def run_as(
         group=user.gid if other else None,
         extra_groups=[] if other else None,
     )
+
+
+def _in_netns(netns: str, user: OsUser | None) -> list[str]:
+    """The prefix that runs a command in network namespace ``netns`` (as ``user``)."""
+    tools = {name: shutil.which(name) or f"/usr/sbin/{name}" for name in ("ip", "setpriv")}
+    missing = [name for name, path in tools.items() if not Path(path).exists()]
+    if missing:
+        raise ClusterError(
+            f"running an instance in network namespace {netns!r} needs {' and '.join(missing)} "
+            "(packages iproute2, util-linux)"
+        )
+    prefix = [tools["ip"], "netns", "exec", netns]
+    if user is not None:
+        prefix += [tools["setpriv"], f"--reuid={user.uid}", f"--regid={user.gid}",
+                   "--clear-groups", "--"]  # fmt: skip
+    return prefix
 
 
 def give_to(user: OsUser, path: Path) -> None:
