@@ -71,9 +71,9 @@ class Service:
 
     def __init__(self, settings: Settings, spec: ClusterSpec | None = None) -> None:
         self.settings = settings
-        self.spec = spec if spec is not None else read_cluster_file(Path(settings.cluster))
+        spec = spec if spec is not None else read_cluster_file(Path(settings.cluster))
         self.client = Client(
-            self.spec,
+            spec,
             settings.default_catalog,
             director_index_memory_keys=settings.director_index_memory_keys,
         )
@@ -81,6 +81,12 @@ class Service:
             upload_tables.sweep(self.spec)
         except Exception as exc:  # never keep the service from starting
             log.warning("cannot sweep old upload tables: %s", exc)
+
+    @property
+    def spec(self) -> ClusterSpec:
+        """The cluster as the query client knows it: the cluster file is read again when
+        the czar's workers change (a worker added or removed, see :class:`Client`)."""
+        return self.client.spec
 
     def maxrec(self, requested: int | None) -> int:
         """The row cap of a query: MAXREC if given, never above the hard limit."""

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,12 +19,15 @@ import pyarrow as pa
 from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
+from qserv_py.errors import QservError
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.uploads import execute
 from qserv_py.query.cache import PlanCache
 from qserv_py.query.context import PlanContext
 from qserv_py.query.dirindex import MEMORY_KEYS
 from qserv_py.query.planner import plan
+
+log = logging.getLogger(__name__)
 
 NOTIFYING = 6  # the czar metadata version from which changes are notified
 OPERATIONS = 7  # ... from which the placement has a version (qserv_py.ops)
@@ -50,7 +54,9 @@ class Explain:
 
 class Client:
     """A connection to a cluster for queries; plans against the czar's metadata, which it
-    re-reads whenever a catalog or a load changed."""
+    re-reads whenever a catalog, a load or the workers changed. When the czar's workers
+    are not the cluster file's (a worker was added or removed since it was read), the
+    file is read again: queries go only to workers the file names."""
 
     def __init__(
         self,
@@ -79,11 +85,31 @@ class Client:
     def context(self) -> PlanContext:
         version = self._metadata_version()
         if self._context is None or version != self._version:
+            self._follow_workers(version[-1] if version else None)
             self._context = PlanContext.load(
                 self.spec, self.default_catalog, self.director_index_memory_keys
             )
             self._version = version
         return self._context
+
+    def _follow_workers(self, czar_workers: object) -> None:
+        """Read the cluster file again if the czar's workers are not the spec's."""
+        names = set(czar_workers) if isinstance(czar_workers, list) else None
+        if names is None or names == {w.name for w in self.spec.workers} or not self.spec.path:
+            return
+        try:
+            spec = read_cluster_file(self.spec.path)
+        except QservError as exc:  # keep planning with the workers known so far
+            log.warning("cannot read the cluster file again: %s", exc)
+            return
+        self.follow(spec)
+
+    def follow(self, spec: ClusterSpec) -> None:
+        """Plan and run on ``spec`` from now on (the cluster file read again after a worker
+        was added or removed)."""
+        if spec.workers != self.spec.workers or spec.czar != self.spec.czar:
+            self.spec = spec
+            self._context = None
 
     def _metadata_version(self) -> tuple[object, ...]:
         """A cheap fingerprint of the catalogs and published loads.
@@ -131,6 +157,7 @@ class Client:
                     if self._placement_versioned
                     else ""
                 )
+                + ", (SELECT array_agg(name ORDER BY name) FROM qserv_meta.workers)"
             ).fetchone()
             self._seen = tuple(row) if row else ()
         return self._seen
@@ -167,9 +194,10 @@ class Client:
         cut it (and ``query_id``). ``uploads`` are Arrow tables the query reads as
         ``TAP_UPLOAD.<name>`` (a cross-match of targets with a director table, a join by
         id, ...), shipped to the workers for the query only."""
+        planned = self.plan(text, lang, uploads=uploads, oracle=False)
         result = execute(
-            self.spec,
-            self.plan(text, lang, uploads=uploads, oracle=False),
+            self.spec,  # after planning: the spec the plan was made on
+            planned,
             text=text,
             lang=lang,
             owner=owner,
