@@ -3,9 +3,11 @@
 A chunk's placement is fixed by the first load that puts rows in it. It goes to the
 ``replication`` distinct workers that hold the fewest rows so far; chunks are taken
 from the largest down, which balances rows across workers. A chunk that receives only
-overlap rows is placed on the workers holding the fewest chunks. Placements planned by
-a load are recorded in ``qserv_meta.load_placement``, and become ``qserv_meta.placement``
-when it publishes.
+overlap rows is placed on the workers holding the fewest chunks. New chunks go only to
+*active* workers (never to one being drained, removable or lost: ``qserv_meta.workers.state``);
+rows of a chunk placed before go to every worker holding it. Placements planned by a load
+are recorded in ``qserv_meta.load_placement``, and become ``qserv_meta.placement`` when it
+publishes.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ class Placement:
         rows: dict[str, int],
         catalog: str,
         txn: int,
+        active: list[str] | None = None,
     ) -> None:
         self.workers = workers
+        #: the workers that may receive new chunks (default: all)
+        self.active = list(workers) if active is None else active
         self.replication = replication
         self.chunk_workers = chunk_workers
         self.rows = rows
@@ -41,7 +46,8 @@ class Placement:
     def for_load(
         cls, czar: psycopg.Connection, spec: ClusterSpec, catalog: str, txn: int, replication: int
     ) -> Placement:
-        """The catalog's published placement plus what load ``txn`` planned so far."""
+        """The catalog's published placement plus what load ``txn`` planned so far; new
+        chunks will go to the active workers of ``spec``."""
         chunk_workers: dict[int, list[str]] = {}
         for chunk, worker in czar.execute(
             "SELECT chunk_id, worker FROM qserv_meta.placement WHERE catalog = %s"
@@ -50,6 +56,12 @@ class Placement:
             (catalog, txn),
         ):
             chunk_workers.setdefault(chunk, []).append(worker)
+        active = _active_workers(czar, spec)
+        if len(active) < replication:
+            raise LoadError(
+                f"replication {replication} needs {replication} active workers; the cluster "
+                f"has {len(active)} ({', '.join(active) or 'none'}; see `qserv-py worker list`)"
+            )
         rows = dict.fromkeys((w.name for w in spec.workers), 0)
         for worker, total in czar.execute(
             "SELECT p.worker, sum(s.rows) FROM qserv_meta.placement p JOIN qserv_meta.chunk_stats s"
@@ -66,6 +78,7 @@ class Placement:
             rows,
             catalog,
             txn,
+            active,
         )
 
     def place(self, czar: psycopg.Connection, chunk_rows: dict[int, int]) -> None:
@@ -75,9 +88,7 @@ class Placement:
             key=lambda c: (-chunk_rows[c], c),
         )
         for chunk in new:
-            chosen = tuple(
-                sorted(self.workers, key=lambda w: (self.rows[w], w))[: self.replication]
-            )
+            chosen = tuple(sorted(self.active, key=lambda w: (self.rows[w], w))[: self.replication])
             self.chunk_workers[chunk] = chosen
             for worker in chosen:
                 self.rows[worker] += chunk_rows[chunk]
@@ -93,7 +104,7 @@ class Placement:
             for w in ws:
                 held[w] = held.get(w, 0) + 1
         for chunk in new:
-            chosen = tuple(sorted(self.workers, key=lambda w: (held[w], w))[: self.replication])
+            chosen = tuple(sorted(self.active, key=lambda w: (held[w], w))[: self.replication])
             self.chunk_workers[chunk] = chosen
             for w in chosen:
                 held[w] += 1
@@ -131,3 +142,11 @@ class Placement:
                 "director data published? (`qserv-py txn list`)"
             )
         yield from out
+
+
+def _active_workers(czar: psycopg.Connection, spec: ClusterSpec) -> list[str]:
+    """The workers of ``spec`` that may receive new chunks, in the cluster file's order."""
+    states: dict[str, str] = dict(
+        czar.execute("SELECT name, state FROM qserv_meta.workers").fetchall()
+    )
+    return [w.name for w in spec.workers if states.get(w.name, "active") == "active"]

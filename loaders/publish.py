@@ -305,6 +305,13 @@ def _publish_czar(czar: psycopg.Connection, catalog: Catalog, table: Table, txn:
         " ON CONFLICT DO NOTHING",
         (catalog.sql_name, txn),
     )
+    # the catalog's replication level (the controller's target) rises to the load's
+    czar.execute(
+        "UPDATE qserv_meta.catalogs c SET replication = (t.options->>'replication')::int"
+        " FROM qserv_meta.load_txns t WHERE t.id = %s AND c.name = t.catalog"
+        " AND (t.options->>'replication')::int > c.replication",
+        (txn,),
+    )
     txns.set_state(czar, txn, "published")
 
 
