@@ -389,6 +389,54 @@ class LocalCluster:
         if remove_root and self.root.exists():
             shutil.rmtree(self.root)
 
+    # --- workers coming and going (qserv_py.ops.workers) ---------------------------------
+
+    def add_worker_instance(
+        self, settings: Settings, *, host: str = "127.0.0.1", netns: str | None = None
+    ) -> Instance:
+        """A new worker instance made as ``init`` made the others (initdb, a free port,
+        started, its database) and recorded in ``local.toml``: its DSN, which the caller
+        registers (:func:`qserv_py.ops.workers.add_local_worker`). On failure nothing is
+        left behind."""
+        state = self._ready_state()
+        taken = {i.name for i in self.instances()}
+        n = 1
+        while f"worker{n}" in taken or (self.root / f"worker{n}").exists():
+            n += 1
+        inst = LocalInstance(f"worker{n}", "worker", _pick_ports(1, None)[0], host, netns)
+        password = str(self.spec().czar.conninfo["password"])
+        state["instances"].append(vars(inst))
+        self._write_state(state)
+        pwfile = self.root / ".pwfile"
+        try:
+            pwfile.write_text(password + "\n")
+            os.chmod(pwfile, 0o600)
+            give_to(self.user, pwfile)
+            try:
+                self._initdb(inst, self.bindir, self.user, settings)
+            finally:
+                pwfile.unlink(missing_ok=True)
+            self._start_instance(inst)
+            _create_database(inst, password)
+            give_to(self.user, self.state_file)
+        except BaseException:
+            self.remove_worker_instance(inst.name, purge=True)
+            raise
+        return _instance_dsn(inst, password)
+
+    def remove_worker_instance(self, name: str, *, purge: bool = False) -> None:
+        """Stop worker instance ``name`` and forget it in ``local.toml``; its data
+        directory is kept (``DIR/<name>``) unless ``purge``."""
+        state = self._state()
+        for inst in self.instances():
+            if inst.name == name and inst.role == "worker":
+                self._stop_instance(inst)
+                state["instances"] = [e for e in state["instances"] if e["name"] != name]
+                self._write_state(state)
+                if purge:
+                    shutil.rmtree(self.root / name, ignore_errors=True)
+                    self.logfile(inst).unlink(missing_ok=True)
+
 
 def _instance_dsn(inst: LocalInstance, password: str, dbname: str | None = None) -> Instance:
     return Instance(
