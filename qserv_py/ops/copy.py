@@ -1,0 +1,417 @@
+"""Copying one chunk's partitions from one worker to another, and dropping them.
+
+:func:`build` streams every partition a source worker holds of a chunk (the catalog's
+director and child tables, and the directors' overlap tables) into new tables of the
+target: binary ``COPY … TO STDOUT`` on the source passed on in ~256 KB writes to ``COPY …
+FROM STDIN`` on the target (rows are never decoded here). The new tables
+(``qserv_copy_<copy>_<n>``) are made in one target transaction: created with ``CHECK
+(chunk_id = N)`` up front (so the attach is instant), filled in ``spatial_index`` order
+with ``FREEZE`` (no later vacuum pass), given the source partition's indexes, analysed,
+and checked: row count and an order-independent checksum (the sum of each row's
+``hash_record_extended``) must equal the source's, taken in the same snapshot as the copy,
+and the czar's row count. A failure rolls the whole transaction back; committed, the
+tables are still unattached, so queries never see them.
+
+:func:`attach_work` and :func:`check_source_work` are the target's and the source's
+shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`);
+:func:`drop_partitions` removes a chunk's old copy without blocking queries of the other
+chunks (``DETACH PARTITION … CONCURRENTLY``, then ``DROP``, each under a lock timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from qserv_py.cluster.db import connect
+from qserv_py.cluster.spec import Instance
+from qserv_py.errors import ClusterError
+from qserv_py.schema.ddl import overlap_table_name, partition_name
+from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, TableKind
+
+log = logging.getLogger(__name__)
+
+COPY_BUFFER = 1 << 18  # bytes written to the target at once
+TEMP_PREFIX = "qserv_copy_"
+#: memory for the index builds of one copy (a chunk is a few hundred MB at most)
+BUILD_MEMORY = "1GB"
+#: statistics target of a copied partition's ANALYZE (as a load's: loaders.publish)
+PARTITION_STATISTICS = 30
+#: how long a DETACH or DROP of an old copy waits for a lock before it is tried again
+DROP_LOCK_TIMEOUT = "2s"
+
+Work = Callable[[psycopg.Connection], None]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One partition of a chunk: ``partition`` of ``parent`` in the catalog's schema."""
+
+    parent: str
+    partition: str
+    table: str  # the catalog table it belongs to
+    overlap: bool
+
+
+@dataclass(frozen=True)
+class Built:
+    """A partition copied into an unattached table ``temp`` of the target."""
+
+    part: Part
+    temp: str
+    rows: int
+    checksum: int
+    source_oid: int  # the source partition copied (a load replacing it changes this)
+    bytes: int
+
+
+def chunk_parts(catalog: Catalog, chunk: int) -> list[Part]:
+    """Every partition a chunk may have: per partitioned table, and overlap of directors."""
+    parts = []
+    for table in catalog.tables:
+        if not table.partitioned:
+            continue
+        for overlap in (False, True) if table.kind is TableKind.DIRECTOR else (False,):
+            parent = overlap_table_name(table) if overlap else table.sql_name
+            parts.append(
+                Part(parent, partition_name(table, chunk, overlap=overlap), table.sql_name, overlap)
+            )
+    return parts
+
+
+def held_parts(conn: psycopg.Connection, schema: str, parts: list[Part]) -> list[Part]:
+    """The ``parts`` that exist on ``conn``'s worker as attached partitions."""
+    found = {
+        name
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relispartition",
+            (schema, [p.partition for p in parts]),
+        )
+    }
+    return [p for p in parts if p.partition in found]
+
+
+def temp_name(copy_id: int, n: int) -> str:
+    return f"{TEMP_PREFIX}{int(copy_id)}_{int(n)}"
+
+
+def drop_leftovers(conn: psycopg.Connection, schema: str, copy_id: int) -> int:
+    """Drop the unattached tables copy ``copy_id`` left on ``conn``'s worker; how many.
+
+    (A prepared transaction of its publish that is still in doubt locks them: then this
+    fails after a lock timeout, and a later resume, after the in-doubt recovery, drops
+    them.)"""
+    conn.execute("SET lock_timeout = '5s'")
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ %s",
+        (schema, rf"^{TEMP_PREFIX}{int(copy_id)}_\d+$"),
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
+    return len(rows)
+
+
+def build(
+    source: Instance,
+    target: Instance,
+    catalog: Catalog,
+    chunk: int,
+    copy_id: int,
+    expected: dict[tuple[str, bool], int],
+) -> list[Built]:
+    """Copy the chunk's partitions held by ``source`` into new unattached tables of
+    ``target``, verified; ``expected`` is the czar's row count per (table, overlap)."""
+    schema = catalog.sql_name
+    app = f"qserv_py:copy:{int(copy_id)}"
+    try:
+        with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
+            for conn in (src, tgt):
+                conn.execute("SELECT set_config('application_name', %s, false)", (app,))
+            parts = held_parts(src, schema, chunk_parts(catalog, chunk))
+            _check_complete(parts, expected, catalog, chunk, source)
+            columns = {p.partition: _columns(tgt, schema, p.parent) for p in parts}
+            src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if parts:  # a load cannot replace them while they are copied
+                names = ", ".join(f"{schema}.{p.partition}" for p in parts)
+                src.execute(f"LOCK TABLE {names} IN ACCESS SHARE MODE")
+            snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            oids = _oids(src, schema, parts)
+            tgt.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+            tgt.execute(f"SET default_statistics_target = {PARTITION_STATISTICS}")
+            with ThreadPoolExecutor(1) as pool:  # the source's checksums, meanwhile
+                sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, columns)
+                built = []
+                with tgt.transaction():
+                    for n, part in enumerate(parts):
+                        temp = temp_name(copy_id, n)
+                        rows, size = _copy_one(src, tgt, schema, part, temp, chunk)
+                        got = _checksum(tgt, schema, temp, columns[part.partition])
+                        built.append(Built(part, temp, rows, got[1], oids[part.partition], size))
+                    _verify(built, sums.result(), expected, catalog.name, chunk, source, target)
+            src.execute("ROLLBACK")
+            return built
+    except psycopg.Error as exc:
+        raise ClusterError(
+            f"copy of chunk {chunk} of {catalog.name} from {source.name} to {target.name}"
+            f" failed: {_reason(exc)}; nothing of it is visible to queries: run it again"
+            " (`qserv-py replicate` resumes or cleans it)"
+        ) from exc
+
+
+def _copy_one(
+    src: psycopg.Connection, tgt: psycopg.Connection, schema: str, part: Part, temp: str, chunk: int
+) -> tuple[int, int]:
+    """Stream one partition into a new table ``temp`` with its indexes; (rows, bytes)."""
+    columns = _columns(tgt, schema, part.parent)
+    theirs = set(_columns(src, schema, part.partition, typed=True))
+    ours = set(_columns(tgt, schema, part.parent, typed=True))
+    if theirs != ours:
+        raise ClusterError(
+            f"{schema}.{part.partition} has other columns on the source than {schema}."
+            f"{part.parent} on the target ({sorted(theirs ^ ours)}); the catalog's tables "
+            "differ between the workers: recreate the catalog"
+        )
+    names = ", ".join(columns)
+    tgt.execute(
+        f"CREATE TABLE {schema}.{temp} (LIKE {schema}.{part.parent} INCLUDING DEFAULTS,"
+        f" CHECK ({CHUNK_ID} = {int(chunk)}))"
+    )
+    size = 0
+    with tgt.cursor() as into_cur:
+        # FREEZE: the table is new in this transaction; its rows need no vacuum pass later
+        with into_cur.copy(
+            f"COPY {schema}.{temp} ({names}) FROM STDIN (FORMAT BINARY, FREEZE)"
+        ) as into:
+            buffer = bytearray()
+            out_sql = (
+                f"COPY (SELECT {names} FROM {schema}.{part.partition} ORDER BY {SPATIAL_INDEX})"
+                " TO STDOUT (FORMAT BINARY)"
+            )
+            with src.cursor() as cur, cur.copy(out_sql) as out:
+                for data in out:  # one message per row: pass them on in bulk
+                    buffer += data
+                    if len(buffer) >= COPY_BUFFER:
+                        size += len(buffer)
+                        into.write(buffer)
+                        buffer.clear()
+            size += len(buffer)
+            into.write(buffer)
+        rows = into_cur.rowcount
+    for definition in _index_definitions(src, schema, part.partition):
+        unique = "UNIQUE " if definition.startswith("CREATE UNIQUE INDEX") else ""
+        tgt.execute(
+            f"CREATE {unique}INDEX ON {schema}.{temp} USING {definition.split(' USING ', 1)[1]}"
+        )
+    tgt.execute(f"ANALYZE {schema}.{temp}")
+    return rows, size
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str, *, typed: bool = False) -> list:
+    rows = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (f"{schema}.{table}",),
+    ).fetchall()
+    return [tuple(r) for r in rows] if typed else [r[0] for r in rows]
+
+
+def _index_definitions(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass"
+            " ORDER BY indexrelid",
+            (f"{schema}.{table}",),
+        )
+    ]
+
+
+def _oids(conn: psycopg.Connection, schema: str, parts: list[Part]) -> dict[str, int]:
+    found = {}
+    for p in parts:
+        row = conn.execute("SELECT %s::regclass::oid", (f"{schema}.{p.partition}",)).fetchone()
+        assert row is not None
+        found[p.partition] = int(row[0])
+    return found
+
+
+def _checksum(
+    conn: psycopg.Connection, schema: str, table: str, columns: list[str]
+) -> tuple[int, int]:
+    """(rows, the sum of the rows' 64-bit hashes): equal sums, equal multisets of rows
+    but for a hash collision."""
+    row = conn.execute(
+        f"SELECT count(*), coalesce(sum(hash_record_extended(ROW({', '.join(columns)}), 0)), 0)"
+        f" FROM {schema}.{table}"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _source_checksums(
+    source: Instance,
+    app: str,
+    snapshot: str,
+    schema: str,
+    parts: list[Part],
+    columns: dict[str, list[str]],
+) -> dict[str, tuple[int, int]]:
+    """Row counts and checksums of the source's partitions, in the copy's snapshot."""
+    with connect(source, autocommit=True) as conn:
+        conn.execute("SELECT set_config('application_name', %s, false)", (app,))
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        found = {}
+        for part in parts:  # in the target's column order: equal rows, equal hashes
+            found[part.partition] = _checksum(conn, schema, part.partition, columns[part.partition])
+        conn.execute("ROLLBACK")
+        return found
+
+
+def _check_complete(
+    parts: list[Part],
+    expected: dict[tuple[str, bool], int],
+    catalog: Catalog,
+    chunk: int,
+    source: Instance,
+) -> None:
+    held = {(p.table, p.overlap) for p in parts}
+    missing = sorted(
+        f"{t}{' overlap' if o else ''}"
+        for (t, o), n in expected.items()
+        if n and (t, o) not in held
+    )
+    if missing:
+        raise ClusterError(
+            f"{source.name} lacks the partitions of chunk {chunk} of {catalog.name} for "
+            f"{', '.join(missing)}, though the czar counts rows there: it is not a good "
+            "replica; copy the chunk from another worker"
+        )
+
+
+def _verify(
+    built: list[Built],
+    source: dict[str, tuple[int, int]],
+    expected: dict[tuple[str, bool], int],
+    catalog: str,
+    chunk: int,
+    src: Instance,
+    tgt: Instance,
+) -> None:
+    for b in built:
+        rows, checksum = source[b.part.partition]
+        want = expected.get((b.part.table, b.part.overlap), 0)
+        if (b.rows, b.checksum) != (rows, checksum) or rows != want:
+            raise ClusterError(
+                f"copy of {b.part.partition} (chunk {chunk} of {catalog}) from {src.name} to "
+                f"{tgt.name} does not verify: the source has {rows:,} rows (checksum "
+                f"{checksum}), the copy {b.rows:,} (checksum {b.checksum}), the czar counts "
+                f"{want:,}; nothing was published: copy it again (from another replica if "
+                "the source disagrees with the czar)"
+            )
+
+
+def attach_work(schema: str, chunk: int, built: list[Built]) -> Work:
+    """The target's share of the publish: each new table becomes the chunk's partition."""
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute("SET LOCAL lock_timeout = '10s'")
+        for b in built:
+            stale = conn.execute(
+                "SELECT c.relispartition FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                (schema, b.part.partition),
+            ).fetchone()
+            if stale is not None:  # a copy no placement names (left by a lost worker)
+                if stale[0]:
+                    conn.execute(
+                        f"ALTER TABLE {schema}.{b.part.parent} DETACH PARTITION"
+                        f" {schema}.{b.part.partition}"
+                    )
+                conn.execute(f"DROP TABLE {schema}.{b.part.partition}")
+            conn.execute(f"ALTER TABLE {schema}.{b.temp} RENAME TO {b.part.partition}")
+            conn.execute(
+                f"ALTER TABLE {schema}.{b.part.parent} ATTACH PARTITION"
+                f" {schema}.{b.part.partition} FOR VALUES IN ({int(chunk)})"
+            )
+
+    return work
+
+
+def check_source_work(schema: str, built: list[Built]) -> Work:
+    """The source's share of the publish: the partitions copied are still the chunk's
+    (a load that published meanwhile replaced them), and stay so until the commit."""
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute("SET LOCAL lock_timeout = '10s'")
+        for b in built:
+            name = f"{schema}.{b.part.partition}"
+            now = conn.execute("SELECT to_regclass(%s)::oid", (name,)).fetchone()
+            if now is None or now[0] is None or int(now[0]) != b.source_oid:
+                raise ClusterError(
+                    f"{name} changed on the source while it was copied (a load published?); "
+                    "nothing was published: copy the chunk again"
+                )
+            conn.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
+
+    return work
+
+
+def drop_partitions(
+    worker: Instance, catalog: Catalog, chunk: int, *, attempts: int = 30, pause_s: float = 1.0
+) -> int:
+    """Detach and drop every partition of ``chunk`` on ``worker``; how many it dropped.
+
+    ``DETACH … CONCURRENTLY`` does not block queries of the other chunks (a plain detach
+    locks the whole table); ``DROP`` waits for the statements still reading the old
+    partition. Each waits at most ``DROP_LOCK_TIMEOUT`` at a time, ``attempts`` times.
+    """
+    schema = catalog.sql_name
+    parts = chunk_parts(catalog, chunk)
+    dropped = 0
+    with connect(worker, autocommit=True) as conn:
+        conn.execute("SELECT set_config('application_name', 'qserv_py:drop', false)")
+        conn.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+        for part in parts:
+            name = f"{schema}.{part.partition}"
+            for attempt in range(attempts):
+                try:
+                    state = conn.execute(
+                        "SELECT c.relispartition, coalesce(i.inhdetachpending, false)"
+                        " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
+                        " WHERE c.oid = to_regclass(%s)",
+                        (name,),
+                    ).fetchone()
+                    if state is None:
+                        break
+                    parent = f"{schema}.{part.parent}"
+                    if state[1]:  # an earlier concurrent detach was interrupted
+                        conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} FINALIZE")
+                    elif state[0]:
+                        conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} CONCURRENTLY")
+                    conn.execute(f"DROP TABLE {name}")
+                    dropped += 1
+                    break
+                except (pg_errors.LockNotAvailable, pg_errors.ObjectInUse) as exc:
+                    if attempt + 1 == attempts:
+                        raise ClusterError(
+                            f"could not drop {name} on {worker.name}: {_reason(exc)} (queries "
+                            f"hold it; tried {attempts} times); run the operation again later to "
+                            "finish the move"
+                        ) from exc
+                    time.sleep(pause_s)
+    return dropped
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
