@@ -10,6 +10,11 @@ an interrupted file left behind.
 
 Rows travel as binary COPY, one statement per batch and worker, from a thread per
 connection; the next batch is encoded while the previous one is being written.
+
+UNLOGGED tables are created only by :func:`create_unlogged`, in a transaction of their
+own that never waits for the client (see there): a transaction that created one and is
+rolled back by a backend outliving its killed postmaster leaves a data directory that
+crash recovery cannot start (docs/decisions.md, "Crash safety").
 """
 
 from __future__ import annotations
@@ -29,6 +34,30 @@ from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, Table, Table
 FILE_COLUMN = "_file"
 DIRINDEX_COLUMNS = ("key", CHUNK_ID, SPATIAL_INDEX, FILE_COLUMN)
 DIRINDEX_TYPES = ("bigint", "bigint", "bigint", "integer")
+
+
+def create_unlogged(conn: psycopg.Connection, statements: list[str]) -> None:
+    """Run ``statements``, which create UNLOGGED tables, in one transaction of their own.
+
+    Whatever transaction ``conn`` has open is committed first. The statements go as one
+    simple-query message in autocommit mode: the server runs them as one implicit
+    transaction and commits it without waiting for the client in between. A backend
+    notices that its postmaster died (SIGKILL) only while it waits, and then rolls back
+    its transaction, which deletes the UNLOGGED tables' init forks but keeps their main
+    forks, while the rollback's WAL record is never written: crash recovery then
+    re-creates the init forks from the WAL and fails on the main forks ("could not
+    create file ...: File exists"). A transaction that never waits is never rolled back
+    that way. (Statements that lock a table in use must come before those that create
+    storage, so that a lock wait happens before any table exists.)
+    """
+    if not statements:
+        return
+    conn.commit()
+    conn.autocommit = True
+    try:
+        conn.execute("; ".join(statements))
+    finally:
+        conn.autocommit = False
 
 
 def stage_name(txn: int, *, overlap: bool = False) -> str:
@@ -100,19 +129,19 @@ class StagingSession:
             if self.is_director:
                 overlap = f"{self.catalog.sql_name}.{overlap_table_name(self.table)}"
                 parts += self._partitioned_ddl(overlap, overlap=True)
-            for statement in parts:
-                conn.execute(statement)
-            conn.commit()
+            create_unlogged(conn, parts)
             self.partitions[worker.name] = self._existing(conn, overlap=False)
             self.overlap_partitions[worker.name] = self._existing(conn, overlap=True)
         if self.is_director:
-            czar = self._conns[self.spec.czar.name]
-            czar.execute(
-                f"CREATE UNLOGGED TABLE IF NOT EXISTS qserv_stage.{stage_name(self.txn)}_dirindex"
-                " (key bigint NOT NULL, chunk_id bigint NOT NULL, spatial_index bigint NOT NULL,"
-                f" {FILE_COLUMN} integer NOT NULL)"
+            create_unlogged(
+                self._conns[self.spec.czar.name],
+                [
+                    "CREATE UNLOGGED TABLE IF NOT EXISTS"
+                    f" qserv_stage.{stage_name(self.txn)}_dirindex (key bigint NOT NULL,"
+                    " chunk_id bigint NOT NULL, spatial_index bigint NOT NULL,"
+                    f" {FILE_COLUMN} integer NOT NULL)"
+                ],
             )
-            czar.commit()
 
     def _partitioned_ddl(self, live: str, *, overlap: bool) -> list[str]:
         name = stage_name(self.txn, overlap=overlap)
@@ -184,16 +213,19 @@ class StagingSession:
 
     def _write_worker(self, name: str, payload: WorkerPayload, commit: bool) -> None:
         conn = self._conns[name]
+        # (commits the rows of this file written so far: a resume deletes them by _file)
+        create_unlogged(
+            conn,
+            [
+                "CREATE UNLOGGED TABLE"
+                f" qserv_stage.{stage_partition(self.txn, chunk, overlap=overlap)}"
+                f" PARTITION OF qserv_stage.{stage_name(self.txn, overlap=overlap)}"
+                f" FOR VALUES IN ({int(chunk)})"
+                for chunk, overlap in [(c, False) for c in payload.new_chunks]
+                + [(c, True) for c in payload.new_overlap_chunks]
+            ],
+        )
         with conn.cursor() as cur:
-            for chunk, overlap in [(c, False) for c in payload.new_chunks] + [
-                (c, True) for c in payload.new_overlap_chunks
-            ]:
-                cur.execute(
-                    "CREATE UNLOGGED TABLE"
-                    f" qserv_stage.{stage_partition(self.txn, chunk, overlap=overlap)}"
-                    f" PARTITION OF qserv_stage.{stage_name(self.txn, overlap=overlap)}"
-                    f" FOR VALUES IN ({int(chunk)})"
-                )
             for data, overlap in ((payload.rows, False), (payload.overlap, True)):
                 if data:
                     self._copy(

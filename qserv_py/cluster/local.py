@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import tomllib
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -30,7 +31,7 @@ import tomli_w
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from qserv_py.cluster import binaries
+from qserv_py.cluster import binaries, recovery
 from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.osuser import (
     OsUser,
@@ -302,24 +303,32 @@ class LocalCluster:
     def _start_instance(self, inst: LocalInstance) -> None:
         if self._running(inst):
             return
+        recovery.clear_dead_server(self.datadir(inst), self.bindir / "postgres")
         if inst.netns is None and not _port_free(inst.port):
             raise PortInUse(
                 f"port {inst.port} of {inst.name} is taken by another process; stop that "
                 f"process, or move {inst.name} by editing port in {self.state_file} and "
                 f"{self.datadir(inst) / 'qserv.conf'}"
             )
-        result = run_as(
+        logged = recovery.log_size(self.logfile(inst))
+        result = self._pg_ctl_start(inst)
+        if result.returncode != 0 and recovery.unlogged_conflict(self.logfile(inst), logged):
+            recovery.reset_unlogged(self.datadir(inst))
+            result = self._pg_ctl_start(inst)
+        if result.returncode != 0:
+            raise ClusterError(
+                f"{inst.name} did not start: {result.stderr.strip() or result.stdout.strip()}\n"
+                f"last lines of {self.logfile(inst)}:\n{_tail(self.logfile(inst))}"
+            )
+
+    def _pg_ctl_start(self, inst: LocalInstance) -> subprocess.CompletedProcess[str]:
+        return run_as(
             self.user,
             [self.bindir / "pg_ctl", "start", "-D", self.datadir(inst), "-l",
              self.logfile(inst), "-w", "-t", "120", "-s"],
             cwd=self.root,
             netns=inst.netns,  # (initdb and stop need no network: they run where we are)
         )  # fmt: skip
-        if result.returncode != 0:
-            raise ClusterError(
-                f"{inst.name} did not start: {result.stderr.strip() or result.stdout.strip()}\n"
-                f"last lines of {self.logfile(inst)}:\n{_tail(self.logfile(inst))}"
-            )
 
     def stop(self) -> None:
         """Stop every running instance of this directory (and nothing else)."""
@@ -353,7 +362,7 @@ class LocalCluster:
             return None
         except PermissionError:
             pass  # alive, owned by the server user
-        return pid
+        return None if recovery.state(pid) in ("Z", "X") else pid  # a zombie has exited
 
     def status(self) -> list[InstanceStatus]:
         state = self._state()
