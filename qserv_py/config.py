@@ -135,6 +135,27 @@ class Settings(BaseSettings):
         "director index in memory (12 bytes a key, made after its third lookup) when it has "
         "at most this many rows, instead of asking the czar each time; 0: always the czar.",
     )
+    # --- worker health and failover (qserv_py.ops.health, qserv_py.exec.dispatch) ---
+    worker_connect_timeout_s: int = Field(
+        default=2,
+        ge=2,
+        le=60,
+        description="Seconds a connection attempt to a worker may take (libpq's minimum is "
+        "2); TCP keepalives also find a dead peer of an open session within a few seconds.",
+    )
+    health_probe_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between the background probes of the workers by each process "
+        "that plans queries (a worker seen failing is probed at once).",
+    )
+    batch_deadline_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A batch of chunks running longer than this on a worker is cancelled "
+        "and run on another replica (a hung host); make it longer than the slowest "
+        "healthy batch (16 chunks) of your catalogs.",
+    )
     admin_token: str | None = Field(
         default=None,
         description="Bearer token of the admin routes (load transactions); without one they "

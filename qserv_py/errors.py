@@ -220,6 +220,17 @@ class WorkerError(QservError):
     http_status = 502
 
 
+class ChunksUnavailable(QservError):
+    """Some chunks a query reads have no live worker: the message names the chunks and
+    the workers that are down; ``partial=true`` answers from the other chunks instead."""
+
+    http_status = 503
+
+    def __init__(self, message: str, *, chunks: tuple[int, ...], workers: tuple[str, ...]):
+        super().__init__(message)
+        self.chunks, self.workers = chunks, workers
+
+
 # --- async jobs (UWS) -----------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ czar, with the placeholder ``{partials}`` replaced by that table's name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -56,7 +57,58 @@ class ExecPlan:
     #: answers in one statement may run the worker SQL alone (the result's names come
     #: from ``columns``)
     passthrough: bool = False
+    #: the catalog whose chunks ``chunks`` lists: execution asks the czar for their other
+    #: holders when a worker fails (see qserv_py.exec.routing)
+    catalog: str | None = None
 
     @property
     def total_chunks(self) -> int:
         return sum(len(c) for c in self.chunks.values())
+
+
+_PARTITION = re.compile(r"\.qserv_part__(\w+)\b")  # a literal first: a fast scan
+
+
+def worker_sql(plan: ExecPlan, chunks: tuple[int, ...]) -> str:
+    """The statement a worker runs for ``chunks`` (see :mod:`qserv_py.exec.plan`)."""
+    template = plan.worker_sql.strip().rstrip(";")
+    if "qserv_part__" not in template:
+        return template.replace("{chunks}", _array(chunks))
+    pieces = _pieces(template)
+
+    def one(chunk: int | None) -> str:
+        text = list(pieces)
+        for i in range(1, len(pieces), 2):
+            table = pieces[i]
+            if chunk is not None and chunk in plan.partitions.get(table, ()):
+                text[i] = f"{table}_{chunk}"
+            else:
+                text[i] = f"ONLY {table}"  # a partitioned parent alone holds no rows
+        return "".join(text).replace("{chunks}", _array(() if chunk is None else (chunk,)))
+
+    if not chunks:
+        return one(None)
+    if len(chunks) == 1:
+        return one(chunks[0])
+    return " UNION ALL ".join(f"({one(c)})" for c in chunks)
+
+
+def _pieces(template: str) -> list[str]:
+    """``template`` cut at its placeholders (``catalog.qserv_part__table``): its text at
+    even indices, the tables (``catalog.table``) between them at odd ones."""
+    pieces: list[str] = []
+    end = 0
+    for match in _PARTITION.finditer(template):
+        start = match.start()  # the catalog is the word before the dot
+        while start > end and (template[start - 1].isalnum() or template[start - 1] == "_"):
+            start -= 1
+        if start == match.start():
+            continue
+        pieces += [template[end:start], f"{template[start : match.start()]}.{match[1]}"]
+        end = match.end()
+    pieces.append(template[end:])
+    return pieces
+
+
+def _array(chunks: tuple[int, ...]) -> str:
+    return f"ARRAY[{','.join(str(int(c)) for c in chunks)}]::bigint[]"

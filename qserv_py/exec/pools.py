@@ -2,7 +2,12 @@
 
 Pools (psycopg_pool) are cached per process: each keeps one idle session and at most
 ``WORKER_POOL_SIZE`` / ``CZAR_POOL_SIZE``, so they also bound how many statements a
-process runs on an instance at once (more wait up to ``POOL_TIMEOUT_S``). A lookup
+process runs on an instance at once (more wait up to ``POOL_TIMEOUT_S``). Worker
+sessions connect with the health view's short timeout and TCP keepalives
+(:func:`qserv_py.ops.health.connect_options`); a wait for a session ends as soon as the
+pool's own attempt to connect fails (a dead worker costs one connect timeout, never
+``POOL_TIMEOUT_S``), and :func:`discard` drops a failed worker's pool (a new one is made
+when the worker is used again). A lookup
 (:func:`worker_pool`, :func:`czar_pool`) for a cluster spec seen before is one dict
 access: no DSN is parsed on the query path. Pools close at exit, or with
 :func:`close_pools`, after the hooks registered with :func:`before_close` (the query
@@ -14,16 +19,19 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from qserv_py.cluster.db import connect, has_input
+from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable
+from qserv_py.ops.health import health
 
 WORKER_POOL_SIZE = 16
 CZAR_POOL_SIZE = 48
@@ -36,6 +44,24 @@ _pools: dict[tuple[int, str, str], ConnectionPool] = {}
 _lookups: dict[tuple[int, int, str, str], tuple[ClusterSpec, ConnectionPool]] = {}
 _pools_lock = threading.Lock()
 _closing: list[Callable[[], None]] = []
+#: conninfo -> (monotonic time, reason) of the last failed attempt of a pool to connect
+_failures: dict[str, tuple[float, str]] = {}
+WAIT_SLICE_S = 0.2  # a wait for a session looks at its pool's connect failures this often
+
+
+class _Connection(psycopg.Connection):
+    """A pooled session that records its pool's failed attempts to connect."""
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> _Connection:  # type: ignore[override]
+        try:
+            conn = super().connect(conninfo, **kwargs)
+        except psycopg.OperationalError as exc:
+            text = str(exc).strip()
+            _failures[conninfo] = (time.monotonic(), text.splitlines()[-1] if text else "")
+            raise
+        _failures.pop(conninfo, None)
+        return conn
 
 
 def _check(conn: psycopg.Connection) -> None:
@@ -45,27 +71,36 @@ def _check(conn: psycopg.Connection) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def _pool(instance: Instance, setup: str, size: int) -> ConnectionPool:
-    """The cached pool of ``instance``, running ``setup`` on each new session."""
+def _pool(
+    instance: Instance, setup: str, size: int, options: dict[str, Any] | None = None
+) -> ConnectionPool:
+    """The cached pool of ``instance``, running ``setup`` on each new session; ``options``
+    are libpq options of its sessions (default: a connect timeout of
+    ``CONNECT_TIMEOUT_S``)."""
     key = (os.getpid(), instance.dsn, setup)  # a forked child makes its own
     with _pools_lock:
         pool = _pools.get(key)
     if pool is not None:
         return pool
+    options = options or {"connect_timeout": CONNECT_TIMEOUT_S}
+    timeout = int(options["connect_timeout"])
 
     def configure(conn: psycopg.Connection) -> None:
         conn.execute(setup)
 
     try:  # one session first: fails fast, and says why
-        with connect(instance, autocommit=True, timeout=CONNECT_TIMEOUT_S) as conn:
+        with psycopg.connect(instance.dsn, autocommit=True, **options) as conn:
             configure(conn)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InstanceUnreachable(
+            f"cannot connect to {instance.name} ({instance.public_dsn}): {reason}"
+        ) from exc
     except psycopg.Error as exc:
         raise InstanceUnreachable(f"{instance.name}: cannot set up a session: {exc}") from exc
     pool = ConnectionPool(
         instance.dsn,
-        kwargs=dict(
-            autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="qserv_py"
-        ),
+        kwargs=dict(autocommit=True, application_name="qserv_py", **options),
         min_size=1,
         max_size=size,
         configure=configure,
@@ -73,9 +108,10 @@ def _pool(instance: Instance, setup: str, size: int) -> ConnectionPool:
         name=f"qserv_py:{instance.name}",
         timeout=POOL_TIMEOUT_S,
         open=False,
+        connection_class=_Connection,
     )
     try:
-        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        pool.open(wait=True, timeout=timeout)
     except PoolTimeout as exc:
         pool.close()
         raise InstanceUnreachable(f"cannot open sessions on {instance.name}") from exc
@@ -125,16 +161,32 @@ def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
     ``WARM_PARTITIONS_MAX``)."""
 
     def make() -> ConnectionPool:
-        worker = spec.worker(name)
-        if spec.reader_password is not None:
-            reader = worker.with_user(spec.reader_user, spec.reader_password)
-            setup = f"SET default_transaction_read_only = on; {_WARM}"
-            return _pool(reader, setup, WORKER_POOL_SIZE)
-        role = sql.Identifier(spec.reader_user).as_string()
-        setup = f"SET ROLE {role}; SET default_transaction_read_only = on; {_WARM}"
-        return _pool(worker, setup, WORKER_POOL_SIZE)
+        worker, setup = _reader(spec, name)
+        return _pool(worker, setup, WORKER_POOL_SIZE, health(spec).options)
 
     return _cached(spec, "reader", name, make)
+
+
+def _reader(spec: ClusterSpec, name: str) -> tuple[Instance, str]:
+    """Worker ``name`` reached as the read-only role, and the setup of its sessions."""
+    worker = spec.worker(name)
+    if spec.reader_password is not None:
+        reader = worker.with_user(spec.reader_user, spec.reader_password)
+        return reader, f"SET default_transaction_read_only = on; {_WARM}"
+    role = sql.Identifier(spec.reader_user).as_string()
+    return worker, f"SET ROLE {role}; SET default_transaction_read_only = on; {_WARM}"
+
+
+def discard(spec: ClusterSpec, name: str) -> None:
+    """Forget worker ``name``'s read-only pool (it failed): its sessions are closed as
+    they come back, and its attempts to reconnect stop; the next use makes a new pool."""
+    worker, setup = _reader(spec, name)
+    with _pools_lock:
+        pool = _pools.pop((os.getpid(), worker.dsn, setup), None)
+        for key in [k for k, (_, p) in _lookups.items() if p is pool]:
+            del _lookups[key]
+    if pool is not None:  # closing waits for the pool's threads: not on the caller's time
+        threading.Thread(target=pool.close, name="qserv-pool-close", daemon=True).start()
 
 
 def czar_pool(spec: ClusterSpec) -> ConnectionPool:
@@ -172,13 +224,22 @@ atexit.register(close_pools)
 @contextmanager
 def borrow(pool: ConnectionPool, wait: float = POOL_TIMEOUT_S) -> Iterator[psycopg.Connection]:
     """A session of ``pool`` for the block; InstanceUnreachable if none comes in ``wait`` s."""
-    try:
-        conn = pool.getconn(wait)
-    except PoolTimeout as exc:
-        raise InstanceUnreachable(
-            f"no session on {pool.name.removeprefix('qserv_py:')} within {wait:.3g} s: it "
-            f"is unreachable, or all {pool.max_size} sessions of this process are busy"
-        ) from exc
+    started = time.monotonic()
+    deadline = started + wait
+    while True:
+        try:
+            conn = pool.getconn(max(min(WAIT_SLICE_S, deadline - time.monotonic()), 0.001))
+            break
+        except PoolTimeout as exc:
+            name = pool.name.removeprefix("qserv_py:")
+            failed = _failures.get(str(pool.conninfo))
+            if failed is not None and failed[0] >= started:
+                raise InstanceUnreachable(f"cannot connect to {name}: {failed[1]}") from exc
+            if time.monotonic() >= deadline:
+                raise InstanceUnreachable(
+                    f"no session on {name} within {wait:.3g} s: it is unreachable, or all "
+                    f"{pool.max_size} sessions of this process are busy"
+                ) from exc
     try:
         yield conn
     finally:

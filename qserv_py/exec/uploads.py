@@ -3,14 +3,16 @@
 :func:`execute` takes any plan. One that reads uploads
 (:class:`~qserv_py.query.uploads.UploadPlan`) first gets its rows: prepared by the planner
 when it had the uploads' data, else prepared here from ``uploads`` (a cross-match's
-targets partitioned to chunks; the chunk set narrowed to chunks with targets). Then, on
-each worker the plan reads, as the admin user, in one transaction: an UNLOGGED table
-``qserv_upload.u<unix time>_<random>_<n>`` per upload (a cross-match's table holds only
-the copies for that worker's chunks, sorted by chunk and range, with an index on the
-chunk), filled by binary COPY, analyzed, readable by the read-only role. The worker SQL
-gets those names in place of the planner's tokens, and
-:func:`qserv_py.exec.dispatch.execute` runs it. The tables are dropped whatever happens;
-:func:`sweep` drops leftovers of a crashed process (the service runs it at start).
+targets partitioned to chunks; the chunk set narrowed to chunks with targets). Then
+:func:`qserv_py.exec.dispatch.execute` runs it, with the worker SQL naming this run's
+tables in place of the planner's tokens; before a worker first reads (execution routes
+chunks to live workers only), its tables are made there, as the admin user, in one
+transaction: an UNLOGGED table ``qserv_upload.u<unix time>_<random>_<n>`` per upload (a
+cross-match's table holds only the copies for that worker's chunks, sorted by chunk and
+range, with an index on the chunk), filled by binary COPY, analyzed, readable by the
+read-only role. A worker that takes over chunks of a failed one gets their rows then.
+The tables are dropped whatever happens; :func:`sweep` drops leftovers of a crashed
+process (the service runs it at start).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from qserv_py.errors import InstanceUnreachable, QservError, QueryError, WorkerE
 from qserv_py.exec import dispatch, pools
 from qserv_py.exec.dispatch import QueryResult
 from qserv_py.exec.plan import ExecPlan
+from qserv_py.exec.run import Failure
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.query.uploads import (
     CHUNK,
@@ -77,12 +80,46 @@ def execute(
     plan = _narrowed(plan, shipments)
     stamp = f"u{int(time.time())}_{secrets.token_hex(5)}"
     names = {use.token: f"{stamp}_{i}" for i, use in enumerate(plan.uploads)}
-    workers = _workers(spec, plan)
+    shipper = _Shipper(spec, plan, shipments, names)
     try:
-        on_each(workers, lambda w: _ship(spec, w, plan, shipments, names))
-        return dispatch.execute(spec, replace(plan, worker_sql=_named(plan, names)), **options)
+        named = replace(plan, worker_sql=_named(plan, names))
+        return dispatch.execute(spec, named, prepare=shipper.prepare, **options)
     finally:
-        on_each(workers, lambda w: _drop(spec, w, list(names.values())))
+        shipper.drop()
+
+
+class _Shipper:
+    """Ships a run's uploads to each worker before it reads them: on its first use the
+    tables with the rows of the chunks it is to read (all rows of an upload that is not
+    a cross-match's), then the rows of any chunk it takes over from a failed worker."""
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        plan: UploadPlan,
+        shipments: Mapping[str, pa.Table],
+        names: Mapping[str, str],
+    ) -> None:
+        self.spec, self.plan, self.shipments, self.names = spec, plan, shipments, names
+        self.shipped: dict[str, set[int]] = {}  # worker -> chunks shipped there
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, worker: str, chunks: tuple[int, ...]) -> None:
+        with self._lock:
+            lock = self._locks.setdefault(worker, threading.Lock())
+        with lock:
+            done = self.shipped.get(worker)
+            new = [c for c in chunks if done is None or c not in done]
+            if done is not None and not new:
+                return
+            _ship(self.spec, self.spec.worker(worker), self.plan, self.shipments, self.names,
+                  new, create=done is None)  # fmt: skip
+            self.shipped.setdefault(worker, set()).update(new)
+
+    def drop(self) -> None:
+        workers = [self.spec.worker(w) for w in self._locks]
+        on_each(workers, lambda w: _drop(self.spec, w, list(self.names.values())))
 
 
 def _shipments(plan: UploadPlan, uploads: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
@@ -111,16 +148,6 @@ def _narrowed(plan: UploadPlan, shipments: Mapping[str, pa.Table]) -> UploadPlan
     reachable = set.intersection(*(shipment_chunks(shipments[u.token]) for u in matches))
     chunks = {w: tuple(c for c in cs if c in reachable) for w, cs in plan.chunks.items()}
     return replace(plan, chunks={w: cs for w, cs in chunks.items() if cs})
-
-
-def _workers(spec: ClusterSpec, plan: ExecPlan) -> list[Instance]:
-    """The workers that read the uploads (as dispatch chooses them)."""
-    names = set(w for w, cs in plan.chunks.items() if cs)
-    if plan.replicated_worker is not None:
-        names = {plan.replicated_worker}
-    elif not names:  # an empty chunk set: dispatch still asks a worker for the columns
-        names = {spec.workers[0].name}
-    return [w for w in spec.workers if w.name in names]
 
 
 def _named(plan: ExecPlan, names: Mapping[str, str]) -> str:
@@ -173,9 +200,13 @@ def _ship(
     plan: UploadPlan,
     shipments: Mapping[str, pa.Table],
     names: Mapping[str, str],
+    chunks: list[int],
+    *,
+    create: bool,
 ) -> None:
-    """Make the plan's upload tables on ``worker``, in one transaction."""
-    chunks = pa.array(plan.chunks.get(worker.name, ()), pa.int64())
+    """Make the plan's upload tables on ``worker`` (``create``), or add to them, in one
+    transaction: a cross-match's rows of ``chunks``, every row of the others."""
+    wanted = pa.array(chunks, pa.int64())
     where = "?"
     try:
         with _admin(spec, worker) as conn, conn.transaction():
@@ -183,9 +214,13 @@ def _ship(
                 where = use.name
                 rows = shipments[use.token]
                 if use.xmatch is not None:
-                    rows = rows.filter(pc.is_in(rows.column(CHUNK), value_set=chunks))
-                _store(conn, spec, use, names[use.token], rows)
+                    rows = rows.filter(pc.is_in(rows.column(CHUNK), value_set=wanted))
+                elif not create:
+                    continue  # all its rows are there
+                _store(conn, spec, use, names[use.token], rows, create=create)
     except psycopg.Error as exc:
+        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P", "53300", "58")):
+            raise Failure(worker.name, exc) from exc  # the worker's failure: fail over
         message = getattr(exc.diag, "message_primary", None) or str(exc).strip()
         raise WorkerError(
             f"worker {worker.name}: cannot store the upload {where}: {message}"
@@ -193,7 +228,13 @@ def _ship(
 
 
 def _store(
-    conn: psycopg.Connection, spec: ClusterSpec, use: UploadUse, name: str, rows: pa.Table
+    conn: psycopg.Connection,
+    spec: ClusterSpec,
+    use: UploadUse,
+    name: str,
+    rows: pa.Table,
+    *,
+    create: bool = True,
 ) -> None:
     table = sql.Identifier(SCHEMA, name)
     columns = [n for n, _ in use.columns]
@@ -201,7 +242,8 @@ def _store(
     definition = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in use.columns
     )
-    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, definition))
+    if create:
+        conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, definition))
     into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         table, sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -216,7 +258,7 @@ def _store(
                 raise QueryError(f"upload {use.name}: {exc}") from exc
             copy.write(data)
         copy.write(TRAILER)
-    if use.xmatch is not None:  # rows come sorted by chunk: a BRIN index finds a chunk's
+    if use.xmatch is not None and create:  # sorted by chunk: a BRIN index finds a chunk's
         conn.execute(
             sql.SQL("CREATE INDEX ON {} USING brin ({}) WITH (pages_per_range = 4)").format(
                 table, sql.Identifier(CHUNK)
@@ -225,9 +267,10 @@ def _store(
     # statistics from a small sample: enough for the planner, at a tenth of the cost
     conn.execute("SET LOCAL default_statistics_target = 10")
     conn.execute(sql.SQL("ANALYZE {}").format(table))
-    conn.execute(
-        sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(spec.reader_user))
-    )
+    if create:
+        conn.execute(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(spec.reader_user))
+        )
 
 
 def _drop(spec: ClusterSpec, worker: Instance, names: list[str]) -> None:

@@ -128,4 +128,5 @@ def _plan_select(
         oracle_sql,
         partitions=ctx.states[refs[0].catalog.sql_name].partitions,
         passthrough=parts.passthrough and uploads is None,
+        catalog=refs[0].catalog.sql_name,
     )
