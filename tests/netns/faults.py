@@ -1,5 +1,6 @@
 """Faults injected for real into a local cluster: a killed postmaster, a hung host
-(SIGSTOP of the postmaster and all its children), a cut link (its veth down).
+(SIGSTOP of the postmaster and all its children), a cut link (its veth down), a narrow
+link (a tbf qdisc on both ends of its veth; latency comes from tests.netns.proxy).
 
 :class:`Faults` remembers what it did, and :meth:`Faults.heal` undoes all of it (links
 up, processes continued, killed instances started again), so a session's cluster is
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from qserv_py.cluster.local import LocalCluster, LocalInstance
-from tests.netns.topology import Topology, ip
+from tests.netns.topology import NetnsError, Topology, ip
 
 WAIT_S = 60.0  # the longest a fault may take to show (a process to die): not a margin
 
@@ -37,6 +40,7 @@ class Faults:
         self.on_start = on_start  # called after heal() restarted instances (record pids)
         self.stopped: dict[str, list[int]] = {}  # hung instance → the pids stopped
         self.cut_links: set[str] = set()
+        self.throttled: set[str] = set()
         self.killed: dict[str, list[int]] = {}  # killed instance → its processes then
 
     def instance(self, name: str) -> LocalInstance:
@@ -117,6 +121,24 @@ class Faults:
         finally:
             self.restore(name)
 
+    # --- a narrow link -----------------------------------------------------------------
+
+    def throttle(self, name: str, rate: str = "8mbit") -> None:
+        """Limit host ``name``'s link to ``rate`` (tc units) in each direction."""
+        host = self._topology.hosts[name]
+        self.throttled.add(name)
+        for where in ((), ("-n", host.netns)):
+            dev = host.peer if where else host.veth
+            _tc(*where, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
+                "burst", "32kb", "latency", "10s")  # fmt: skip
+
+    def unthrottle(self, name: str) -> None:
+        host = self._topology.hosts[name]
+        for where in ((), ("-n", host.netns)):
+            dev = host.peer if where else host.veth
+            _tc(*where, "qdisc", "del", "dev", dev, "root")
+        self.throttled.discard(name)
+
     @property
     def _topology(self) -> Topology:
         if self.topology is None:
@@ -129,6 +151,8 @@ class Faults:
         """Undo every fault: links up, hung processes continued, killed instances started."""
         for name in list(self.cut_links):
             self.restore(name)
+        for name in list(self.throttled):
+            self.unthrottle(name)
         for name in list(self.stopped):
             self.resume(name)
         if self.killed:
@@ -165,6 +189,13 @@ def descendants(pid: int) -> list[int]:
         found.extend(below)
         todo.extend(below)
     return found
+
+
+def _tc(*args: str) -> None:
+    tc = shutil.which("tc") or "/usr/sbin/tc"
+    result = subprocess.run([tc, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise NetnsError(f"`tc {' '.join(args)}` failed: {result.stderr.strip()}")
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

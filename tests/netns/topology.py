@@ -89,11 +89,9 @@ class Topology:
     """
 
     def __init__(self, names: Sequence[str] = ("czar", "worker1", "worker2", "worker3")) -> None:
-        if not 0 < len(names) <= 10 or len(set(names)) != len(names):
-            raise ValueError(f"1 to 10 distinct host names, not {list(names)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"host names repeat: {list(names)}")
         self.tag = f"{PREFIX}{os.getpid():x}g{next(_counter)}"
-        if len(self.tag) > 12:  # interface names: tag + "h9" within IFNAMSIZ - 1 = 15
-            raise NetnsError(f"topology tag {self.tag!r} too long for interface names")
         self.bridge = f"{self.tag}br"
         self.names = tuple(names)
         self.subnet: ipaddress.IPv4Network | None = None
@@ -150,20 +148,30 @@ class Topology:
             ip("link", "add", self.bridge, "type", "bridge")
             ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
             ip("link", "set", self.bridge, "up")
-        for i, name in enumerate(self.names):
-            host = Host(
-                name, f"{self.tag}-{name}", str(self._subnet[10 + i]),
-                f"{self.tag}h{i}", f"{self.tag}n{i}",
-            )  # fmt: skip
-            self.hosts[name] = host
-            ip("netns", "add", host.netns)
-            ip("link", "add", host.veth, "type", "veth", "peer", "name", host.peer,
-               "netns", host.netns)  # fmt: skip
-            ip("link", "set", host.veth, "master", self.bridge)
-            ip("link", "set", host.veth, "up")
-            ip("-n", host.netns, "link", "set", "lo", "up")
-            ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", host.peer)
-            ip("-n", host.netns, "link", "set", host.peer, "up")
+        for name in self.names:
+            self.add(name)
+
+    def add(self, name: str) -> Host:
+        """A new host ``name`` on the bridge (e.g. for a worker added to a running cluster)."""
+        if name in self.hosts:
+            raise ValueError(f"host {name!r} exists already")
+        i = len(self.hosts)
+        if len(f"{self.tag}h{i}") > 15 or 10 + i > 254:  # IFNAMSIZ - 1; the /24
+            raise NetnsError(f"topology {self.tag} has no room for a host #{i + 1}")
+        host = Host(
+            name, f"{self.tag}-{name}", str(self._subnet[10 + i]),
+            f"{self.tag}h{i}", f"{self.tag}n{i}",
+        )  # fmt: skip
+        self.hosts[name] = host  # before making it: close() removes what exists by name
+        ip("netns", "add", host.netns)
+        ip("link", "add", host.veth, "type", "veth", "peer", "name", host.peer,
+           "netns", host.netns)  # fmt: skip
+        ip("link", "set", host.veth, "master", self.bridge)
+        ip("link", "set", host.veth, "up")
+        ip("-n", host.netns, "link", "set", "lo", "up")
+        ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", host.peer)
+        ip("-n", host.netns, "link", "set", host.peer, "up")
+        return host
 
     def close(self) -> list[int]:
         """Remove every namespace, link and the bridge; the pids it had to kill."""

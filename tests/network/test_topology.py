@@ -106,15 +106,17 @@ def _tcp_from(topology: Topology, name: str, address: str, port: int) -> str:
     return result.stdout.strip() or result.stderr.strip()
 
 
-def test_a_cut_link(faults: Faults, net_spec: ClusterSpec) -> None:
+def test_a_cut_link(faults: Faults, net_spec: ClusterSpec, topology: Topology) -> None:
     worker = net_spec.worker("worker2")
     assert _answers(worker)
     faults.cut("worker2")
+    assert not topology.link_up("worker2")
     with pytest.raises(psycopg.OperationalError):
         _connect(worker)
     assert faults.postmaster("worker2") > 0  # the host lives on behind its cut link
     assert _answers(net_spec.worker("worker1"))  # the others are still reachable
     faults.restore("worker2")
+    assert topology.link_up("worker2")
     assert _answers(worker)
 
 
@@ -138,9 +140,30 @@ def test_a_killed_worker(faults: Faults, net_spec: ClusterSpec) -> None:
     assert state(pid) in ("gone", "Z")
     with pytest.raises(psycopg.OperationalError):
         _connect(worker)
-    faults.heal()  # started again (and its pid recorded)
-    assert faults.postmaster("worker1") != pid
+    faults.heal()  # started again
+    new = faults.postmaster("worker1")
+    assert new != pid
     assert _answers(worker)
+    # recorded for the end-of-session check (by the conftest module pytest loaded)
+    assert new in sys.modules["tests.conftest"]._STARTED_PIDS
+
+
+def test_a_narrow_link(faults: Faults, net_client: Client, topology: Topology) -> None:
+    text = "SELECT objectId, ccdVisitId, psfFlux FROM ForcedSource ORDER BY forcedSourceId"
+    healthy = net_client.query(text).to_pylist()
+    faults.throttle("worker2", "4mbit")
+    host = topology.hosts["worker2"]
+    assert "tbf" in _tc_show(host.veth) and "tbf" in _tc_show(host.peer, host.netns)
+    assert net_client.query(text).to_pylist() == healthy
+    faults.unthrottle("worker2")
+    assert "tbf" not in _tc_show(host.veth) + _tc_show(host.peer, host.netns)
+
+
+def _tc_show(dev: str, netns: str | None = None) -> str:
+    where = ["-n", netns] if netns else []
+    return subprocess.run(
+        ["tc", *where, "qdisc", "show", "dev", dev], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_a_slow_link(net_client: Client, net_spec: ClusterSpec, topology: Topology) -> None:
@@ -198,8 +221,9 @@ def _echo_once(server: socket.socket) -> None:
 
 
 def test_the_topology_removes_all_it_made(netns_ok: None) -> None:
-    topo = Topology(("a", "b"))
+    topo = Topology(("a",))
     with pytest.raises(RuntimeError, match="inside"), topo:  # removed after a failure too
+        topo.add("b")
         spaces, links = made_by(topo.tag)
         assert sorted(spaces) == sorted(h.netns for h in topo.hosts.values())
         assert topo.bridge in links and all(h.veth in links for h in topo.hosts.values())
