@@ -20,6 +20,7 @@ from qserv_py.cluster.metadata import initialize_cluster
 from qserv_py.cluster.spec import ClusterSpec, cluster_file_path, read_cluster_file
 from qserv_py.config import Settings, load_settings
 from qserv_py.errors import ConfigError, PortInUse, QservError
+from qserv_py.ops.commands import add_commands
 from qserv_py.schema import default_catalog_path, load_catalog
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -666,6 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("kill", help="kill a running query (and its worker statements)")
     p.add_argument("id", type=int)
     p.set_defaults(handler=cmd_kill)
+
+    add_commands(sub)  # worker, replicate, rebalance (qserv_py.ops.commands)
 
     p = sub.add_parser("serve", help="serve TAP, REST and admin routes over HTTP")
     _service_options(p, log_level="info")

@@ -420,7 +420,7 @@ class LocalCluster:
         try:
             pwfile.write_text(password + "\n")
             os.chmod(pwfile, 0o600)
-            give_to(self.user, pwfile)
+            os.chown(pwfile, self.user.uid, self.user.gid)  # initdb runs as the server user
             try:
                 self._initdb(inst, self.bindir, self.user, settings)
             finally:

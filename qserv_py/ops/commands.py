@@ -1,0 +1,212 @@
+"""The cluster-operation commands of ``qserv-py``: ``worker``, ``replicate``, ``rebalance``.
+
+Thin, as the rest of the CLI (:mod:`qserv_py.cli`, which registers them with
+:func:`add_commands`): each parses its arguments, calls :mod:`qserv_py.ops`, prints the
+progress on stderr and a summary (or ``--json``) on stdout. They work the same on a local
+cluster directory and on a remote cluster file; only ``worker add --local`` and
+``worker remove --purge`` need a local cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qserv_py.cluster.local import LocalCluster
+from qserv_py.cluster.spec import read_cluster_file
+from qserv_py.config import Settings
+from qserv_py.errors import ConfigError
+from qserv_py.ops import workers
+
+#: exit status of an operation that finished but could not restore everything
+INCOMPLETE = 3
+
+
+def _progress(*parts: object) -> None:
+    """Progress of an operation, one line each, on stderr (stdout holds the result)."""
+    print(" ".join(str(p) for p in parts), file=sys.stderr, flush=True)
+
+
+def _local(settings: Settings) -> LocalCluster | None:
+    cluster = LocalCluster(Path(settings.cluster))
+    return cluster if Path(settings.cluster).is_dir() and cluster.exists() else None
+
+
+def _as_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_as_json(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _summary(report: Any) -> str:
+    """A report's own text if it has one, else its fields, one a line."""
+    if type(report).__str__ is not object.__str__ and not dataclasses.is_dataclass(report):
+        return str(report)
+    if hasattr(report, "summary") and callable(report.summary):
+        return str(report.summary())
+    lines = []
+    for key, value in _as_json(report).items():
+        shown = f"{len(value)} items" if isinstance(value, list) and len(value) > 5 else value
+        lines.append(f"  {key}: {shown}")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace, title: str, report: Any) -> None:
+    if args.json:
+        print(json.dumps(_as_json(report), indent=2))
+    else:
+        print(f"{title}\n{_summary(report)}")
+
+
+# --- worker ------------------------------------------------------------------------------
+
+
+def cmd_worker_list(args: argparse.Namespace, settings: Settings) -> int:
+    found = workers.list_workers(read_cluster_file(settings.cluster))
+    if args.json:
+        print(json.dumps([w.to_json() for w in found], indent=2))
+        return 0
+    print(f"{'NAME':<12} {'STATE':<12} {'CHUNKS':>7} {'ROWS':>14}  DSN")
+    for w in found:
+        note = "" if w.in_file else "  (not in the cluster file)"
+        print(f"{w.name:<12} {w.state:<12} {w.chunks:>7} {w.rows:>14,}  {w.dsn}{note}")
+    return 0
+
+
+def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.dsn is None) == (not args.local):
+        raise ConfigError("give a worker's DSN, or --local to start a new local instance")
+    if args.local:
+        cluster = _local(settings)
+        if cluster is None:
+            raise ConfigError(
+                f"--local needs a local cluster directory; {settings.cluster} is not one: "
+                "give the new server's DSN instead"
+            )
+        if args.name:
+            raise ConfigError("--name: a local instance is named workerN by the cluster")
+        info = workers.add_local_worker(cluster, settings, progress=_progress)
+    else:
+        spec = read_cluster_file(settings.cluster)
+        info = workers.add_worker(spec, args.dsn, settings, name=args.name, progress=_progress)
+    if args.json:
+        print(json.dumps(info.to_json(), indent=2))
+    else:
+        print(
+            f"added worker {info.name} ({info.dsn}), active, holding no chunks yet: move some "
+            "there with `qserv-py rebalance`"
+        )
+    return 0
+
+
+def cmd_worker_drain(args: argparse.Namespace, settings: Settings) -> int:
+    spec = read_cluster_file(settings.cluster)
+    report = workers.drain_worker(spec, args.name, progress=_progress)
+    _show(args, f"drained worker {args.name}: remove it with `qserv-py worker remove "
+          f"{args.name}`", report)  # fmt: skip
+    return 0
+
+
+def cmd_worker_remove(args: argparse.Namespace, settings: Settings) -> int:
+    spec = read_cluster_file(settings.cluster)
+    local = _local(settings)
+    if args.purge and local is None:
+        raise ConfigError(
+            "--purge deletes a local instance's data directory; the database of a remote "
+            "worker is never touched (drop it on its server)"
+        )
+    if not args.lost:
+        info = workers.remove_worker(spec, args.name, local=local, purge=args.purge)
+        if args.json:
+            print(json.dumps(info.to_json(), indent=2))
+        else:
+            kept = "" if local is None or args.purge else f" (its data is kept in {local.root})"
+            print(f"removed worker {info.name}{kept}")
+        return 0
+    report = workers.remove_lost_worker(spec, args.name, local=local, progress=_progress)
+    if args.json:
+        print(json.dumps(_as_json(report), indent=2))
+    else:
+        print(f"worker {report.worker} declared lost: its {report.chunks} copies stop counting")
+        if report.replication is not None:
+            print(f"replication:\n{_summary(report.replication)}")
+        if report.lost_chunks:
+            chunks = ", ".join(f"{c}:{k}" for c, k in report.lost_chunks)
+            print(
+                f"LOST DATA: {len(report.lost_chunks)} chunks had no other copy (catalog:chunk): "
+                f"{chunks}; queries reading them fail until they are loaded again"
+            )
+        if report.replication_error:
+            print(f"not done: {report.replication_error}")
+        print("removed it from the cluster" if report.removed else "it stays registered as lost")
+    return INCOMPLETE if report.lost_chunks or report.replication_error else 0
+
+
+# --- replicate and rebalance ------------------------------------------------------------------
+
+
+def cmd_replicate(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.ops.replicate import replicate
+
+    spec = read_cluster_file(settings.cluster)
+    report = replicate(spec, catalog=args.catalog, level=args.level, progress=_progress)
+    _show(args, "replication:", report)
+    return 0
+
+
+def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.ops.rebalance import rebalance
+
+    spec = read_cluster_file(settings.cluster)
+    report = rebalance(spec, catalog=args.catalog, progress=_progress)
+    _show(args, "rebalance:", report)
+    return 0
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``worker``, ``replicate`` and ``rebalance`` on the CLI's subparsers."""
+    Handler = Callable[[argparse.Namespace, Settings], int]
+
+    def command(parent: Any, name: str, handler: Handler, help_text: str) -> Any:
+        p = parent.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="the result as JSON")
+        p.set_defaults(handler=handler)
+        return p
+
+    worker = sub.add_parser("worker", help="add, drain, remove and list workers")
+    wsub = worker.add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(wsub, "list", cmd_worker_list, "every worker: state, chunks, rows")
+    p = command(wsub, "add", cmd_worker_add, "add a PostgreSQL server (or a local instance)")
+    p.add_argument("dsn", nargs="?", help="the new worker's database, e.g. postgresql://...")
+    p.add_argument("--name", help="its name (default: workerN)")
+    p.add_argument("--local", action="store_true", help="start a new instance of a local cluster")
+    p = command(wsub, "drain", cmd_worker_drain, "move every chunk off a worker")
+    p.add_argument("name")
+    p = command(wsub, "remove", cmd_worker_remove, "remove a worker that holds no chunk")
+    p.add_argument("name")
+    p.add_argument(
+        "--lost",
+        action="store_true",
+        help="its host is gone: forget its copies and copy its chunks again from the others",
+    )
+    p.add_argument("--purge", action="store_true", help="delete a local instance's data too")
+
+    p = command(sub, "replicate", cmd_replicate, "copy chunks until each has its level")
+    p.add_argument("--catalog", help="only this catalog")
+    p.add_argument("--level", type=int, help="set the catalog's replication level first")
+    p = command(sub, "rebalance", cmd_rebalance, "even out rows per worker (moves chunks)")
+    p.add_argument("--catalog", help="only this catalog")
