@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ import qserv_py
 from qserv_py.client import Client
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.exec import pools
 from tests.netns import (
     DelayProxy,
     Faults,
@@ -172,21 +174,19 @@ def test_a_slow_link(net_client: Client, net_spec: ClusterSpec, topology: Topolo
         "SELECT COUNT(*) AS n FROM ForcedSource",
     )
     healthy = [net_client.query(text).to_pylist() for text in queries]
-    proxies = [
-        DelayProxy(target_of(w), delay=0.02, listen=topology.gateway).start()
-        for w in net_spec.workers
-    ]
-    try:
-        slow = net_spec
-        for worker, proxy in zip(net_spec.workers, proxies, strict=True):
+    slow = net_spec
+    with ExitStack() as stack:
+        proxies = []
+        for worker in net_spec.workers:
+            proxy = DelayProxy(target_of(worker), delay=0.02, listen=topology.gateway)
+            proxies.append(stack.enter_context(proxy))
             slow = spec_through(slow, worker.name, proxy)
+        for worker in slow.workers:  # (first out) else its pools go on reconnecting
+            stack.callback(pools.discard, slow, worker.name)
         assert {target_of(w)[0] for w in slow.workers} == {topology.gateway}
         client = qserv_py.connect(slow, default_catalog="net")
         assert [client.query(text).to_pylist() for text in queries] == healthy
         assert all(p.connections > 0 for p in proxies), [p.connections for p in proxies]
-    finally:
-        for proxy in proxies:
-            proxy.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("delay-proxy")]
 
 
