@@ -27,6 +27,7 @@ coordinator.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,7 @@ from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.twophase import commit_two_phase
 from qserv_py.errors import ClusterError, UnknownWorker, WorkerOpError
 from qserv_py.ops import copy as chunk_copy
+from qserv_py.schema.felis import parse_catalog
 from qserv_py.schema.model import Catalog, TableKind
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,22 @@ def _with(report: CopyReport, **changes: object) -> CopyReport:
     return replace(report, **changes)  # type: ignore[arg-type]
 
 
+def catalog_model(czar: psycopg.Connection, name: str) -> Catalog:
+    """The catalog ``name`` as registered on the czar (parsed once per schema text: a
+    replication pass asks for it per chunk)."""
+    row = czar.execute(
+        "SELECT schema_yaml, spelling FROM qserv_meta.catalogs WHERE name = lower(%s)", (name,)
+    ).fetchone()
+    if row is None:
+        return get_catalog(czar, name)  # raises UnknownCatalog, naming the known ones
+    return _parsed(str(row[0]), str(row[1]))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str, spelling: str) -> Catalog:
+    return parse_catalog(text, f"catalog {spelling}")
+
+
 @contextlib.contextmanager
 def chunk_lock(czar: psycopg.Connection, catalog: str, chunk: int) -> Iterator[None]:
     """Hold the chunk's advisory lock on ``czar`` (autocommit); WorkerOpError if another
@@ -162,7 +180,7 @@ def _transfer(
     if source == target:
         raise WorkerOpError(f"cannot copy chunk {chunk} from {source} to itself")
     with connect(spec.czar, autocommit=True) as czar:
-        catalog = get_catalog(czar, catalog_name)
+        catalog = catalog_model(czar, catalog_name)
         name = catalog.sql_name
         with chunk_lock(czar, name, chunk):
             holders = _holders(czar, name, chunk)
@@ -470,7 +488,7 @@ def finish_moves(
                     stack.enter_context(chunk_lock(czar, record.catalog, record.chunk))
                 except WorkerOpError:
                     continue  # its coordinator is at work
-                if _finish(spec, czar, get_catalog(czar, record.catalog), record):
+                if _finish(spec, czar, catalog_model(czar, record.catalog), record):
                     done.append(record.id)
         return done
 
@@ -548,6 +566,6 @@ def resume(
                     stack.enter_context(chunk_lock(czar, record.catalog, record.chunk))
                 except WorkerOpError:
                     continue
-                catalog = get_catalog(czar, record.catalog)
+                catalog = catalog_model(czar, record.catalog)
                 settled += _abandon(spec, czar, catalog, record.id, record.target, None)
     return settled + len(finish_moves(spec, grace_s=grace_s, query_wait_s=query_wait_s))
