@@ -43,6 +43,17 @@ class TapParams:
         except ValueError:
             raise QueryRefused(f"{name.upper()}={value!r} is not an integer") from None
 
+    def flag(self, name: str) -> bool:
+        """A boolean parameter (true/false, yes/no, 1/0; absent: false)."""
+        value = self.get(name)
+        if value is None or value.strip() == "":
+            return False
+        found = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        key = value.strip().lower()
+        if key not in found:
+            raise QueryRefused(f"{name.upper()}={value!r} is not a boolean; give true or false")
+        return found[key]
+
     def add(self, name: str, value: str) -> None:
         self.values.setdefault(name.lower(), []).append(value)
 

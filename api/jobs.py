@@ -182,6 +182,7 @@ class Jobs(JobStore):
             timeout_s=float(job.execution_duration),
             owner=owner_of(job.id),
             uploads=request_uploads(params, self.settings),
+            partial=params.flag("partial"),
         )
 
     def _outcome(self, job: Job) -> tuple[str, dict[str, object]]:

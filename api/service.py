@@ -52,6 +52,16 @@ class Outcome:
     seconds: float
     #: (name, value) INFO elements a VOTable result carries besides QUERY_STATUS
     info: tuple[tuple[str, str], ...] = field(default=())
+    #: chunks a partial query left out (no live replica): the result is incomplete
+    missing_chunks: tuple[int, ...] = ()
+
+
+def incomplete_info(missing: tuple[int, ...]) -> tuple[tuple[str, str], ...]:
+    """The INFO of a partial result: which chunks (HEALPix NUNIQ ids) it lacks."""
+    if not missing:
+        return ()
+    chunks = " ".join(map(str, missing))
+    return (("QUERY_INCOMPLETE", f"no live replica of chunks (HEALPix NUNIQ) {chunks}"),)
 
 
 def language(value: str | None) -> str:
@@ -106,6 +116,7 @@ class Service:
         timeout_s: float | None = None,
         owner: str = "",
         uploads: Mapping[str, Upload] | None = None,
+        partial: bool = False,
     ) -> Outcome:
         """Plan and run a query with the service's limits (``maxrec`` already capped);
         ``uploads`` are the tables it reads as ``TAP_UPLOAD.<name>`` (``read_uploads``)."""
@@ -119,8 +130,16 @@ class Service:
             owner=owner,
             timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
             max_rows=self.maxrec(maxrec),
+            partial=partial,
         )
-        return Outcome(result.table, result.truncated, result.query_id, result.seconds)
+        return Outcome(
+            result.table,
+            result.truncated,
+            result.query_id,
+            result.seconds,
+            incomplete_info(result.missing_chunks),
+            result.missing_chunks,
+        )
 
     def close(self) -> None:
         close_pools()  # the query and the upload sessions

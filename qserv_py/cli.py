@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
@@ -22,6 +23,9 @@ from qserv_py.config import Settings, load_settings
 from qserv_py.errors import ConfigError, PortInUse, QservError
 from qserv_py.ops.commands import add_commands
 from qserv_py.schema import default_catalog_path, load_catalog
+
+if TYPE_CHECKING:
+    from qserv_py.ops.status import ClusterStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -70,17 +74,48 @@ def cmd_cluster_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cluster_status(args: argparse.Namespace, settings: Settings) -> int:
-    rows = LocalCluster(settings.cluster).status()
+    """The local instances (for a local cluster), then every worker's health, what it
+    holds, and the chunks lacking replicas now (any cluster)."""
+    from dataclasses import asdict
+
+    from qserv_py.ops.status import cluster_status
+
+    local = LocalCluster(settings.cluster)
+    rows = local.status() if local.exists() else []
+    spec = _spec(settings) if not rows or rows[0].up else None
+    health = cluster_status(spec) if spec is not None else None
     if getattr(args, "json", False):
-        print(json.dumps([vars(r) for r in rows], indent=2))
+        shown: dict[str, object] = {"instances": [vars(r) for r in rows]}
+        if health is not None:
+            shown |= asdict(health) | {"status": health.status}
+        print(json.dumps(shown, indent=2))
     else:
-        print(f"{'NAME':<10} {'ROLE':<7} {'PORT':>6} {'STATE':<5} {'PID':>8} {'VERSION':<8} DATA")
+        if rows:
+            head = f"{'NAME':<10} {'ROLE':<7} {'PORT':>6} {'STATE':<5} {'PID':>8} {'VERSION':<8}"
+            print(f"{head} DATA")
         for r in rows:
             print(
                 f"{r.name:<10} {r.role:<7} {r.port:>6} {'up' if r.up else 'down':<5} "
                 f"{r.pid or '-':>8} {r.version:<8} {_size(r.data_bytes)}"
             )
-    return 0 if all(r.up for r in rows) else 3
+        if health is not None:
+            _print_health(health)
+    ok = all(r.up for r in rows) and (health is None or health.healthy)
+    return 0 if ok else 3
+
+
+def _print_health(health: ClusterStatus) -> None:
+    print(f"\n{'WORKER':<12} {'HEALTH':<9} {'ROLE':<10} {'CHUNKS':>7} {'ROWS':>14}  DETAIL")
+    for w in health.workers:
+        detail = w.error or (f"{w.latency_ms:.1f} ms" if w.latency_ms is not None else "")
+        print(f"{w.name:<12} {w.state:<9} {w.role:<10} {w.chunks:>7} {w.rows:>14,}  {detail}")
+    czar = "up" if health.czar_up else f"down ({health.czar_error})"
+    print(
+        f"czar: {czar}; chunks under-replicated: {health.under_replicated} "
+        f"({health.unavailable} without a live replica); status: {health.status}"
+    )
+    for catalog, chunk, have, want in health.examples:
+        print(f"  {catalog} chunk {chunk}: {have} live of {want}")
 
 
 def cmd_cluster_destroy(args: argparse.Namespace, settings: Settings) -> int:
@@ -570,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("init", cmd_cluster_init, "create and start a local cluster"),
         ("start", cmd_cluster_start, "start every instance (idempotent)"),
         ("stop", cmd_cluster_stop, "stop every instance of the directory"),
-        ("status", cmd_cluster_status, "show each instance"),
+        ("status", cmd_cluster_status, "show each instance and each worker's health"),
         ("destroy", cmd_cluster_destroy, "stop and delete the cluster and its data"),
     ):
         p = csub.add_parser(name, help=help_text)

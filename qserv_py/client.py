@@ -189,11 +189,14 @@ class Client:
         timeout_s: float | None = None,
         owner: str = "",
         uploads: Mapping[str, pa.Table] | None = None,
+        partial: bool = False,
     ) -> pa.Table:
         """Run ``text``; the result's schema metadata says ``truncated`` when ``max_rows``
         cut it (and ``query_id``). ``uploads`` are Arrow tables the query reads as
         ``TAP_UPLOAD.<name>`` (a cross-match of targets with a director table, a join by
-        id, ...), shipped to the workers for the query only."""
+        id, ...), shipped to the workers for the query only. With ``partial``, chunks
+        that no live worker holds are left out instead of failing the query: the metadata
+        then says ``incomplete`` and lists ``missing_chunks``."""
         planned = self.plan(text, lang, uploads=uploads, oracle=False)
         result = execute(
             self.spec,  # after planning: the spec the plan was made on
@@ -203,10 +206,14 @@ class Client:
             owner=owner,
             timeout_s=timeout_s,
             max_rows=max_rows,
+            partial=partial,
         )
         metadata = dict(result.table.schema.metadata or {})
         metadata[b"truncated"] = b"true" if result.truncated else b"false"
         metadata[b"query_id"] = str(result.query_id).encode()
+        metadata[b"incomplete"] = b"true" if result.missing_chunks else b"false"
+        if result.missing_chunks:
+            metadata[b"missing_chunks"] = ",".join(map(str, result.missing_chunks)).encode()
         return result.table.replace_schema_metadata(metadata)
 
     def explain(

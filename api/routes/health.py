@@ -1,8 +1,14 @@
-"""``GET /healthz``: is every database of the cluster reachable?
+"""``GET /healthz`` (can the service answer?) and ``GET /api/v1/cluster`` (the
+cluster's state for operators).
 
-Each instance (the czar and every worker) gets a new connection and one statement, all at
-once, each within a few seconds: the answer is 200 when all are up, 503 otherwise, with
-each instance's state, round-trip time and server version either way.
+``/healthz`` gives each instance (the czar and every worker) a new connection and one
+statement, all at once, each within a few seconds, and reads the placement: 200 when
+every chunk has a live replica and the czar is up (``ok``, or ``degraded`` when a worker
+is down or a chunk lacks replicas but every query can still be answered), 503 otherwise
+(``unavailable``), with each instance's state, round-trip time and server version, each
+worker's health, role, chunks and rows, and the count of under-replicated chunks.
+``/api/v1/cluster`` is the same cluster state (:func:`qserv_py.ops.status.cluster_status`),
+always 200.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from qserv_py.api.deps import ServiceDep
 from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.spec import Instance
 from qserv_py.errors import QservError
+from qserv_py.ops.status import ClusterStatus, cluster_status
 
 router = APIRouter(tags=["health"])
 
@@ -34,10 +41,50 @@ class InstanceHealth(BaseModel):
     error: str | None = None
 
 
+class WorkerHealth(BaseModel):
+    name: str
+    state: str = Field(description="up, suspect, down or draining (probed now)")
+    role: str = Field(description="active, draining, removable or lost (on the czar)")
+    chunks: int = Field(description="Chunks it holds (all catalogs).")
+    rows: int = Field(description="Rows of partitioned tables it holds.")
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class Cluster(BaseModel):
+    status: str = Field(
+        description="ok; degraded (a worker down or a chunk under-replicated, every chunk "
+        "still answerable); unavailable (the czar down, or a chunk with no live replica)"
+    )
+    czar_up: bool
+    czar_error: str | None = None
+    workers: list[WorkerHealth]
+    under_replicated: int = Field(description="Chunks with fewer live replicas than wanted.")
+    unavailable: int = Field(description="Chunks with no live replica at all.")
+    examples: list[tuple[str, int, int, int]] = Field(
+        description="(catalog, chunk, live replicas, wanted) of some under-replicated chunks."
+    )
+
+
 class Health(BaseModel):
-    status: str = Field(description="ok when every instance is up, else unavailable")
+    status: str = Field(description="ok, degraded (answers every query) or unavailable")
     instances: list[InstanceHealth]
     down: list[str] = Field(description="Names of the instances that are not reachable.")
+    workers: list[WorkerHealth]
+    under_replicated: int = Field(description="Chunks with fewer live replicas than wanted.")
+    unavailable_chunks: int = Field(description="Chunks with no live replica at all.")
+
+
+def _cluster(found: ClusterStatus) -> Cluster:
+    return Cluster(
+        status=found.status,
+        czar_up=found.czar_up,
+        czar_error=found.czar_error,
+        workers=[WorkerHealth(**vars(w)) for w in found.workers],
+        under_replicated=found.under_replicated,
+        unavailable=found.unavailable,
+        examples=found.examples,
+    )
 
 
 def probe(instance: Instance, role: str) -> InstanceHealth:
@@ -58,14 +105,32 @@ def probe(instance: Instance, role: str) -> InstanceHealth:
 
 @router.get(
     "/healthz",
-    summary="The czar and every worker reachable?",
+    summary="Can the service answer every query? Each instance and worker's state",
     response_model=Health,
-    responses={503: {"model": Health, "description": "Some instance is not reachable."}},
+    responses={503: {"model": Health, "description": "Some chunk cannot be answered."}},
 )
 def healthz(service: ServiceDep) -> JSONResponse:
     spec = service.spec
     targets = [(spec.czar, "czar"), *((w, "worker") for w in spec.workers)]
     found = on_each(targets, lambda target: probe(*target))
     down = [h.name for h in found if not h.up]
-    health = Health(status="unavailable" if down else "ok", instances=found, down=down)
-    return JSONResponse(health.model_dump(), status_code=503 if down else 200)
+    state = cluster_status(spec)
+    status = "unavailable" if not found[0].up else state.status
+    health = Health(
+        status=status,
+        instances=found,
+        down=down,
+        workers=[WorkerHealth(**vars(w)) for w in state.workers],
+        under_replicated=state.under_replicated,
+        unavailable_chunks=state.unavailable,
+    )
+    return JSONResponse(health.model_dump(), status_code=503 if status == "unavailable" else 200)
+
+
+@router.get(
+    "/api/v1/cluster",
+    summary="The cluster's state: each worker's health, role, chunks and rows; replication",
+    response_model=Cluster,
+)
+def cluster(service: ServiceDep) -> Cluster:
+    return _cluster(cluster_status(service.spec))

@@ -66,6 +66,11 @@ class QueryRequest(BaseModel):
         description="Format of the answer; when left out, the Accept header chooses "
         f"({JSON_MEDIA}, {ARROW_MEDIA}, {PARQUET_MEDIA}), else JSON.",
     )
+    partial: bool = Field(
+        default=False,
+        description="When some chunks have no live replica (workers down), answer from the "
+        "others (`incomplete`, `missing_chunks`) instead of failing with 503.",
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -97,6 +102,12 @@ class QueryResult(BaseModel):
     truncated: bool = Field(description="More rows existed than maxrec allowed.")
     query_id: int
     seconds: float
+    incomplete: bool = Field(
+        default=False, description="A partial result: some chunks had no live replica."
+    )
+    missing_chunks: list[int] = Field(
+        default_factory=list, description="Those chunks (HEALPix NUNIQ ids)."
+    )
 
 
 def choose_format(requested: str | None, accept: str | None) -> str:
@@ -141,7 +152,9 @@ def run_query(
     service: ServiceDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
-    outcome = service.run(body.query, body.lang, maxrec=body.maxrec, owner="rest")
+    outcome = service.run(
+        body.query, body.lang, maxrec=body.maxrec, owner="rest", partial=body.partial
+    )
     fmt = choose_format(body.format, accept)
     if fmt == "json":
         return Response(json_result(outcome), media_type=JSON_MEDIA)
@@ -151,6 +164,7 @@ def run_query(
         "X-Query-Id": str(outcome.query_id),
         "X-Truncated": "true" if outcome.truncated else "false",
         "X-Seconds": f"{outcome.seconds:.6f}",
+        "X-Incomplete": "true" if outcome.missing_chunks else "false",
     }
     return Response(body_bytes, media_type=MEDIA_OF[fmt], headers=headers)
 
@@ -161,6 +175,9 @@ def with_outcome_metadata(outcome: Outcome) -> pa.Table:
     metadata = dict(outcome.table.schema.metadata or {})
     metadata[b"truncated"] = b"true" if outcome.truncated else b"false"
     metadata[b"query_id"] = str(outcome.query_id).encode()
+    metadata[b"incomplete"] = b"true" if outcome.missing_chunks else b"false"
+    if outcome.missing_chunks:
+        metadata[b"missing_chunks"] = ",".join(map(str, outcome.missing_chunks)).encode()
     return outcome.table.replace_schema_metadata(metadata)
 
 
@@ -218,6 +235,8 @@ def json_result(outcome: Outcome) -> bytes:
         "truncated": outcome.truncated,
         "query_id": outcome.query_id,
         "seconds": round(outcome.seconds, 6),
+        "incomplete": bool(outcome.missing_chunks),
+        "missing_chunks": list(outcome.missing_chunks),
     }
     return json.dumps(document, default=_json_default, allow_nan=False).encode()
 

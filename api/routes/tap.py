@@ -46,6 +46,7 @@ def sync(params: TapParams, service: Service) -> Response:
         maxrec=params.int("maxrec"),
         owner="tap",
         uploads=uploads,
+        partial=params.flag("partial"),
     )
-    body = formats.render(outcome.table, fmt, truncated=outcome.truncated)
+    body = formats.render(outcome.table, fmt, truncated=outcome.truncated, info=outcome.info)
     return Response(body, media_type=fmt.media_type)

@@ -67,7 +67,14 @@ def test_lifecycle(one_worker: Settings, capsys: pytest.CaptureFixture[str]) -> 
     # status through the CLI, as JSON
     assert main(["cluster", "status", "--dir", str(root), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert [(s["name"], s["up"]) for s in shown] == [("czar", True), ("worker1", True)]
+    assert [(s["name"], s["up"]) for s in shown["instances"]] == [
+        ("czar", True),
+        ("worker1", True),
+    ]
+    assert shown["czar_up"] and shown["status"] == "ok"
+    assert [(w["name"], w["state"], w["role"]) for w in shown["workers"]] == [
+        ("worker1", "up", "active")
+    ]
 
     cluster.stop()
     assert not any(s.up for s in cluster.status())
