@@ -251,8 +251,12 @@ def test_leftovers_of_a_dead_session_are_swept(netns_ok: None) -> None:
     tag = f"qsv{pid_max + os.getpid():x}g0"
     subprocess.run(["ip", "netns", "add", f"{tag}-czar"], check=True)
     subprocess.run(["ip", "link", "add", f"{tag}br", "type", "bridge"], check=True)
+    # a server of the crashed session, still running in its namespace
+    process = subprocess.Popen(["ip", "netns", "exec", f"{tag}-czar", "sleep", "600"])
+    _until(lambda: str(process.pid) in _ip("netns", "pids", f"{tag}-czar").split())
     assert tag in existing()
     sweep()
+    assert process.wait() == -signal.SIGKILL
     assert tag not in existing()
     assert tag not in _ip("netns", "list") + _ip("-o", "link", "show")
 
