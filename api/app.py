@@ -13,11 +13,12 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from qserv_py.api import errors
-from qserv_py.api.routes import admin, health, jobs, query, tap, vosi, xmatch
+from qserv_py.api.routes import admin, cluster, health, jobs, query, tap, vosi, xmatch
 from qserv_py.api.service import Service
 from qserv_py.api.tap_schema import try_refresh_tap_schema
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings, load_settings
+from qserv_py.ops.loop import ReplicationLoop
 
 
 def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None) -> FastAPI:
@@ -31,9 +32,14 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
         app.state.service = service
         await run_in_threadpool(try_refresh_tap_schema, service.spec)  # TAP_SCHEMA up to date
         await jobs.start(app)
+        # the replication controller, every replication_interval_s (0: off)
+        loop = ReplicationLoop(lambda: cluster.fresh_spec(service), settings)
+        app.state.replication = loop
+        loop.start()
         try:
             yield
         finally:
+            await run_in_threadpool(loop.stop)
             await jobs.stop(app)
             service.close()
 
@@ -47,6 +53,7 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
     for module in (tap, jobs, vosi, query, admin, health):
         app.include_router(module.router)
     app.include_router(xmatch.router)
+    app.include_router(cluster.router)  # cluster operations (admin)
     return app
 
 

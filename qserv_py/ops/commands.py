@@ -27,9 +27,29 @@ from qserv_py.ops import workers
 INCOMPLETE = 3
 
 
-def _progress(*parts: object) -> None:
-    """Progress of an operation, one line each, on stderr (stdout holds the result)."""
-    print(" ".join(str(p) for p in parts), file=sys.stderr, flush=True)
+class _Progress:
+    """Progress on stderr (stdout holds the result): a message per line, and chunk
+    counts ``(phase, done, total)`` redrawn in place on a terminal, else at the end."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.drawn = False
+
+    def __call__(self, *parts: object) -> None:
+        phase, done, total = (*parts, None, None, None)[:3]
+        if len(parts) == 3 and isinstance(done, int) and isinstance(total, int):
+            if self.tty:
+                print(f"\r{phase} {done}/{total} chunks", end="", file=sys.stderr, flush=True)
+                self.drawn = done < total
+                if not self.drawn:
+                    print(file=sys.stderr)
+            elif done == total:
+                print(f"{phase} {done}/{total} chunks", file=sys.stderr, flush=True)
+            return
+        if self.drawn:
+            print(file=sys.stderr)
+            self.drawn = False
+        print(" ".join(str(p) for p in parts), file=sys.stderr, flush=True)
 
 
 def _local(settings: Settings) -> LocalCluster | None:
@@ -50,16 +70,44 @@ def _as_json(value: Any) -> Any:
 
 
 def _summary(report: Any) -> str:
-    """A report's own text if it has one, else its fields, one a line."""
-    if type(report).__str__ is not object.__str__ and not dataclasses.is_dataclass(report):
-        return str(report)
-    if hasattr(report, "summary") and callable(report.summary):
-        return str(report.summary())
+    """A replication or rebalance report in a few lines."""
     lines = []
-    for key, value in _as_json(report).items():
-        shown = f"{len(value)} items" if isinstance(value, list) and len(value) > 5 else value
-        lines.append(f"  {key}: {shown}")
-    return "\n".join(lines)
+    if hasattr(report, "copies"):  # ReplicationReport
+        lines.append(
+            f"  {len(report.copies)} chunk copies made ({report.rows:,} rows) in "
+            f"{report.seconds:.1f} s"
+        )
+        if report.unrecoverable:
+            chunks = ", ".join(f"{c}:{k}" for c, k in report.unrecoverable)
+            lines.append(f"  no live copy left (catalog:chunk), cannot be restored: {chunks}")
+        if report.short:
+            lines.append(
+                f"  {len(report.short)} chunks stay below their level: too few live active "
+                "workers lack them (add workers, or lower the level with --level)"
+            )
+        for catalog, chunk, why in report.failed:
+            lines.append(f"  chunk {catalog}:{chunk} failed (tried again next time): {why}")
+        if report.healthy:
+            lines.append("  every chunk has its catalog's replication level")
+        return "\n".join(lines)
+    if hasattr(report, "moves"):  # RebalanceReport
+        lines.append(
+            f"  {len(report.moves)} chunk moves ({report.rows:,} rows) in {report.seconds:.1f} s"
+        )
+        lines.append(f"  {'WORKER':<12} {'ROWS BEFORE':>14} {'ROWS AFTER':>14}")
+        for name in sorted(set(report.rows_before) | set(report.rows_after)):
+            before, after = report.rows_before.get(name, 0), report.rows_after.get(name, 0)
+            lines.append(f"  {name:<12} {before:>14,} {after:>14,}")
+        for catalog, chunk, source, target, why in report.failed:
+            lines.append(f"  move of {catalog}:{chunk} {source}->{target} failed: {why}")
+        if report.pending_drops:
+            lines.append(f"  {report.pending_drops} old copies are dropped later (by the next run)")
+        return "\n".join(lines)
+    return "\n".join(f"  {k}: {v}" for k, v in _as_json(report).items())
+
+
+def _complete(report: Any) -> bool:
+    return bool(getattr(report, "healthy", True)) and not getattr(report, "failed", ())
 
 
 def _show(args: argparse.Namespace, title: str, report: Any) -> None:
@@ -96,10 +144,10 @@ def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
             )
         if args.name:
             raise ConfigError("--name: a local instance is named workerN by the cluster")
-        info = workers.add_local_worker(cluster, settings, progress=_progress)
+        info = workers.add_local_worker(cluster, settings, progress=_Progress())
     else:
         spec = read_cluster_file(settings.cluster)
-        info = workers.add_worker(spec, args.dsn, settings, name=args.name, progress=_progress)
+        info = workers.add_worker(spec, args.dsn, settings, name=args.name, progress=_Progress())
     if args.json:
         print(json.dumps(info.to_json(), indent=2))
     else:
@@ -112,10 +160,12 @@ def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker_drain(args: argparse.Namespace, settings: Settings) -> int:
     spec = read_cluster_file(settings.cluster)
-    report = workers.drain_worker(spec, args.name, progress=_progress)
-    _show(args, f"drained worker {args.name}: remove it with `qserv-py worker remove "
-          f"{args.name}`", report)  # fmt: skip
-    return 0
+    report = workers.drain_worker(spec, args.name, progress=_Progress())
+    title = f"drained worker {args.name}: remove it with `qserv-py worker remove {args.name}`"
+    if not _complete(report):
+        title = f"worker {args.name} is not empty yet: run `qserv-py worker drain` again"
+    _show(args, title, report)
+    return 0 if _complete(report) else INCOMPLETE
 
 
 def cmd_worker_remove(args: argparse.Namespace, settings: Settings) -> int:
@@ -134,7 +184,7 @@ def cmd_worker_remove(args: argparse.Namespace, settings: Settings) -> int:
             kept = "" if local is None or args.purge else f" (its data is kept in {local.root})"
             print(f"removed worker {info.name}{kept}")
         return 0
-    report = workers.remove_lost_worker(spec, args.name, local=local, progress=_progress)
+    report = workers.remove_lost_worker(spec, args.name, local=local, progress=_Progress())
     if args.json:
         print(json.dumps(_as_json(report), indent=2))
     else:
@@ -160,18 +210,18 @@ def cmd_replicate(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.ops.replicate import replicate
 
     spec = read_cluster_file(settings.cluster)
-    report = replicate(spec, catalog=args.catalog, level=args.level, progress=_progress)
+    report = replicate(spec, catalog=args.catalog, level=args.level, progress=_Progress())
     _show(args, "replication:", report)
-    return 0
+    return 0 if _complete(report) else INCOMPLETE
 
 
 def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.ops.rebalance import rebalance
 
     spec = read_cluster_file(settings.cluster)
-    report = rebalance(spec, catalog=args.catalog, progress=_progress)
+    report = rebalance(spec, catalog=args.catalog, progress=_Progress())
     _show(args, "rebalance:", report)
-    return 0
+    return 0 if _complete(report) else INCOMPLETE
 
 
 # --- the parser ---------------------------------------------------------------------------

@@ -67,9 +67,10 @@ def test_add_a_local_worker_then_remove_it(
             " ON n.oid = c.relnamespace WHERE nspname = %s AND c.relkind IN ('r', 'p')"
             " AND NOT c.relispartition"
         )
-        assert conn.execute(tables, (OPS_CATALOG,)).fetchone() == first.execute(
-            tables, (OPS_CATALOG,)
-        ).fetchone()
+        assert (
+            conn.execute(tables, (OPS_CATALOG,)).fetchone()
+            == first.execute(tables, (OPS_CATALOG,)).fetchone()
+        )
         rows = "SELECT count(*), sum(hashtext(v::text)) FROM ops.ccdvisit v"
         copied = conn.execute(rows).fetchone()
         assert copied == first.execute(rows).fetchone() and copied and copied[0] > 0
@@ -108,7 +109,7 @@ def test_a_database_in_use_is_not_added(ops_spec: ClusterSpec, ops_settings: Set
     file = ops_spec.path
     assert file is not None
     text, workers = file.read_text(), _czar_workers(ops_spec)
-    with pytest.raises(BadWorker, match="already holds catalogs .*ops"):
+    with pytest.raises(BadWorker, match=r"already holds catalogs .*ops"):
         add_worker(ops_spec, ops_spec.workers[1].dsn, ops_settings, name="again")
     with pytest.raises(WorkerOpError, match="has a worker 'worker2' already"):
         add_worker(ops_spec, ops_spec.workers[1].dsn, ops_settings, name="worker2")
@@ -118,7 +119,7 @@ def test_a_database_in_use_is_not_added(ops_spec: ClusterSpec, ops_settings: Set
 
 
 def test_remove_refuses_a_worker_holding_chunks(ops_spec: ClusterSpec) -> None:
-    with pytest.raises(WorkerOpError, match="holds .* chunks .* worker drain worker1"):
+    with pytest.raises(WorkerOpError, match=r"holds .* chunks .* worker drain worker1"):
         remove_worker(ops_spec, "worker1")
     with pytest.raises(UnknownWorker, match="no worker 'nobody'"):
         remove_worker(ops_spec, "nobody")
