@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 GRACE_S = 3.0
 #: at most this long a move waits for queries planned before its publish to end
 QUERY_WAIT_S = 300.0
-_LOCK_CLASS = 0x51435059  # advisory lock namespace of chunk operations ("QCPY")
+LOCK_CLASS = 0x51435059  # advisory lock namespace of chunk operations ("QCPY")
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def chunk_lock(czar: psycopg.Connection, catalog: str, chunk: int) -> Iterator[N
     process holds it."""
     key = f"{catalog}:{int(chunk)}"
     got = czar.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, key)
+        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, key)
     ).fetchone()
     if not (got and got[0]):
         raise WorkerOpError(
@@ -168,7 +168,7 @@ def chunk_lock(czar: psycopg.Connection, catalog: str, chunk: int) -> Iterator[N
         yield
     finally:
         with contextlib.suppress(psycopg.Error):
-            czar.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, key))
+            czar.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, key))
 
 
 def _transfer(
@@ -424,7 +424,12 @@ def _settle(spec: ClusterSpec, czar: psycopg.Connection, catalog: Catalog, recor
     """An unfinished copy of a chunk whose lock we hold: its coordinator died. Drop what
     it built, or finish its move."""
     if record.state == "copying":
-        _abandon(spec, czar, catalog, record.id, record.target, None)
+        if not _abandon(spec, czar, catalog, record.id, record.target, None):
+            raise WorkerOpError(
+                f"copy {record.id} of chunk {record.chunk} of {record.catalog} to "
+                f"{record.target} was interrupted and what it built there cannot be dropped "
+                "yet (is the worker up? an in-doubt transaction?); try again later"
+            )
     else:
         _wait_for_queries(czar, [record.id], GRACE_S, QUERY_WAIT_S)
         _finish(spec, czar, catalog, record)

@@ -339,12 +339,25 @@ def attach_work(schema: str, chunk: int, built: list[Built]) -> Work:
                     )
                 conn.execute(f"DROP TABLE {schema}.{b.part.partition}")
             conn.execute(f"ALTER TABLE {schema}.{b.temp} RENAME TO {b.part.partition}")
+            _rename_indexes(conn, schema, b.temp, b.part.partition)
             conn.execute(
                 f"ALTER TABLE {schema}.{b.part.parent} ATTACH PARTITION"
                 f" {schema}.{b.part.partition} FOR VALUES IN ({int(chunk)})"
             )
 
     return work
+
+
+def _rename_indexes(conn: psycopg.Connection, schema: str, temp: str, partition: str) -> None:
+    """Name the indexes of a copied partition after it (``<partition>_<column>_idx``)."""
+    for (name,) in conn.execute(
+        "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
+        " WHERE x.indrelid = %s::regclass",
+        (f"{schema}.{partition}",),
+    ).fetchall():
+        new = partition + name[len(temp) :]
+        if name.startswith(f"{temp}_") and len(new.encode()) <= 63:
+            conn.execute(f"ALTER INDEX {schema}.{name} RENAME TO {new}")
 
 
 def check_source_work(schema: str, built: list[Built]) -> Work:
