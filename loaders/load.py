@@ -113,8 +113,8 @@ def load(
 def resume(
     spec: ClusterSpec, txn: int, progress: Progress | None = None, *, force_publish: bool = False
 ) -> LoadResult:
-    """Finish load ``txn``: stage the files not yet staged, then publish it if it was
-    to be published, was being published, or ``force_publish``."""
+    """Finish load ``txn``: stage what is not (all again if a restarted server lost its
+    staging), then publish it if it was to be or being published, or ``force_publish``."""
     started = time.monotonic()
     with connect(spec.czar, autocommit=True) as czar:
         record = txns.get_txn(czar, txn)
@@ -128,6 +128,10 @@ def resume(
         options = LoadOptions(**record.options)
         catalog = get_catalog(czar, record.catalog)
         table = catalog.table(record.table)
+        publishing = record.state == "publishing"
+        with txns.locked(czar, txn):
+            if txns.restage_lost(spec, czar, table, record):
+                record = txns.get_txn(czar, txn)
         if record.state == "staging":
             inputs = plan_inputs(
                 table, [Path(f.path) for f in record.files], ignore_extra=options.ignore_extra
@@ -142,7 +146,7 @@ def resume(
                 _stage(
                     spec, czar, catalog, table, txn, inputs, options, None, progress, resuming=True
                 )
-    if options.publish or force_publish or record.state == "publishing":
+    if options.publish or force_publish or publishing:
         from qserv_py.loaders.publish import publish
 
         publish(spec, txn, progress=progress)

@@ -30,7 +30,7 @@ from qserv_py.cluster.twophase import commit_two_phase, recover_in_doubt
 from qserv_py.errors import LoadError
 from qserv_py.loaders import txn as txns
 from qserv_py.loaders.load import Progress
-from qserv_py.loaders.staging import drop_staging, stage_name, stage_partition
+from qserv_py.loaders.staging import drop_staging, lost_staging, stage_name, stage_partition
 from qserv_py.schema.ddl import dirindex_table, overlap_table_name, partition_name
 from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, Table, TableKind
 
@@ -118,40 +118,20 @@ def abort(spec: ClusterSpec, txn: int) -> None:
 
 
 def _check_staged_rows(czar: psycopg.Connection, spec: ClusterSpec, table: Table, txn: int) -> None:
-    """Every worker still holds what the czar recorded as staged there.
-
-    Staging tables are UNLOGGED: a worker server that restarts empties them, and a
-    publish would then silently miss rows.
-    """
-    if table.partitioned:
-        expected = dict(
-            czar.execute(
-                "SELECT w.name, coalesce(sum(c.rows), 0) FROM qserv_meta.workers w"
-                " LEFT JOIN (SELECT chunk_id, worker FROM qserv_meta.load_placement WHERE txn = %s"
-                "   UNION SELECT p.chunk_id, p.worker FROM qserv_meta.placement p"
-                "   JOIN qserv_meta.load_txns t ON t.catalog = p.catalog AND t.id = %s) pl"
-                "   ON pl.worker = w.name"
-                " LEFT JOIN qserv_meta.load_chunks c ON c.txn = %s AND c.chunk_id = pl.chunk_id"
-                " GROUP BY w.name",
-                (txn, txn, txn),
-            ).fetchall()
+    """Every instance still holds what the czar recorded as staged there (UNLOGGED
+    staging does not survive a crash of its server; a publish would miss rows)."""
+    lost = lost_staging(spec, czar, table, txn)
+    if lost:
+        name, held, recorded = lost[0]
+        message = (
+            f"load {txn}: {name} holds {held:,} staged rows of {table.name}, not the "
+            f"{recorded:,} recorded (did that server restart? staging tables do not survive "
+            f"a crash); nothing was published: resume the load (`qserv-py txn resume {txn}`) "
+            "to stage its files again, or abort it"
         )
-    else:
-        row = czar.execute("SELECT rows FROM qserv_meta.load_txns WHERE id = %s", (txn,)).fetchone()
-        expected = {w.name: int(row[0]) if row else 0 for w in spec.workers}
-    for worker in spec.workers:
-        with connect(worker, autocommit=True) as conn:
-            found = conn.execute(f"SELECT count(*) FROM qserv_stage.{stage_name(txn)}").fetchone()
-        staged = int(found[0]) if found else 0
-        if staged != int(expected.get(worker.name, 0)):
-            message = (
-                f"load {txn}: {worker.name} holds {staged:,} staged rows of {table.name}, not "
-                f"the {int(expected.get(worker.name, 0)):,} recorded (did that server restart? "
-                "staging tables do not survive a restart); nothing was published: abort the "
-                f"load (`qserv-py txn abort {txn}`) and load it again"
-            )
-            txns.set_state(czar, txn, "failed", error=message)
-            raise LoadError(message)
+        record = txns.get_txn(czar, txn)
+        txns.set_state(czar, txn, record.state, error=message)
+        raise LoadError(message)
 
 
 class _DuplicateKeys(Exception):

@@ -258,6 +258,55 @@ class StagingSession:
             copy.write(TRAILER)
 
 
+def lost_staging(
+    spec: ClusterSpec, czar: psycopg.Connection, table: Table, txn: int
+) -> list[tuple[str, int, int]]:
+    """Instances that no longer hold what the czar recorded as staged there by the files
+    marked done: (name, rows held, rows recorded) of each.
+
+    Staging tables are UNLOGGED: a server that restarts after a crash empties them.
+    """
+    done = [
+        r[0]
+        for r in czar.execute(
+            "SELECT file_no FROM qserv_meta.load_files WHERE txn = %s AND done", (txn,)
+        )
+    ]
+    if table.partitioned:
+        expected = dict(
+            czar.execute(
+                "SELECT w.name, coalesce(sum(c.rows), 0) FROM qserv_meta.workers w"
+                " LEFT JOIN (SELECT chunk_id, worker FROM qserv_meta.load_placement WHERE txn = %s"
+                "   UNION SELECT p.chunk_id, p.worker FROM qserv_meta.placement p"
+                "   JOIN qserv_meta.load_txns t ON t.catalog = p.catalog AND t.id = %s) pl"
+                "   ON pl.worker = w.name"
+                " LEFT JOIN qserv_meta.load_chunks c ON c.txn = %s AND c.chunk_id = pl.chunk_id"
+                " GROUP BY w.name",
+                (txn, txn, txn),
+            ).fetchall()
+        )
+    else:
+        row = czar.execute("SELECT rows FROM qserv_meta.load_txns WHERE id = %s", (txn,)).fetchone()
+        expected = {w.name: int(row[0]) if row else 0 for w in spec.workers}
+    targets = [(w, stage_name(txn)) for w in spec.workers]
+    if table.kind is TableKind.DIRECTOR:
+        row = czar.execute(
+            "SELECT coalesce(sum(rows), 0) FROM qserv_meta.load_chunks WHERE txn = %s", (txn,)
+        ).fetchone()
+        expected[spec.czar.name] = int(row[0]) if row else 0
+        targets.append((spec.czar, f"{stage_name(txn)}_dirindex"))
+    lost = []
+    for inst, name in targets:
+        with connect(inst, autocommit=True) as conn:
+            found = conn.execute(
+                f"SELECT count(*) FROM qserv_stage.{name} WHERE {FILE_COLUMN} = ANY(%s)", (done,)
+            ).fetchone()
+        held, recorded = int(found[0]) if found else 0, int(expected.get(inst.name, 0))
+        if held != recorded:
+            lost.append((inst.name, held, recorded))
+    return lost
+
+
 def drop_staging(spec: ClusterSpec, txn: int) -> None:
     """Drop every staging table of load ``txn`` on the workers and the czar."""
 

@@ -20,8 +20,11 @@ import psycopg
 
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.cluster.twophase import recover_in_doubt
 from qserv_py.errors import LoadBusy, LoadError, UnknownLoad
 from qserv_py.loaders.inputs import InputFile
+from qserv_py.loaders.staging import lost_staging
+from qserv_py.schema.model import Table
 
 _LOCK_BASE = 0x4C4F_4144 << 20  # advisory lock keys of loads ("LOAD")
 
@@ -138,3 +141,26 @@ def require_state(load: LoadTxn, *states: str, done: str) -> None:
             f"load {load.id} ({load.catalog}.{load.table}) is {load.state}; it cannot be "
             f"{done}" + (" — abort it instead" if load.state == "failed" else "")
         )
+
+
+def restage_lost(
+    spec: ClusterSpec, czar: psycopg.Connection, table: Table, record: LoadTxn
+) -> bool:
+    """If a server lost staged rows (it restarted), mark every file of the load to be
+    staged again; whether it did. A load being published is first settled: one whose
+    publish was decided is left to finish."""
+    if record.state == "publishing":
+        recover_in_doubt(spec)
+        if get_txn(czar, record.id).state != "publishing":
+            return False
+    if not lost_staging(spec, czar, table, record.id):
+        return False
+    with czar.transaction():
+        czar.execute("DELETE FROM qserv_meta.load_chunks WHERE txn = %s", (record.id,))
+        czar.execute("UPDATE qserv_meta.load_files SET done = false WHERE txn = %s", (record.id,))
+        czar.execute(
+            "UPDATE qserv_meta.load_txns SET rows = 0, overlap_rows = 0 WHERE id = %s",
+            (record.id,),
+        )
+        set_state(czar, record.id, "staging")
+    return True

@@ -15,7 +15,9 @@ import pytest
 from qserv_py.cli import main
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.errors import LoadError
 from qserv_py.loaders.load import LoadOptions, load
+from qserv_py.loaders.publish import publish
 from qserv_py.loaders.txn import list_txns
 from qserv_py.schema.ddl import dirindex_table
 from tests.loaders.conftest import read_table, worker_count, worker_rows
@@ -156,17 +158,23 @@ def test_killed_while_publishing(
     assert _leftovers(spec, cat, staged.txn) == 0
 
 
-def test_staging_lost_by_a_worker_restart_is_refused(
+def test_staging_lost_by_a_worker_restart_is_staged_again(
     spec: ClusterSpec, release: Path, make_catalog: Callable[[str], str]
 ) -> None:
-    """UNLOGGED staging is emptied when a worker restarts: publish must notice."""
+    """UNLOGGED staging is emptied when a worker restarts: publish must notice, and a
+    resume stages the load again."""
     cat = make_catalog("ld_lost_stage")
     staged = load(spec, cat, "Object", [release / "Object"], LoadOptions(publish=False))
     with connect(spec.workers[0], autocommit=True) as conn:
         conn.execute(f"TRUNCATE qserv_stage.s{staged.txn}")  # what crash recovery does
-    assert main(["--cluster", str(spec.path), "txn", "publish", str(staged.txn)]) == 1
+    with pytest.raises(LoadError, match="did that server restart"):
+        publish(spec, staged.txn)
     assert worker_count(spec, f"{cat}.object") == 0, "nothing was published"
     [record] = list_txns(spec, cat)
-    assert record.state == "failed" and "did that server restart?" in (record.error or "")
-    assert main(["--cluster", str(spec.path), "txn", "abort", str(staged.txn)]) == 0
+    assert record.state == "staged" and "txn resume" in (record.error or "")
+    # (`txn publish` resumes the load: it stages the lost rows again, then publishes)
+    assert main(["--cluster", str(spec.path), "txn", "publish", str(staged.txn)]) == 0
+    assert worker_count(spec, f"{cat}.object") == staged.rows
+    ids = [r[0] for r in worker_rows(spec, f"SELECT objectid FROM {cat}.object")]
+    assert len(set(ids)) == len(ids) == staged.rows
     assert _leftovers(spec, cat, staged.txn) == 0

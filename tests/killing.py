@@ -1,0 +1,53 @@
+"""Crashing a local instance for real: SIGKILL of its postmaster, as the crash tests do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from qserv_py.cluster.db import connect
+from qserv_py.cluster.local import LocalCluster
+from qserv_py.cluster.recovery import state
+
+#: the longest the backends of a killed postmaster may take to notice it and exit
+EXIT_TIMEOUT_S = 120.0
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def flush_wal(cluster: LocalCluster, name: str) -> None:
+    """Make everything instance ``name`` has written to its WAL so far durable: a
+    committed transaction flushes the WAL up to its commit record."""
+    [inst] = [i for i in cluster.spec().instances if i.name == name]
+    with connect(inst, autocommit=True) as conn:
+        conn.execute("SELECT pg_current_xact_id()")
+
+
+def kill_postmaster(cluster: LocalCluster, name: str, *, wait: bool = True) -> list[int]:
+    """SIGKILL the postmaster of instance ``name``; its backends (returned) outlive it
+    until they next wait (for their client, a lock): with ``wait``, until all of them
+    have noticed and exited, rolling their transactions back, as they do."""
+    [inst] = [i for i in cluster.instances() if i.name == name]
+    pid = cluster.pid(inst)
+    assert pid is not None, f"{name} is not running"
+    backends = children(pid)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while wait and [p for p in backends if state(p) not in (None, "Z", "X")]:
+        assert time.monotonic() < deadline, f"backends of {name} still running: {backends}"
+        time.sleep(0.02)
+    return backends
