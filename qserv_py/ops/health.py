@@ -200,15 +200,16 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[-1] if text else type(exc).__name__
 
 
-_views: dict[tuple[int, str], HealthView] = {}
+_views: dict[tuple[int, str, tuple[str, ...], str], HealthView] = {}
 _views_lock = threading.Lock()
 
 
 def health(spec: ClusterSpec) -> HealthView:
-    """This process's view of ``spec``'s workers (one per process, czar and set of
-    workers: a worker added or removed makes a new view, which starts with every worker
-    up)."""
-    key = (os.getpid(), spec.czar.dsn, tuple(w.dsn for w in spec.workers))
+    """This process's view of ``spec``'s workers (one per process, czar, set of workers
+    and settings: a worker added or removed makes a new view, which starts with every
+    worker up)."""
+    settings = repr(sorted(spec.settings.items()))  # its [settings] may set the timeouts
+    key = (os.getpid(), spec.czar.dsn, tuple(w.dsn for w in spec.workers), settings)
     view = _views.get(key)
     if view is None:
         with _views_lock:

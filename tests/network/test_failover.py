@@ -23,13 +23,14 @@ from qserv_py.client import Client
 from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import ChunksUnavailable
+from qserv_py.exec import pools
 from qserv_py.exec.dispatch import execute
 from qserv_py.exec.pools import close_pools
 from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.ops.health import WorkerState, health
 from tests.conftest import create_dp02_catalog
 from tests.netns import DelayProxy, Faults
-from tests.netns.proxy import spec_through
+from tests.netns.proxy import spec_through, target_of
 from tests.query.test_corpus import compare
 
 #: short enough that a hung host costs a test seconds, long enough for a healthy batch
@@ -98,7 +99,7 @@ def shapes(objects: pa.Table) -> dict[str, Shape]:
         ),
         "neighbours": (
             "SELECT COUNT(*) FROM Object o1, Object o2 WHERE DISTANCE(POINT(o1.coord_ra,"
-            " o1.coord_dec), POINT(o2.coord_ra, o2.coord_dec)) < 0.5"
+            " o1.coord_dec), POINT(o2.coord_ra, o2.coord_dec)) < 0.015"
             " AND o1.objectId <> o2.objectId",
             None,
         ),
@@ -167,12 +168,13 @@ def test_queries_survive_a_lost_worker(
 def test_queries_across_a_slow_link(
     fo_spec: ClusterSpec, shapes: dict[str, Shape], healthy: dict[str, list[tuple]]
 ) -> None:
-    with DelayProxy(fo_spec.worker(VICTIM), delay_s=0.03) as proxy:
-        slow = spec_through(fo_spec, VICTIM, proxy)
+    with DelayProxy(target_of(fo_spec.worker(VICTIM)), delay=0.03) as proxy:
+        slow = dataclasses.replace(spec_through(fo_spec, VICTIM, proxy), settings=fo_spec.settings)
         try:
             run_all(Client(slow, "net"), shapes, healthy)
+            assert proxy.connections > 0
         finally:
-            close_pools()
+            pools.discard(slow, VICTIM)
 
 
 # --- replication 1: no replica to fail over to ------------------------------------------------
