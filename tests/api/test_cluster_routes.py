@@ -4,6 +4,7 @@ on a cluster of their own (a czar and two workers), with and without the admin t
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,36 @@ def test_add_rebalance_drain_remove(
 
     response = api.post("/api/v1/admin/replicate", json={"catalog": "rest"}, headers=AUTH)
     assert response.status_code == 200 and response.json()["healthy"] is True
+
+
+def test_the_replication_loop_lives_with_the_service(
+    rest_cluster: LocalCluster, rest_settings: Settings
+) -> None:
+    from qserv_py.ops.loop import LOOP_LOCK
+
+    def lock_held() -> bool:
+        with connect(rest_cluster.spec().czar, autocommit=True) as czar:
+            row = czar.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+                " AND granted",
+                (LOOP_LOCK,),
+            ).fetchone()
+        return bool(row and row[0])
+
+    off = create_app(rest_settings, rest_cluster.spec())
+    with TestClient(off):
+        assert not off.state.replication.running  # replication_interval_s = 0: off
+    on = create_app(
+        rest_settings.model_copy(update={"replication_interval_s": 0.05}), rest_cluster.spec()
+    )
+    with TestClient(on):
+        loop = on.state.replication
+        assert loop.running
+        deadline = time.monotonic() + 60
+        while not lock_held():  # its first pass took the lock
+            assert time.monotonic() < deadline, "the loop made no pass in 60 s"
+            time.sleep(0.05)
+    deadline = time.monotonic() + 60  # stopped with the service; its lock goes with it
+    while loop.running or lock_held():
+        assert time.monotonic() < deadline, "the loop outlived the service"
+        time.sleep(0.05)
