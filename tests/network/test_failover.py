@@ -22,6 +22,7 @@ import pytest
 from qserv_py.client import Client
 from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.config import Settings
 from qserv_py.errors import ChunksUnavailable
 from qserv_py.exec import pools
 from qserv_py.exec.dispatch import execute
@@ -210,3 +211,51 @@ def test_lost_chunks_are_named_or_left_out(faults: Faults, single: Client) -> No
     again = single.query(text, partial=True)  # the worker is used again at once
     assert again.schema.metadata[b"incomplete"] == b"false"
     compare(rows(again), full, ordered=False)
+
+
+# --- TAP: async jobs and sync queries with a worker gone ---------------------------------------
+
+
+def test_tap_jobs_survive_a_lost_worker(
+    faults: Faults,
+    fo_spec: ClusterSpec,
+    settings: Settings,
+    work_dir: Path,
+    shapes: dict[str, Shape],
+    healthy: dict[str, list[tuple]],
+) -> None:
+    import io
+    import xml.etree.ElementTree as ET
+
+    from astropy.io.votable import parse_single_table
+    from fastapi.testclient import TestClient
+
+    from qserv_py.api.app import create_app
+
+    service = settings.model_copy(
+        update={"default_catalog": "net", "results_dir": work_dir / "net-results"}
+    )
+    text = shapes["scan"][0]
+    with TestClient(create_app(service, fo_spec)) as api:
+        faults.kill(VICTIM)
+        created = api.post(
+            "/tap/async",
+            data={"QUERY": text, "LANG": "ADQL", "PHASE": "RUN"},
+            follow_redirects=False,
+        )
+        assert created.status_code == 303, created.text
+        job = created.headers["location"].rsplit("/", 1)[1]
+        phase = ""
+        for _ in range(600):  # each a long poll (WAIT) of up to 10 s: not a time margin
+            doc = ET.fromstring(api.get(f"/tap/async/{job}", params={"WAIT": "10"}).content)
+            phase = doc.findtext("{http://www.ivoa.net/xml/UWS/v1.0}phase") or ""
+            if phase in ("COMPLETED", "ERROR", "ABORTED"):
+                break
+        assert phase == "COMPLETED", api.get(f"/tap/async/{job}/error").text
+        result = api.get(f"/tap/async/{job}/results/result")
+        table = parse_single_table(io.BytesIO(result.content)).to_table()
+        got = [tuple(row) for row in table.as_array().tolist()]
+        compare(got, healthy["scan"], ordered=False)
+        sync = api.post("/tap/sync", data={"QUERY": text, "LANG": "ADQL"})
+        assert sync.status_code == 200, sync.text
+        assert b'name="QUERY_INCOMPLETE"' not in sync.content
