@@ -10,6 +10,7 @@ the query.
 
 from __future__ import annotations
 
+import heapq
 import os
 import queue
 import socket
@@ -107,6 +108,57 @@ def sever(conn: psycopg.Connection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+class _Watchdog:
+    """One thread of the process that calls a function at its deadline unless disarmed
+    first: arming costs a heap push, not a thread per statement."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, Callable[[], None]] = {}
+        self._next = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, fn: Callable[[], None]) -> int:
+        with self._cond:
+            self._next += 1
+            token = self._next
+            self._armed[token] = fn
+            heapq.heappush(self._heap, (deadline, token))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="qserv-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+            elif self._heap[0][1] == token:
+                self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)  # disarmed
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token = self._heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                fn = self._armed.pop(token)
+            with suppress(Exception):
+                fn()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Run:
     """The state an execution shares with its lanes."""
 
@@ -202,13 +254,11 @@ class Run:
             on_expiry()
             sever(conn)
 
-        timer = threading.Timer(self.batch_deadline_s, expire)
-        timer.daemon = True
-        timer.start()
+        token = _WATCHDOG.arm(time.monotonic() + self.batch_deadline_s, expire)
         try:
             yield
         finally:
-            timer.cancel()
+            _WATCHDOG.disarm(token)
 
     def translate(self, exc: BaseException) -> BaseException:
         """The error a user sees for a failure of a lane or of the merge."""
