@@ -4,6 +4,7 @@
 - ``POST /workers`` ``{"dsn": ..., "name": ...}``: add a PostgreSQL server as a worker
   (all or nothing: see :mod:`qserv_py.ops.workers`); 201 and the worker;
 - ``POST /workers/{name}/drain``: move every chunk off a worker (then it is removable);
+- ``POST /workers/{name}/activate``: take a draining or removable worker back;
 - ``DELETE /workers/{name}``: remove a worker that holds no chunk; ``?lost=true``: its
   host is gone, its chunks are copied again from the other replicas;
 - ``POST /replicate`` ``{"catalog": ..., "level": ...}``: bring chunks to their level;
@@ -110,6 +111,11 @@ def post_worker(body: NewWorker, service: ServiceDep) -> dict[str, Any]:
 @router.post("/workers/{name}/drain", summary="Move every chunk off a worker")
 def drain_worker(name: str, service: ServiceDep) -> dict[str, Any]:
     return _report(workers.drain_worker(fresh_spec(service), name))
+
+
+@router.post("/workers/{name}/activate", summary="Take a drained worker back into service")
+def activate_worker(name: str, service: ServiceDep) -> dict[str, Any]:
+    return workers.activate_worker(fresh_spec(service), name).to_json()
 
 
 @router.delete("/workers/{name}", summary="Remove a worker (lost=true: its host is gone)")

@@ -168,6 +168,15 @@ def cmd_worker_drain(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if _complete(report) else INCOMPLETE
 
 
+def cmd_worker_activate(args: argparse.Namespace, settings: Settings) -> int:
+    info = workers.activate_worker(read_cluster_file(settings.cluster), args.name)
+    if args.json:
+        print(json.dumps(info.to_json(), indent=2))
+    else:
+        print(f"worker {info.name} is active: it takes new chunks (`qserv-py rebalance`)")
+    return 0
+
+
 def cmd_worker_remove(args: argparse.Namespace, settings: Settings) -> int:
     spec = read_cluster_file(settings.cluster)
     local = _local(settings)
@@ -245,6 +254,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--name", help="its name (default: workerN)")
     p.add_argument("--local", action="store_true", help="start a new instance of a local cluster")
     p = command(wsub, "drain", cmd_worker_drain, "move every chunk off a worker")
+    p.add_argument("name")
+    p = command(wsub, "activate", cmd_worker_activate, "take a drained worker back")
     p.add_argument("name")
     p = command(wsub, "remove", cmd_worker_remove, "remove a worker that holds no chunk")
     p.add_argument("name")

@@ -430,6 +430,26 @@ def remove_lost_worker(
     return LostReport(name, held, lost, report, error, removed)
 
 
+def activate_worker(spec: ClusterSpec, name: str) -> WorkerInfo:
+    """Take a draining or removable worker back into service (it gets new chunks again)."""
+    info = worker_info(spec, name)
+    if info.state == "lost":
+        raise WorkerOpError(
+            f"worker {name} was declared lost: its copies were forgotten, so its data cannot "
+            f"count again; remove it (`qserv-py worker remove {name}`), drop its catalogs' "
+            "schemas on its server, and add it again as a new worker"
+        )
+    if info.state == "unregistered":
+        raise WorkerOpError(f"worker {name} is not registered on the czar; run `qserv-py init`")
+    with connect(spec.czar, autocommit=True) as czar:
+        czar.execute(
+            "UPDATE qserv_meta.workers SET state = 'active', state_since = now()"
+            " WHERE name = %s AND state IN ('draining', 'removable')",
+            (name,),
+        )
+    return worker_info(spec, name)
+
+
 def drain_worker(spec: ClusterSpec, name: str, progress: Callable[..., None] | None = None) -> Any:
     """Move every chunk off worker ``name`` (then it is *removable*)."""
     from qserv_py.ops.rebalance import drain

@@ -181,6 +181,7 @@ def test_new_chunks_go_only_to_active_workers(
             ).fetchone()
         assert set(holders) == {"worker1", "worker2"} and level == (2,)
     finally:
-        with connect(ops_spec.czar, autocommit=True) as czar:
-            czar.execute("UPDATE qserv_meta.workers SET state = 'active' WHERE name = 'worker3'")
+        cluster = str(ops_cluster.root)
+        assert main(["--cluster", cluster, "worker", "activate", "worker3"]) == 0
         drop_catalog(ops_spec, "placed")
+    assert _czar_workers(ops_spec)["worker3"] == "active"
