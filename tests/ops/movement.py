@@ -38,7 +38,7 @@ def load_catalog(
     workers had been added since), its replicated table on all."""
     create_dp02_catalog(spec, name)
     some = dataclasses.replace(spec, workers=tuple(w for w in spec.workers if w.name in workers))
-    options = LoadOptions(replication=replication, max_rows_per_chunk=400, min_order=2, max_order=8)
+    options = LoadOptions(replication=replication, max_rows_per_chunk=400, min_order=1, max_order=8)
     for table in PARTITIONED:
         load(some, name, table, [release / table], options)
     load(spec, name, "CcdVisit", [release / "CcdVisit"], options)
