@@ -133,6 +133,7 @@ def add_worker(
         registered = {r[0] for r in czar.execute("SELECT name FROM qserv_meta.workers")}
         name = name or _new_name(registered | {w.name for w in spec.workers})
         instance = _checked_instance(name, dsn, spec, registered)
+        _refuse_unfinished_loads(czar)
         catalogs, fingerprint = _catalogs(czar)
     say(f"checking {name} ({instance.public_dsn})")
     try:
@@ -219,9 +220,24 @@ def _fingerprint(czar: psycopg.Connection) -> tuple[Any, ...]:
     row = czar.execute(
         "SELECT (SELECT string_agg(name || ':' || created_at, ',' ORDER BY name)"
         "        FROM qserv_meta.catalogs),"
-        " (SELECT max(finished_at) FROM qserv_meta.load_txns WHERE state = 'published')"
+        " (SELECT max(finished_at) FROM qserv_meta.load_txns WHERE state = 'published'),"
+        " (SELECT max(id) FROM qserv_meta.load_txns)"
     ).fetchone()
     return tuple(row) if row else ()
+
+
+def _refuse_unfinished_loads(czar: psycopg.Connection) -> None:
+    """A load stages its rows on the workers it knew; it could not publish to a new one."""
+    row = czar.execute(
+        "SELECT array_agg(id ORDER BY id) FROM qserv_meta.load_txns"
+        " WHERE state IN ('staging', 'staged', 'publishing', 'failed')"
+    ).fetchone()
+    if row and row[0]:
+        loads = ", ".join(str(i) for i in row[0])
+        raise WorkerOpError(
+            f"loads {loads} are not finished (their rows are staged on the current workers); "
+            "publish or abort them first (`qserv-py txn list`), then add the worker"
+        )
 
 
 def _refuse_used_database(conn: psycopg.Connection, name: str, catalogs: list[Catalog]) -> None:
@@ -287,8 +303,9 @@ def _register(spec: ClusterSpec, instance: Instance, fingerprint: tuple[Any, ...
         czar.execute("LOCK TABLE qserv_meta.workers IN SHARE ROW EXCLUSIVE MODE")
         if _fingerprint(czar) != fingerprint:
             raise WorkerOpError(
-                f"a catalog was created or dropped, or a load published, while {instance.name} "
-                "was being set up; nothing was added: run the same command again"
+                f"a catalog was created or dropped, or a load started or published, while "
+                f"{instance.name} was being set up; nothing was added: run the same command "
+                "again"
             )
         czar.execute(
             "INSERT INTO qserv_meta.workers (name, dsn, state) VALUES (%s, %s, 'active')",

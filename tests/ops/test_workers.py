@@ -185,3 +185,22 @@ def test_new_chunks_go_only_to_active_workers(
         assert main(["--cluster", cluster, "worker", "activate", "worker3"]) == 0
         drop_catalog(ops_spec, "placed")
     assert _czar_workers(ops_spec)["worker3"] == "active"
+
+
+def test_no_worker_is_added_while_a_load_is_unfinished(
+    ops_spec: ClusterSpec, ops_settings: Settings, release: Path
+) -> None:
+    """A staged load holds its rows on the workers it knew: it could not publish to a new
+    one, so the add waits for it to be published or aborted."""
+    from qserv_py.loaders.load import LoadOptions, load
+    from qserv_py.loaders.publish import abort
+
+    staged = load(ops_spec, OPS_CATALOG, "CcdVisit", [release / "CcdVisit"],
+                  LoadOptions(publish=False))  # fmt: skip
+    try:
+        dsn = f"postgresql://qserv:secret@127.0.0.1:{_free_port()}/qserv"
+        with pytest.raises(WorkerOpError, match=rf"loads {staged.txn} are not finished"):
+            add_worker(ops_spec, dsn, ops_settings, name="w9")
+    finally:
+        abort(ops_spec, staged.txn)
+    assert "w9" not in _czar_workers(ops_spec)
