@@ -64,7 +64,7 @@ def worker_rows(spec: ClusterSpec, catalog: str) -> dict[str, int]:
     for worker in spec.workers:
         with connect(worker, autocommit=True) as conn:
             row = conn.execute(
-                " + ".join(f"(SELECT count(*) FROM {catalog}.{t})" for t in PARTITIONED)
+                "SELECT " + " + ".join(f"(SELECT count(*) FROM {catalog}.{t})" for t in PARTITIONED)
             ).fetchone()
             rows[worker.name] = int(row[0]) if row else 0
     return rows
