@@ -8,20 +8,29 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 import qserv_py
 from qserv_py.cli import main
+from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
+from qserv_py.errors import QservError
+from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.ops.loop import ReplicationLoop
 from qserv_py.ops.rebalance import rebalance
 from qserv_py.ops.replicate import live_workers, under_replicated
-from qserv_py.ops.workers import add_local_worker, remove_worker, worker_info
-from tests.conftest import record_pids
+from qserv_py.ops.workers import (
+    add_local_worker,
+    remove_lost_worker,
+    remove_worker,
+    worker_info,
+)
+from tests.conftest import create_dp02_catalog, record_pids
 from tests.ops.conftest import OPS_CATALOG
 from tests.ops.test_workers import QUERIES
 
@@ -89,6 +98,10 @@ def test_remove_lost(
     assert name not in {i.name for i in ops_cluster.instances()}
     assert set(_copies(spec).values()) == {2} and _under(spec) == []
     assert _answers(client) == before
+    capsys.readouterr()
+    assert main(["--cluster", str(ops_cluster.root), "replicate", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["copies"] == [] and again["unrecoverable"] == []  # nothing left to do
 
 
 def test_the_loop_declares_a_worker_down_too_long_lost(
@@ -121,3 +134,32 @@ def test_the_loop_declares_a_worker_down_too_long_lost(
     remove_worker(spec, name, local=ops_cluster)  # lost, holding nothing: it can go
     assert name not in {w.name for w in ops_cluster.spec().workers}
     assert _answers(client) == before
+
+
+def test_chunks_without_another_copy_are_named_lost(
+    ops_cluster: LocalCluster, ops_spec: ClusterSpec, ops_settings: Settings, release: Path
+) -> None:
+    """Level 1: the chunks a lost worker held alone are gone, and said so."""
+    create_dp02_catalog(ops_spec, "solo")
+    try:
+        load(ops_spec, "solo", "Object", [release / "Object"], LoadOptions(max_rows_per_chunk=400))
+        name = add_local_worker(ops_cluster, ops_settings).name
+        record_pids(ops_cluster)
+        rebalance(ops_cluster.spec(), catalog="solo")
+        with connect(ops_spec.czar, autocommit=True) as czar:
+            alone = czar.execute(
+                "SELECT catalog, chunk_id FROM qserv_meta.placement WHERE worker = %s"
+                " AND catalog = 'solo' ORDER BY 1, 2",
+                (name,),
+            ).fetchall()
+        assert alone
+        _kill(ops_cluster, name)
+        report = remove_lost_worker(ops_cluster.spec(), name, local=ops_cluster)
+        assert report.lost_chunks == [(c, int(k)) for c, k in alone] and report.removed
+        assert report.replication is not None
+        assert sorted(report.replication.unrecoverable) == report.lost_chunks
+        client = qserv_py.connect(ops_cluster.spec(), default_catalog="solo")
+        with pytest.raises(QservError, match=str(alone[0][1])):
+            client.query("SELECT COUNT(*) FROM solo.Object")
+    finally:
+        drop_catalog(ops_cluster.spec(), "solo")
