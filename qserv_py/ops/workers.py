@@ -307,10 +307,16 @@ def _register(spec: ClusterSpec, instance: Instance, fingerprint: tuple[Any, ...
                 f"{instance.name} was being set up; nothing was added: run the same command "
                 "again"
             )
-        czar.execute(
-            "INSERT INTO qserv_meta.workers (name, dsn, state) VALUES (%s, %s, 'active')",
-            (instance.name, instance.public_dsn),
-        )
+        try:
+            czar.execute(
+                "INSERT INTO qserv_meta.workers (name, dsn, state) VALUES (%s, %s, 'active')",
+                (instance.name, instance.public_dsn),
+            )
+        except psycopg.errors.UniqueViolation:
+            raise WorkerOpError(
+                f"another worker named {instance.name} was added meanwhile; nothing was added: "
+                "run the command again (with another --name)"
+            ) from None
         with workers_changed(spec, add=(instance.name, instance.dsn)) as new:
             czar.commit()
     return new
