@@ -4,13 +4,15 @@
 director and child tables, and the directors' overlap tables) into new tables of the
 target: binary ``COPY … TO STDOUT`` on the source passed on in ~256 KB writes to ``COPY …
 FROM STDIN`` on the target (rows are never decoded here). The new tables
-(``qserv_copy_<copy>_<n>``) are made in one target transaction: created with ``CHECK
-(chunk_id = N)`` up front (so the attach is instant), filled in ``spatial_index`` order
-with ``FREEZE`` (no later vacuum pass), given the source partition's indexes, analysed,
-and checked: row count and an order-independent checksum (the sum of each row's
-``hash_record_extended``) must equal the source's, taken in the same snapshot as the copy,
-and the czar's row count. A failure rolls the whole transaction back; committed, the
-tables are still unattached, so queries never see them.
+(``qserv_copy_<copy>_<n>``) are created and filled in one target transaction, with
+``CHECK (chunk_id = N)`` declared up front (so the attach is instant), rows in
+``spatial_index`` order, and ``FREEZE`` (no later vacuum pass; no WAL under
+``wal_level = minimal``). Once committed they are still unattached, so queries never see
+them; their indexes (the source partition's), statistics and checksums are then made on
+several target sessions at once. The check: each table's row count and order-independent
+checksum (the sum of every row's ``hash_record_extended``) equal the source's, taken in
+the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
+dropped (:func:`drop_leftovers`, by the copy's record after a crash).
 
 :func:`attach_work` and :func:`check_source_work` are the target's and the source's
 shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`);
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,8 +49,13 @@ BUILD_MEMORY = "1GB"
 PARTITION_STATISTICS = 30
 #: how long a DETACH or DROP of an old copy waits for a lock before it is tried again
 DROP_LOCK_TIMEOUT = "2s"
+#: a copy of this many rows or more builds its indexes and checksums on several target
+#: sessions at once (a small one does not pay for the connections)
+PARALLEL_ROWS = 100_000
+FINISH_SESSIONS = 3
 
 Work = Callable[[psycopg.Connection], None]
+_Task = tuple[str, str, str]  # ("index", table, statement) | ("check", table, columns)
 
 
 @dataclass(frozen=True)
@@ -145,18 +153,32 @@ def build(
                 src.execute(f"LOCK TABLE {names} IN ACCESS SHARE MODE")
             snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
             oids = _oids(src, schema, parts)
-            tgt.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
-            tgt.execute(f"SET default_statistics_target = {PARTITION_STATISTICS}")
-            with ThreadPoolExecutor(1) as pool:  # the source's checksums, meanwhile
+            indexes = {p.partition: _index_definitions(src, schema, p.partition) for p in parts}
+            with tgt.transaction():
+                streamed = []
+                for n, part in enumerate(parts):
+                    temp = temp_name(copy_id, n)
+                    rows, size = _stream(src, tgt, schema, part, temp, chunk)
+                    streamed.append((part, temp, rows, size))
+            # committed, still unattached (dropped by the copy's record if anything fails)
+            tasks: list[_Task] = []
+            for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
+                tasks += [
+                    ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
+                ]
+                tasks.append(("check", temp, ", ".join(columns[part.partition])))
+            rows = sum(s[2] for s in streamed)
+            # the source's checksums, in the copy's snapshot, while the target indexes
+            with ThreadPoolExecutor(1) as pool:
                 sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, columns)
-                built = []
-                with tgt.transaction():
-                    for n, part in enumerate(parts):
-                        temp = temp_name(copy_id, n)
-                        rows, size = _copy_one(src, tgt, schema, part, temp, chunk)
-                        got = _checksum(tgt, schema, temp, columns[part.partition])
-                        built.append(Built(part, temp, rows, got[1], oids[part.partition], size))
-                    _verify(built, sums.result(), expected, catalog.name, chunk, source, target)
+                sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
+                checks = _finish(target, tgt, app, schema, tasks, sessions)
+                theirs = sums.result()
+            built = [
+                Built(part, temp, *checks[temp], oids[part.partition], size)
+                for part, temp, _, size in streamed
+            ]
+            _verify(built, theirs, expected, catalog.name, chunk, source, target)
             src.execute("ROLLBACK")
             return built
     except psycopg.Error as exc:
@@ -167,10 +189,10 @@ def build(
         ) from exc
 
 
-def _copy_one(
+def _stream(
     src: psycopg.Connection, tgt: psycopg.Connection, schema: str, part: Part, temp: str, chunk: int
 ) -> tuple[int, int]:
-    """Stream one partition into a new table ``temp`` with its indexes; (rows, bytes)."""
+    """Stream one partition into a new table ``temp``; (rows, bytes)."""
     columns = _columns(tgt, schema, part.parent)
     theirs = set(_columns(src, schema, part.partition, typed=True))
     ours = set(_columns(tgt, schema, part.parent, typed=True))
@@ -181,6 +203,7 @@ def _copy_one(
             "differ between the workers: recreate the catalog"
         )
     names = ", ".join(columns)
+    started = time.monotonic()
     tgt.execute(
         f"CREATE TABLE {schema}.{temp} (LIKE {schema}.{part.parent} INCLUDING DEFAULTS,"
         f" CHECK ({CHUNK_ID} = {int(chunk)}))"
@@ -206,13 +229,68 @@ def _copy_one(
             size += len(buffer)
             into.write(buffer)
         rows = into_cur.rowcount
-    for definition in _index_definitions(src, schema, part.partition):
-        unique = "UNIQUE " if definition.startswith("CREATE UNIQUE INDEX") else ""
-        tgt.execute(
-            f"CREATE {unique}INDEX ON {schema}.{temp} USING {definition.split(' USING ', 1)[1]}"
-        )
-    tgt.execute(f"ANALYZE {schema}.{temp}")
+    log.debug(
+        "streamed %s: %s rows, %s bytes, %.2f s",
+        part.partition,
+        rows,
+        size,
+        time.monotonic() - started,
+    )
     return rows, size
+
+
+def _index_on(schema: str, temp: str, definition: str) -> str:
+    """The statement making index ``definition`` (of the source partition) on ``temp``."""
+    unique = "UNIQUE " if definition.startswith("CREATE UNIQUE INDEX") else ""
+    return f"CREATE {unique}INDEX ON {schema}.{temp} USING {definition.split(' USING ', 1)[1]}"
+
+
+def _finish(
+    target: Instance,
+    tgt: psycopg.Connection,
+    app: str,
+    schema: str,
+    tasks: list[_Task],
+    sessions: int,
+) -> dict[str, tuple[int, int]]:
+    """Run the index builds and the ANALYZE-and-checksum of each new table, on
+    ``sessions`` target sessions at once (``tgt`` alone when 1); the checksums."""
+    started = time.monotonic()
+    todo = deque(tasks)
+    found: dict[str, tuple[int, int]] = {}
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+        conn.execute(f"SET default_statistics_target = {PARTITION_STATISTICS}")
+        while True:
+            try:
+                kind, temp, text = todo.popleft()
+            except IndexError:
+                return
+            if kind == "index":
+                conn.execute(text)
+            else:
+                conn.execute(f"ANALYZE {schema}.{temp}")
+                found[temp] = _checksum(conn, schema, temp, text.split(", "))
+
+    def session() -> None:
+        with connect(target, autocommit=True) as conn:
+            conn.execute("SELECT set_config('application_name', %s, false)", (app,))
+            work(conn)
+
+    if sessions <= 1:
+        work(tgt)
+    else:
+        with ThreadPoolExecutor(sessions) as pool:
+            running = [pool.submit(session) for _ in range(sessions)]
+        for future in running:
+            future.result()
+    log.debug(
+        "indexed, analysed and summed on %s session(s): %.2f s",
+        sessions,
+        time.monotonic() - started,
+    )
+    return found
 
 
 def _columns(conn: psycopg.Connection, schema: str, table: str, *, typed: bool = False) -> list:
