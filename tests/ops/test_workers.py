@@ -3,6 +3,7 @@ remove, the cluster file in its own format, clients that learn of a new worker."
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import tomllib
@@ -18,7 +19,7 @@ from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.config import Settings
 from qserv_py.errors import BadWorker, UnknownWorker, WorkerOpError
-from qserv_py.ops.workers import add_local_worker, add_worker, list_workers, remove_worker
+from qserv_py.ops.workers import add_worker, list_workers, remove_worker
 from tests.conftest import record_pids
 from tests.ops.conftest import OPS_CATALOG
 
@@ -47,14 +48,17 @@ def _free_port() -> int:
 
 
 def test_add_a_local_worker_then_remove_it(
-    ops_cluster: LocalCluster, ops_spec: ClusterSpec, ops_settings: Settings
+    ops_cluster: LocalCluster, ops_spec: ClusterSpec, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = qserv_py.connect(ops_spec, default_catalog=OPS_CATALOG)  # long-running
     before = _answers(client)
-    info = add_local_worker(ops_cluster, ops_settings)
+    capsys.readouterr()
+    root = str(ops_cluster.root)
+    assert main(["--cluster", root, "worker", "add", "--local", "--json"]) == 0
     record_pids(ops_cluster)
-    name = info.name
-    assert (info.state, info.chunks, info.in_file) == ("active", 0, True)
+    info = json.loads(capsys.readouterr().out)
+    name = info["name"]
+    assert (info["state"], info["chunks"], info["in_file"]) == ("active", 0, True)
     spec = ops_cluster.spec()
     assert name in {w.name for w in spec.workers}
     assert name in {i.name for i in ops_cluster.instances()}
@@ -79,7 +83,7 @@ def test_add_a_local_worker_then_remove_it(
     assert name in {w.name for w in client.spec.workers}
 
     # it holds no chunk: it can go; its data directory is kept
-    remove_worker(spec, name, local=ops_cluster)
+    assert main(["--cluster", root, "worker", "remove", name]) == 0
     after = ops_cluster.spec()
     assert name not in {w.name for w in after.workers}
     assert name not in _czar_workers(after)
