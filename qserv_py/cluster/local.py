@@ -408,7 +408,7 @@ class LocalCluster:
         registers (:func:`qserv_py.ops.workers.add_local_worker`). On failure nothing is
         left behind."""
         state = self._ready_state()
-        taken = {i.name for i in self.instances()}
+        taken = {i.name for i in self.instances()} | {w.name for w in self.spec().workers}
         n = 1
         while f"worker{n}" in taken or (self.root / f"worker{n}").exists():
             n += 1
