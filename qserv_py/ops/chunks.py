@@ -26,31 +26,31 @@ coordinator.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
 
-from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.twophase import commit_two_phase
 from qserv_py.errors import ClusterError, UnknownWorker, WorkerOpError
 from qserv_py.ops import copy as chunk_copy
-from qserv_py.schema.felis import parse_catalog
+from qserv_py.ops.journal import (
+    GRACE_S,
+    QUERY_WAIT_S,
+    abandon,
+    catalog_model,
+    chunk_lock,
+    finish_moves,
+    record_copy,
+    settle,
+    unfinished,
+)
 from qserv_py.schema.model import Catalog, TableKind
 
 log = logging.getLogger(__name__)
-
-#: seconds a move waits after its publish for clients to hear of the new placement
-GRACE_S = 3.0
-#: at most this long a move waits for queries planned before its publish to end
-QUERY_WAIT_S = 300.0
-LOCK_CLASS = 0x51435059  # advisory lock namespace of chunk operations ("QCPY")
 
 
 @dataclass(frozen=True)
@@ -75,20 +75,6 @@ class CopyReport:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class _Record:
-    id: int
-    catalog: str
-    chunk: int
-    source: str
-    target: str
-    move: bool
-    state: str
-
-
-_RECORD = "SELECT id, catalog, chunk_id, source, target, move, state FROM qserv_meta.chunk_copies"
 
 
 def copy_chunk(spec: ClusterSpec, catalog: str, chunk: int, source: str, target: str) -> CopyReport:
@@ -135,42 +121,6 @@ def _with(report: CopyReport, **changes: object) -> CopyReport:
     return replace(report, **changes)  # type: ignore[arg-type]
 
 
-def catalog_model(czar: psycopg.Connection, name: str) -> Catalog:
-    """The catalog ``name`` as registered on the czar (parsed once per schema text: a
-    replication pass asks for it per chunk)."""
-    row = czar.execute(
-        "SELECT schema_yaml, spelling FROM qserv_meta.catalogs WHERE name = lower(%s)", (name,)
-    ).fetchone()
-    if row is None:
-        return get_catalog(czar, name)  # raises UnknownCatalog, naming the known ones
-    return _parsed(str(row[0]), str(row[1]))
-
-
-@functools.lru_cache(maxsize=16)
-def _parsed(text: str, spelling: str) -> Catalog:
-    return parse_catalog(text, f"catalog {spelling}")
-
-
-@contextlib.contextmanager
-def chunk_lock(czar: psycopg.Connection, catalog: str, chunk: int) -> Iterator[None]:
-    """Hold the chunk's advisory lock on ``czar`` (autocommit); WorkerOpError if another
-    process holds it."""
-    key = f"{catalog}:{int(chunk)}"
-    got = czar.execute(
-        "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, key)
-    ).fetchone()
-    if not (got and got[0]):
-        raise WorkerOpError(
-            f"chunk {chunk} of {catalog} is being copied or moved by another process; wait "
-            "for it to finish (qserv_meta.chunk_copies shows it)"
-        )
-    try:
-        yield
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            czar.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, key))
-
-
 def _transfer(
     spec: ClusterSpec, catalog_name: str, chunk: int, source: str, target: str, *, move: bool
 ) -> CopyReport:
@@ -187,7 +137,7 @@ def _transfer(
             if target in holders and (not move or source not in holders):  # done already
                 pending = [
                     r.id
-                    for r in _unfinished(czar, name, chunk)
+                    for r in unfinished(czar, name, chunk)
                     if r.state == "published" and (r.source, r.target) == (source, target)
                 ]  # a move published whose old copy is still to drop
                 return CopyReport(
@@ -204,13 +154,13 @@ def _transfer(
                     f"{source} does not hold chunk {chunk} of {name} (holders: "
                     f"{', '.join(sorted(holders)) or 'none'}); copy it from a holder"
                 )
-            for record in _unfinished(czar, name, chunk):
-                _settle(spec, czar, catalog, record)
+            for record in unfinished(czar, name, chunk):
+                settle(spec, czar, catalog, record, target)
+            _check_workers(spec, czar, source, target)
             if target in holders:  # both hold it: a move only drops the source's copy
                 return _publish_drop_only(czar, catalog, chunk, source, target, started)
-            _check_workers(spec, czar, source, target)
             _check_no_load(czar, name)
-            copy_id = _record(czar, name, chunk, source, target, move)
+            copy_id = record_copy(czar, name, chunk, source, target, move)
             try:
                 built = chunk_copy.build(
                     spec.worker(source),
@@ -233,7 +183,7 @@ def _transfer(
                     label=f"copy:{copy_id}",
                 )
             except BaseException as exc:
-                _abandon(spec, czar, catalog, copy_id, target, exc)
+                abandon(spec, czar, catalog, copy_id, target, exc)
                 raise
     return CopyReport(
         name,
@@ -333,18 +283,6 @@ def _expected(
     return counts
 
 
-def _record(
-    czar: psycopg.Connection, catalog: str, chunk: int, source: str, target: str, move: bool
-) -> int:
-    row = czar.execute(
-        "INSERT INTO qserv_meta.chunk_copies (catalog, chunk_id, source, target, move)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (catalog, chunk, source, target, move),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _publish_czar(
     conn: psycopg.Connection,
     copy_id: int,
@@ -407,170 +345,3 @@ def _publish_drop_only(
         seconds=time.monotonic() - started,
         copy_id=int(row[0]),
     )
-
-
-def _unfinished(
-    czar: psycopg.Connection, catalog: str | None = None, chunk: int | None = None
-) -> list[_Record]:
-    where = " WHERE state IN ('copying', 'published')"
-    args: list[object] = []
-    if catalog is not None:
-        where += " AND catalog = %s AND chunk_id = %s"
-        args += [catalog, chunk]
-    return [_Record(*r) for r in czar.execute(_RECORD + where + " ORDER BY id", args)]
-
-
-def _settle(spec: ClusterSpec, czar: psycopg.Connection, catalog: Catalog, record: _Record) -> None:
-    """An unfinished copy of a chunk whose lock we hold: its coordinator died. Drop what
-    it built, or finish its move."""
-    if record.state == "copying":
-        if not _abandon(spec, czar, catalog, record.id, record.target, None):
-            raise WorkerOpError(
-                f"copy {record.id} of chunk {record.chunk} of {record.catalog} to "
-                f"{record.target} was interrupted and what it built there cannot be dropped "
-                "yet (is the worker up? an in-doubt transaction?); try again later"
-            )
-    else:
-        _wait_for_queries(czar, [record.id], GRACE_S, QUERY_WAIT_S)
-        _finish(spec, czar, catalog, record)
-
-
-def _abandon(
-    spec: ClusterSpec,
-    czar: psycopg.Connection,
-    catalog: Catalog,
-    copy_id: int,
-    target: str,
-    error: BaseException | None,
-) -> bool:
-    """Drop what copy ``copy_id`` built on ``target`` and record it abandoned; False if
-    the target cannot be reached (the record stays, to be cleaned later)."""
-    with contextlib.suppress(psycopg.Error):
-        row = czar.execute(
-            "SELECT state FROM qserv_meta.chunk_copies WHERE id = %s", (copy_id,)
-        ).fetchone()
-        if row is None or row[0] != "copying":
-            return True  # published after all (its commit was decided), or settled
-    try:
-        with connect(spec.worker(target), autocommit=True, timeout=5) as conn:
-            chunk_copy.drop_leftovers(conn, catalog.sql_name, copy_id)
-    except (KeyError, ClusterError, psycopg.Error) as exc:
-        log.warning("copy %s: cannot clean its tables on %s yet: %s", copy_id, target, exc)
-        if not isinstance(exc, KeyError):
-            return False
-    with contextlib.suppress(psycopg.Error):
-        czar.execute(
-            "UPDATE qserv_meta.chunk_copies SET state = 'abandoned', finished_at = now(),"
-            " error = %s WHERE id = %s AND state = 'copying'",
-            (str(error) if error is not None else "its coordinator stopped", copy_id),
-        )
-    return True
-
-
-def finish_moves(
-    spec: ClusterSpec,
-    ids: Iterable[int] | None = None,
-    *,
-    grace_s: float = GRACE_S,
-    query_wait_s: float = QUERY_WAIT_S,
-) -> list[int]:
-    """Drop the old copies of published moves (``ids``, or all whose coordinator is gone)
-    once the queries planned before them have ended; the ids finished."""
-    wanted = None if ids is None else set(ids)
-    with connect(spec.czar, autocommit=True) as czar:
-        records = [
-            r
-            for r in _unfinished(czar)
-            if r.state == "published" and (wanted is None or r.id in wanted)
-        ]
-        if not records:
-            return []
-        _wait_for_queries(czar, [r.id for r in records], grace_s, query_wait_s)
-        done = []
-        for record in records:
-            with contextlib.ExitStack() as stack:
-                try:
-                    stack.enter_context(chunk_lock(czar, record.catalog, record.chunk))
-                except WorkerOpError:
-                    continue  # its coordinator is at work
-                if _finish(spec, czar, catalog_model(czar, record.catalog), record):
-                    done.append(record.id)
-        return done
-
-
-def _wait_for_queries(
-    czar: psycopg.Connection, ids: list[int], grace_s: float, query_wait_s: float
-) -> None:
-    """Wait ``grace_s`` after the latest of the publishes ``ids`` (clients hear of the
-    change by NOTIFY, and a query younger than the tracker's delay is not yet recorded),
-    then until no query recorded running started before it (at most ``query_wait_s``)."""
-    row = czar.execute(
-        "SELECT max(published_at), extract(epoch FROM now() - max(published_at))"
-        " FROM qserv_meta.chunk_copies WHERE id = ANY(%s)",
-        (ids,),
-    ).fetchone()
-    assert row is not None
-    published, age = row[0], float(row[1] or 0)
-    if published is None:
-        return
-    if age < grace_s:
-        time.sleep(grace_s - age)
-    deadline = time.monotonic() + query_wait_s
-    while True:
-        running = czar.execute(
-            "SELECT count(*) FROM qserv_meta.queries WHERE status = 'running' AND started_at < %s",
-            (published,),
-        ).fetchone()
-        if not running or not running[0]:
-            return
-        if time.monotonic() >= deadline:
-            log.warning(
-                "%s queries planned before a chunk move still run after %s s; dropping the "
-                "old copies anyway (a statement still reading one delays its drop)",
-                running[0],
-                query_wait_s,
-            )
-            return
-        time.sleep(0.2)
-
-
-def _finish(spec: ClusterSpec, czar: psycopg.Connection, catalog: Catalog, record: _Record) -> bool:
-    """Drop a published move's old copy and record it done; False if its source cannot
-    be reached now (a later resume finishes it)."""
-    try:
-        worker = spec.worker(record.source)
-    except KeyError:
-        worker = None  # removed from the cluster: nothing left to drop
-    if worker is not None:
-        try:
-            chunk_copy.drop_partitions(worker, catalog, record.chunk)
-        except (ClusterError, psycopg.Error) as exc:
-            log.warning(
-                "move %s: the old copy on %s is not dropped yet: %s", record.id, record.source, exc
-            )
-            return False
-    czar.execute(
-        "UPDATE qserv_meta.chunk_copies SET state = 'done', finished_at = now() WHERE id = %s",
-        (record.id,),
-    )
-    return True
-
-
-def resume(
-    spec: ClusterSpec, *, grace_s: float = GRACE_S, query_wait_s: float = QUERY_WAIT_S
-) -> int:
-    """Settle the copies and moves whose coordinators stopped: drop what unfinished copies
-    built, finish published moves. How many records it settled."""
-    settled = 0
-    with connect(spec.czar, autocommit=True) as czar:
-        for record in _unfinished(czar):
-            if record.state != "copying":
-                continue
-            with contextlib.ExitStack() as stack:
-                try:
-                    stack.enter_context(chunk_lock(czar, record.catalog, record.chunk))
-                except WorkerOpError:
-                    continue
-                catalog = catalog_model(czar, record.catalog)
-                settled += _abandon(spec, czar, catalog, record.id, record.target, None)
-    return settled + len(finish_moves(spec, grace_s=grace_s, query_wait_s=query_wait_s))

@@ -469,7 +469,7 @@ def drop_partitions(
     schema = catalog.sql_name
     parts = chunk_parts(catalog, chunk)
     dropped = 0
-    with connect(worker, autocommit=True) as conn:
+    with connect(worker, autocommit=True, timeout=3) as conn:
         conn.execute("SELECT set_config('application_name', 'qserv_py:drop', false)")
         conn.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
         for part in parts:

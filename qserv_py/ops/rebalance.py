@@ -8,7 +8,7 @@ the biggest useful move first), and moves every chunk off draining workers.
 it holds), moves all its chunks away, keeping each chunk's number of copies, and marks
 it removable. Moves run one after another (copy, verify, publish); their old copies
 are dropped in batches, each after one wait for the queries planned before
-(:func:`qserv_py.ops.chunks.finish_moves`).
+(:func:`qserv_py.ops.journal.finish_moves`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import psycopg
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import QservError, UnknownWorker, WorkerOpError
-from qserv_py.ops import chunks
+from qserv_py.ops import chunks, journal
 from qserv_py.ops.chunks import CopyReport
 from qserv_py.ops.copy import chunk_parts
 from qserv_py.ops.replicate import live_workers
@@ -146,14 +146,14 @@ def rebalance(
 ) -> RebalanceReport:
     """Move chunks (of ``catalog``, or all) until the live active workers hold rows
     within 10 % of even, and move every chunk off the draining workers."""
-    chunks.resume(spec)
+    journal.resume(spec)
     live = live_workers(spec)
     targets = sorted(w for w, s in live.items() if s == "active")
     leaving = sorted(w for w, s in live.items() if s == "draining")
     name = catalog.lower() if catalog else None
     with connect(spec.czar, autocommit=True) as czar:
         if name is not None:
-            chunks.catalog_model(czar, name)  # UnknownCatalog if there is none
+            journal.catalog_model(czar, name)  # UnknownCatalog if there is none
         holders, sizes = _placement(czar, name)
     return _run(spec, plan_moves(holders, sizes, targets, leaving), holders, sizes, progress)
 
@@ -181,7 +181,7 @@ def drain(spec: ClusterSpec, worker: str, progress: Progress | None = None) -> R
             " WHERE name = %s AND state IN ('active', 'removable')",
             (worker,),
         )
-    chunks.resume(spec)
+    journal.resume(spec)
     live = live_workers(spec)
     if worker not in live:
         raise WorkerOpError(
@@ -273,7 +273,7 @@ def _drop(spec: ClusterSpec, ids: list[int]) -> list[int]:
     """Finish the moves ``ids``; those left unfinished."""
     if not ids:
         return []
-    finished = set(chunks.finish_moves(spec, ids))
+    finished = set(journal.finish_moves(spec, ids))
     return [i for i in ids if i not in finished]
 
 
@@ -293,7 +293,7 @@ def _empty(spec: ClusterSpec, worker: str) -> bool:
         ).fetchone():
             return False
         names = [r[0] for r in czar.execute("SELECT name FROM qserv_meta.catalogs")]
-        catalogs = [chunks.catalog_model(czar, n) for n in names]
+        catalogs = [journal.catalog_model(czar, n) for n in names]
     with connect(spec.worker(worker), autocommit=True) as conn:
         for catalog in catalogs:
             parents = {p.parent for p in chunk_parts(catalog, 0)}

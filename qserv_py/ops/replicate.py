@@ -6,7 +6,7 @@ states on the czar, their health now), then copy each under-replicated chunk, on
 verified copy at a time (:func:`qserv_py.ops.chunks.copy_chunk`), from a live holder to
 the live active worker that lacks it and holds the fewest rows. Every step is idempotent
 and recorded, so the loop is safe to interrupt and to run again; it first settles what
-an interrupted run left (:func:`qserv_py.ops.chunks.resume`).
+an interrupted run left (:func:`qserv_py.ops.journal.resume`).
 
 Copies on a worker that is down, or declared lost, do not count. A chunk with no live
 copy at all cannot be healed now: it is reported, by name, not raised.
@@ -24,7 +24,7 @@ import psycopg
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import ConfigError, QservError, UnknownCatalog
-from qserv_py.ops import chunks
+from qserv_py.ops import chunks, journal
 from qserv_py.ops.chunks import CopyReport
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def replicate(
         _check_catalog(czar, name)
         if level is not None:
             _set_level(czar, name, level)
-    chunks.resume(spec)
+    journal.resume(spec)
     live = live_workers(spec)
     with connect(spec.czar, autocommit=True) as czar:
         todo = under_replicated(czar, live, catalog=name)

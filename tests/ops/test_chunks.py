@@ -23,7 +23,7 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import ClusterError, WorkerOpError
-from qserv_py.ops import chunks
+from qserv_py.ops import journal
 from qserv_py.ops.chunks import copy_chunk, move_chunk
 from qserv_py.ops.copy import TEMP_PREFIX, chunk_parts
 from tests.ops.movement import answers, load_catalog, partitions, placement
@@ -97,7 +97,7 @@ def _describe(spec: ClusterSpec, worker: str, table: str) -> dict[str, object]:
 def test_copy_is_identical_to_its_source(spec: ClusterSpec) -> None:
     chunk = _biggest_chunk(spec, "worker1")
     with connect(spec.czar, autocommit=True) as czar:
-        parts = chunk_parts(chunks.catalog_model(czar, CATALOG), chunk)
+        parts = chunk_parts(journal.catalog_model(czar, CATALOG), chunk)
     held = partitions(spec, "worker1", CATALOG) & {p.partition for p in parts}
     assert {f"object_{chunk}", f"forcedsource_{chunk}"} <= held
 
@@ -233,7 +233,7 @@ def test_move_and_a_crashed_move_resumed(spec: ClusterSpec) -> None:
     assert {p for p in partitions(spec, "worker1", CATALOG) if p.endswith(f"_{chunk}")}
     assert answers(client, CATALOG) == healthy
 
-    assert chunks.resume(spec, grace_s=0) == 1
+    assert journal.resume(spec, grace_s=0) == 1
 
     assert not {p for p in partitions(spec, "worker1", CATALOG) if p.endswith(f"_{chunk}")}
     assert answers(client, CATALOG) == healthy
@@ -245,7 +245,7 @@ def _wait_gone(spec: ClusterSpec, czar) -> None:  # type: ignore[no-untyped-def]
     _wait_for(
         czar,
         "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-        f" AND classid::bigint = {chunks.LOCK_CLASS})",
+        f" AND classid::bigint = {journal.LOCK_CLASS})",
     )
     for worker in spec.workers:
         with connect(worker, autocommit=True) as conn:
