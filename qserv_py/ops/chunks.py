@@ -1,13 +1,13 @@
 """Copying and moving a chunk between workers: copy → verify → publish → drain → drop.
 
 Each step is recorded on the czar (``qserv_meta.chunk_copies``, migration 008), so a
-crash is resumed or cleaned by the next operation (:func:`resume`):
+crash is resumed or cleaned by the next operation (:func:`qserv_py.ops.journal.resume`):
 
 1. *copy* and *verify* (:func:`qserv_py.ops.copy.build`): the source's partitions of
    the chunk stream into new, unattached tables of the target, checked against the
    source (row counts, checksums) and the czar (row counts). The record says
    ``copying``; a copy whose coordinator died leaves only unattached tables, which
-   :func:`resume` drops.
+   :func:`qserv_py.ops.journal.resume` drops.
 2. *publish*, in one two-phase commit: the target attaches the new tables as the
    chunk's partitions, the source confirms the partitions copied are still its own, and
    the czar adds the target to the placement (a move also removes the source) and
@@ -16,7 +16,7 @@ crash is resumed or cleaned by the next operation (:func:`resume`):
 3. *drain* (moves): wait ``grace_s`` for clients to hear of the change, then for every
    query recorded running that started before the publish (at most ``query_wait_s``).
 4. *drop* (moves): the source's partitions are detached and dropped
-   (:func:`qserv_py.ops.copy.drop_partitions`; the drop also waits for statements
+   (:func:`qserv_py.ops.journal.drop_partitions`; the drop also waits for statements
    still reading them); the record says ``done``.
 
 The coordinator holds an advisory lock on the chunk on the czar throughout, so two

@@ -15,9 +15,7 @@ the copy's snapshot, and the row count equals the czar's. Whatever fails, the ta
 dropped (:func:`drop_leftovers`, by the copy's record after a crash).
 
 :func:`attach_work` and :func:`check_source_work` are the target's and the source's
-shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`);
-:func:`drop_partitions` removes a chunk's old copy without blocking queries of the other
-chunks (``DETACH PARTITION … CONCURRENTLY``, then ``DROP``, each under a lock timeout).
+shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`).
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 
 from qserv_py.cluster.db import connect
@@ -47,8 +44,6 @@ TEMP_PREFIX = "qserv_copy_"
 BUILD_MEMORY = "1GB"
 #: statistics target of a copied partition's ANALYZE (as a load's: loaders.publish)
 PARTITION_STATISTICS = 30
-#: how long a DETACH or DROP of an old copy waits for a lock before it is tried again
-DROP_LOCK_TIMEOUT = "2s"
 #: a copy of this many rows or more builds its indexes and checksums on several target
 #: sessions at once (a small one does not pay for the connections)
 PARALLEL_ROWS = 100_000
@@ -184,7 +179,7 @@ def build(
     except psycopg.Error as exc:
         raise ClusterError(
             f"copy of chunk {chunk} of {catalog.name} from {source.name} to {target.name}"
-            f" failed: {_reason(exc)}; nothing of it is visible to queries: run it again"
+            f" failed: {reason(exc)}; nothing of it is visible to queries: run it again"
             " (`qserv-py replicate` resumes or cleans it)"
         ) from exc
 
@@ -314,12 +309,11 @@ def _index_definitions(conn: psycopg.Connection, schema: str, table: str) -> lis
 
 
 def _oids(conn: psycopg.Connection, schema: str, parts: list[Part]) -> dict[str, int]:
-    found = {}
-    for p in parts:
-        row = conn.execute("SELECT %s::regclass::oid", (f"{schema}.{p.partition}",)).fetchone()
-        assert row is not None
-        found[p.partition] = int(row[0])
-    return found
+    rows = conn.execute(
+        "SELECT p, to_regclass(%s || '.' || p)::oid FROM unnest(%s::text[]) AS p",
+        (schema, [p.partition for p in parts]),
+    )
+    return {str(name): int(oid) for name, oid in rows}
 
 
 def _checksum(
@@ -457,52 +451,6 @@ def check_source_work(schema: str, built: list[Built]) -> Work:
     return work
 
 
-def drop_partitions(
-    worker: Instance, catalog: Catalog, chunk: int, *, attempts: int = 30, pause_s: float = 1.0
-) -> int:
-    """Detach and drop every partition of ``chunk`` on ``worker``; how many it dropped.
-
-    ``DETACH … CONCURRENTLY`` does not block queries of the other chunks (a plain detach
-    locks the whole table); ``DROP`` waits for the statements still reading the old
-    partition. Each waits at most ``DROP_LOCK_TIMEOUT`` at a time, ``attempts`` times.
-    """
-    schema = catalog.sql_name
-    parts = chunk_parts(catalog, chunk)
-    dropped = 0
-    with connect(worker, autocommit=True, timeout=3) as conn:
-        conn.execute("SELECT set_config('application_name', 'qserv_py:drop', false)")
-        conn.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
-        for part in parts:
-            name = f"{schema}.{part.partition}"
-            for attempt in range(attempts):
-                try:
-                    state = conn.execute(
-                        "SELECT c.relispartition, coalesce(i.inhdetachpending, false)"
-                        " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
-                        " WHERE c.oid = to_regclass(%s)",
-                        (name,),
-                    ).fetchone()
-                    if state is None:
-                        break
-                    parent = f"{schema}.{part.parent}"
-                    if state[1]:  # an earlier concurrent detach was interrupted
-                        conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} FINALIZE")
-                    elif state[0]:
-                        conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} CONCURRENTLY")
-                    conn.execute(f"DROP TABLE {name}")
-                    dropped += 1
-                    break
-                except (pg_errors.LockNotAvailable, pg_errors.ObjectInUse) as exc:
-                    if attempt + 1 == attempts:
-                        raise ClusterError(
-                            f"could not drop {name} on {worker.name}: {_reason(exc)} (queries "
-                            f"hold it; tried {attempts} times); run the operation again later to "
-                            "finish the move"
-                        ) from exc
-                    time.sleep(pause_s)
-    return dropped
-
-
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

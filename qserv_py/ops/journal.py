@@ -20,16 +20,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
-from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import ClusterError, WorkerOpError
 from qserv_py.ops import copy as chunk_copy
+from qserv_py.ops.copy import chunk_parts
 from qserv_py.schema.felis import parse_catalog
 from qserv_py.schema.model import Catalog
 
 log = logging.getLogger(__name__)
+
+#: how long a DETACH or DROP of an old copy waits for a lock before it is tried again
+DROP_LOCK_TIMEOUT = "2s"
 
 #: seconds a move waits after its publish for clients to hear of the new placement
 GRACE_S = 3.0
@@ -244,7 +249,7 @@ def _finish(spec: ClusterSpec, czar: psycopg.Connection, catalog: Catalog, recor
         note = f"{record.source} is gone (declared lost or removed): its old copy was not dropped"
     else:
         try:
-            chunk_copy.drop_partitions(spec.worker(record.source), catalog, record.chunk)
+            drop_partitions(spec.worker(record.source), catalog, record.chunk)
         except (ClusterError, psycopg.Error) as exc:
             log.warning(
                 "move %s: the old copy on %s is not dropped yet: %s", record.id, record.source, exc
@@ -276,3 +281,49 @@ def resume(
                 catalog = catalog_model(czar, record.catalog)
                 settled += abandon(spec, czar, catalog, record.id, record.target, None)
     return settled + len(finish_moves(spec, grace_s=grace_s, query_wait_s=query_wait_s))
+
+
+def drop_partitions(
+    worker: Instance, catalog: Catalog, chunk: int, *, attempts: int = 30, pause_s: float = 1.0
+) -> int:
+    """Detach and drop every partition of ``chunk`` on ``worker``; how many it dropped.
+
+    ``DETACH … CONCURRENTLY`` does not block queries of the other chunks (a plain detach
+    locks the whole table); ``DROP`` waits for the statements still reading the old
+    partition. Each waits at most ``DROP_LOCK_TIMEOUT`` at a time, ``attempts`` times.
+    """
+    schema = catalog.sql_name
+    parts = chunk_parts(catalog, chunk)
+    dropped = 0
+    with connect(worker, autocommit=True, timeout=3) as conn:
+        conn.execute("SELECT set_config('application_name', 'qserv_py:drop', false)")
+        conn.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+        for part in parts:
+            name = f"{schema}.{part.partition}"
+            for attempt in range(attempts):
+                try:
+                    state = conn.execute(
+                        "SELECT c.relispartition, coalesce(i.inhdetachpending, false)"
+                        " FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid"
+                        " WHERE c.oid = to_regclass(%s)",
+                        (name,),
+                    ).fetchone()
+                    if state is None:
+                        break
+                    parent = f"{schema}.{part.parent}"
+                    if state[1]:  # an earlier concurrent detach was interrupted
+                        conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} FINALIZE")
+                    elif state[0]:
+                        conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} CONCURRENTLY")
+                    conn.execute(f"DROP TABLE {name}")
+                    dropped += 1
+                    break
+                except (pg_errors.LockNotAvailable, pg_errors.ObjectInUse) as exc:
+                    if attempt + 1 == attempts:
+                        raise ClusterError(
+                            f"could not drop {name} on {worker.name}: {chunk_copy.reason(exc)}"
+                            f" (queries hold it; tried {attempts} times); run the operation again"
+                            " later to finish the move"
+                        ) from exc
+                    time.sleep(pause_s)
+    return dropped
