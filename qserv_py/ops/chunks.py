@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
@@ -104,7 +104,7 @@ def move_chunk(
     if report.copy_id is None:
         return report
     finished = finish_moves(spec, [report.copy_id], grace_s=grace_s, query_wait_s=query_wait_s)
-    return _with(report, dropped=report.copy_id in finished)
+    return replace(report, dropped=report.copy_id in finished)
 
 
 def publish_move(
@@ -113,12 +113,6 @@ def publish_move(
     """The copy, verify and publish steps of a move; :func:`finish_moves` drops the old
     copy (several moves can then share one wait for queries)."""
     return _transfer(spec, catalog, chunk, source, target, move=True)
-
-
-def _with(report: CopyReport, **changes: object) -> CopyReport:
-    from dataclasses import replace
-
-    return replace(report, **changes)  # type: ignore[arg-type]
 
 
 def _transfer(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -61,8 +61,8 @@ class RebalanceReport:
 def plan_moves(
     holders: Mapping[Key, set[str]],
     sizes: Mapping[Key, int],
-    targets: list[str],
-    leaving: list[str] = (),  # type: ignore[assignment]
+    targets: Sequence[str],
+    leaving: Sequence[str] = (),
     tolerance: float = TOLERANCE,
 ) -> list[Move]:
     """Moves that empty the ``leaving`` workers and even the rows of the ``targets``.
