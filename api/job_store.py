@@ -119,15 +119,16 @@ class JobStore(ABC):
         """Kill the engine queries of a job that no longer executes (aborted, deleted)."""
 
     @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection]:
+    def _conn(self, timeout: float = 30.0) -> Iterator[psycopg.Connection]:
         if not self._ready:
             self._check_table()
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout) as conn:
                 yield conn
         except PoolTimeout as exc:
             raise InstanceUnreachable(
-                "no session on the czar for async jobs within 30 s: it is unreachable or busy"
+                f"no session on the czar for async jobs within {timeout:g} s: it is "
+                "unreachable or busy"
             ) from exc
 
     def _check_table(self) -> None:

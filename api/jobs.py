@@ -7,12 +7,17 @@ A job runs in a thread pool of ``async_concurrency`` threads, at most
 
 Several service processes may share a cluster. Each is a *runner* with a random id, alive
 while it holds its czar session named ``qserv_py:uws:<id>`` (opened at start, closed at
-stop, reopened by the sweeper if it breaks). A job QUEUED or EXECUTING in a runner that
-is gone (the service stopped or died) is recovered by the next runner that sweeps (at
-its start, then every minute): a QUEUED job is queued again; an EXECUTING one becomes
+stop, reopened within a second when it breaks). A job QUEUED or EXECUTING in a runner
+that is gone (the service stopped or died) is recovered by the next runner that sweeps
+(at its start, then every minute): a QUEUED job is queued again; an EXECUTING one becomes
 ERROR and its query is killed — a query that may have taken the service down is not run
 again behind the user's back. The sweeper also destroys the jobs past their destruction
 time.
+
+The czar restarting ends every session on it: the runner waits for it to start a queued
+job or record a job's end, and takes no runner for gone until the czar has been up for
+``PRESENCE_GRACE_S`` (every live runner has opened its presence session again by then).
+A job whose query lost its czar session ends in ERROR and says so (see ``Service.run``).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from typing import TypeVar
 
 import psycopg
 from psycopg.rows import class_row
@@ -37,7 +44,8 @@ from qserv_py.api.routes.tap import query_text
 from qserv_py.api.service import Outcome, Service, language
 from qserv_py.api.uploads import request_uploads
 from qserv_py.api.uws import ABORTED, COMPLETED, ERROR, Job
-from qserv_py.errors import QservError, QueryError, QueryKilled, QueryTimeout
+from qserv_py.cluster.db import has_input
+from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled, QueryTimeout
 from qserv_py.exec.tracking import flush, kill_query
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,15 @@ SWEEP_S = 60.0
 STOP_GRACE_S = 3.0
 #: a directory in results_dir without a job is removed once it is this old
 STRAY_DIR_AGE_S = 3600.0
+#: how often the presence session is looked at (no round trip), and a broken one reopened
+PRESENCE_POLL_S = 0.5
+#: a runner without a presence session is gone only if the czar has been up this long
+PRESENCE_GRACE_S = 10.0
+#: how long a job waiting for an unreachable czar waits for a session, and then pauses
+CZAR_WAIT_S = 5.0
+CZAR_RETRY_S = 1.0
+
+T = TypeVar("T")
 
 STOPPED = "the service stopped while the job was executing; create the job again to rerun it"
 
@@ -61,8 +78,10 @@ def owner_of(job_id: str) -> str:
 
 
 _ALIVE = (
-    "EXISTS (SELECT 1 FROM pg_stat_activity a"
+    "(EXISTS (SELECT 1 FROM pg_stat_activity a"
     f" WHERE a.application_name = '{_APP_PREFIX}' || j.runner)"
+    # (right after a czar restart, live runners may not have reconnected yet)
+    " OR now() - pg_postmaster_start_time() < make_interval(secs => %s))"
 )
 
 
@@ -77,7 +96,12 @@ class Jobs(JobStore):
         self._running: set[str] = set()  # ids of the jobs executing in this process
         self._lock = threading.Lock()
         self._stopping = False
+        self._stopped = threading.Event()  # set by stop(): waits for the czar end
         self._presence: psycopg.Connection | None = None
+        self._presence_lock = threading.Lock()
+        self._presence_keeper = threading.Thread(
+            target=self._keep_presence, name="uws-presence", daemon=True
+        )
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -85,29 +109,62 @@ class Jobs(JobStore):
         self._pool.open(wait=False)
         try:
             self._ensure_presence()
-        except psycopg.Error as exc:  # the sweeper tries again
+        except psycopg.Error as exc:  # the keeper tries again
             log.warning("async jobs: cannot reach the czar: %s", exc)
+        self._presence_keeper.start()
 
     def _ensure_presence(self) -> None:
         """Hold the czar session that says this runner is alive (see the module's doc)."""
-        if self._presence is not None and not self._presence.closed:
-            try:
-                self._presence.execute("SELECT 1")
+        with self._presence_lock:
+            if self._presence is not None and not self._presence.closed:
+                try:
+                    self._presence.execute("SELECT 1")
+                    return
+                except psycopg.Error:
+                    self._presence.close()
+            if self._stopping:
                 return
-            except psycopg.Error:
-                self._presence.close()
-        self._presence = psycopg.connect(
-            self.service.spec.czar.dsn,
-            autocommit=True,
-            connect_timeout=10,
-            application_name=_APP_PREFIX + self.runner_id,
-        )
+            self._presence = psycopg.connect(
+                self.service.spec.czar.dsn,
+                autocommit=True,
+                connect_timeout=10,
+                application_name=_APP_PREFIX + self.runner_id,
+            )
+
+    def _keep_presence(self) -> None:
+        """(a thread) Reopen the presence session as soon as it breaks: the czar hung up
+        (it restarted), which the session sees as input, without a round trip."""
+        while not self._stopped.wait(PRESENCE_POLL_S):
+            conn = self._presence
+            if conn is None or conn.closed or has_input(conn):
+                with suppress(psycopg.Error):  # still down: try again at the next poll
+                    self._ensure_presence()
+
+    def _on_czar(self, what: str, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work`` on a czar session; while the czar is unreachable (it restarts), tried
+        again every CZAR_RETRY_S until it is back or the runner stops."""
+        waiting = False
+        while True:
+            try:
+                with self._conn(CZAR_WAIT_S) as conn:
+                    result = work(conn)
+                if waiting:
+                    log.info("async jobs: the czar is back; %s", what)
+                return result
+            except (InstanceUnreachable, psycopg.OperationalError) as exc:
+                if self._stopping:
+                    raise
+                if not waiting:
+                    log.warning("async jobs: waiting for the czar to %s: %s", what, exc)
+                    waiting = True
+                self._stopped.wait(CZAR_RETRY_S)
 
     def stop(self) -> None:
         """Take no more jobs; let the running ones finish within STOP_GRACE_S, then kill
         their queries (they become ERROR). Jobs still queued stay QUEUED: the next runner
         queues them again."""
         self._stopping = True
+        self._stopped.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._wait_idle(STOP_GRACE_S)
         with self._lock:
@@ -125,8 +182,11 @@ class Jobs(JobStore):
                 log.warning("job %s: cannot stop it: %s", job_id, exc)
         self._wait_idle(STOP_GRACE_S)
         self._pool.close()
-        if self._presence is not None:
-            self._presence.close()
+        if self._presence_keeper.is_alive():
+            self._presence_keeper.join()
+        with self._presence_lock:
+            if self._presence is not None:
+                self._presence.close()
 
     def _wait_idle(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -148,13 +208,17 @@ class Jobs(JobStore):
         """Run a QUEUED job (in a thread of the pool)."""
         if self._stopping:
             return
-        try:
-            with self._conn() as conn, conn.cursor(row_factory=class_row(Job)) as cur:
-                job = cur.execute(
+
+        def begin(conn: psycopg.Connection) -> Job | None:
+            with conn.cursor(row_factory=class_row(Job)) as cur:
+                return cur.execute(
                     "UPDATE qserv_meta.uws_jobs SET phase = 'EXECUTING', start_time = now(),"
                     f" runner = %s WHERE id = %s AND phase = 'QUEUED' RETURNING {JOB_COLUMNS}",
                     (self.runner_id, job_id),
                 ).fetchone()
+
+        try:
+            job = self._on_czar(f"start job {job_id}", begin)
         except (QservError, psycopg.Error) as exc:
             log.warning("job %s: cannot start it: %s", job_id, exc)
             return
@@ -228,7 +292,8 @@ class Jobs(JobStore):
         its phase, and a result written for it is dropped."""
         names = sorted(fields)
         assignments = "".join(f", {name} = %({name})s" for name in names)
-        with self._conn() as conn:
+
+        def record(conn: psycopg.Connection) -> tuple[object, object]:
             done = conn.execute(
                 f"UPDATE qserv_meta.uws_jobs SET phase = %(phase)s, end_time = now()"
                 f"{assignments} WHERE id = %(id)s AND phase = 'EXECUTING' RETURNING id",
@@ -240,6 +305,9 @@ class Jobs(JobStore):
                     "SELECT 1 FROM qserv_meta.uws_jobs WHERE id = %s", (job.id,)
                 ).fetchone()
             )
+            return done, exists
+
+        done, exists = self._on_czar(f"record the end of job {job.id}", record)
         if done is None and "result_file" in fields:
             if exists:
                 with suppress(FileNotFoundError):
@@ -291,7 +359,7 @@ class Jobs(JobStore):
                 "UPDATE qserv_meta.uws_jobs j SET phase = 'ERROR', error = %s, end_time = now()"
                 f" WHERE phase = 'EXECUTING' AND runner IS DISTINCT FROM %s AND NOT {_ALIVE}"
                 " RETURNING id",
-                (STOPPED, self.runner_id),
+                (STOPPED, self.runner_id, PRESENCE_GRACE_S),
             ).fetchall()
             if self._stopping:
                 queued = []
@@ -300,7 +368,7 @@ class Jobs(JobStore):
                     "UPDATE qserv_meta.uws_jobs j SET runner = %s WHERE phase = 'QUEUED'"
                     f" AND runner IS DISTINCT FROM %s AND NOT {_ALIVE}"
                     " RETURNING id, creation_time",
-                    (self.runner_id, self.runner_id),
+                    (self.runner_id, self.runner_id, PRESENCE_GRACE_S),
                 ).fetchall()
         for (job_id,) in lost:
             log.warning("job %s: its service process is gone; it is now ERROR", job_id)

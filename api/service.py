@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
 import pyarrow as pa
 
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.config import Settings
-from qserv_py.errors import QueryRefused
+from qserv_py.errors import InstanceUnreachable, QueryRefused
 from qserv_py.exec import uploads as upload_tables
 from qserv_py.exec.dispatch import close_pools
 from qserv_py.exec.uploads import execute
@@ -121,17 +122,24 @@ class Service:
         """Plan and run a query with the service's limits (``maxrec`` already capped);
         ``uploads`` are the tables it reads as ``TAP_UPLOAD.<name>`` (``read_uploads``)."""
         tables = {name: u.table for name, u in (uploads or {}).items()}
-        plan = self.client.plan(text, lang, uploads=tables or None, oracle=False)
-        result = execute(
-            self.spec,
-            plan,
-            text=text,
-            lang=lang,
-            owner=owner,
-            timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
-            max_rows=self.maxrec(maxrec),
-            partial=partial,
-        )
+        try:
+            plan = self.client.plan(text, lang, uploads=tables or None, oracle=False)
+            result = execute(
+                self.spec,
+                plan,
+                text=text,
+                lang=lang,
+                owner=owner,
+                timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
+                max_rows=self.maxrec(maxrec),
+                partial=partial,
+            )
+        except psycopg.OperationalError as exc:  # (a worker's failures come as our errors)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InstanceUnreachable(
+                f"the czar database ({self.spec.czar.name}) ended a session of the query "
+                f"({reason}): it restarted or stopped; run the query again"
+            ) from exc
         return Outcome(
             result.table,
             result.truncated,
