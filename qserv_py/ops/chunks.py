@@ -14,7 +14,7 @@ crash is resumed or cleaned by the next operation (:func:`qserv_py.ops.journal.r
    records the copy ``done`` (a move: ``published``). Clients re-plan at once (the
    placement's version changed, and the czar notified them).
 3. *drain* (moves): wait ``grace_s`` for clients to hear of the change, then for every
-   query recorded running that started before the publish (at most ``query_wait_s``).
+   query recorded running that started before that (at most ``query_wait_s``).
 4. *drop* (moves): the source's partitions are detached and dropped
    (:func:`qserv_py.ops.journal.drop_partitions`; the drop also waits for statements
    still reading them); the record says ``done``.

@@ -205,32 +205,39 @@ def finish_moves(
 def wait_for_queries(
     czar: psycopg.Connection, ids: list[int], grace_s: float, query_wait_s: float
 ) -> None:
-    """Wait ``grace_s`` after the latest of the publishes ``ids`` (clients hear of the
-    change by NOTIFY, and a query younger than the tracker's delay is not yet recorded),
-    then until no query recorded running started before it (at most ``query_wait_s``)."""
+    """Wait until no query can still read the old copies of the moves ``ids``.
+
+    First ``grace_s`` after the latest publish: a client plans on the old placement until
+    the czar's NOTIFY reaches it, and the tracker records a query as running only once it
+    has run a moment. Then until every query recorded running that started before now
+    (planned on the old placement or not) has ended, at most ``query_wait_s``; a query
+    recorded running for longer than that already is taken for one whose process died.
+    """
     row = czar.execute(
         "SELECT max(published_at), extract(epoch FROM now() - max(published_at))"
         " FROM qserv_meta.chunk_copies WHERE id = ANY(%s)",
         (ids,),
     ).fetchone()
-    assert row is not None
-    published, age = row[0], float(row[1] or 0)
-    if published is None:
+    if row is None or row[0] is None:
         return
+    age = float(row[1] or 0)
     if age < grace_s:
         time.sleep(grace_s - age)
     deadline = time.monotonic() + query_wait_s
+    cutoff = czar.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
     while True:
         running = czar.execute(
-            "SELECT count(*) FROM qserv_meta.queries WHERE status = 'running' AND started_at < %s",
-            (published,),
+            "SELECT count(*) FROM qserv_meta.queries WHERE status = 'running'"
+            " AND started_at < %s AND started_at > %s - %s * interval '1 second'",
+            (cutoff, cutoff, query_wait_s),
         ).fetchone()
         if not running or not running[0]:
             return
         if time.monotonic() >= deadline:
             log.warning(
-                "%s queries planned before a chunk move still run after %s s; dropping the "
-                "old copies anyway (a statement still reading one delays its drop)",
+                "%s queries that may read the old copies of moved chunks still run after "
+                "%s s; dropping those copies anyway (a statement still reading one delays "
+                "its drop)",
                 running[0],
                 query_wait_s,
             )
