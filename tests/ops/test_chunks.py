@@ -24,7 +24,7 @@ from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import ClusterError, WorkerOpError
 from qserv_py.ops import journal
-from qserv_py.ops.chunks import copy_chunk, move_chunk
+from qserv_py.ops.chunks import copy_chunk, move_chunk, publish_move
 from qserv_py.ops.copy import TEMP_PREFIX, chunk_parts
 from tests.ops.movement import answers, load_catalog, partitions, placement
 
@@ -237,6 +237,44 @@ def test_move_and_a_crashed_move_resumed(spec: ClusterSpec) -> None:
 
     assert not {p for p in partitions(spec, "worker1", CATALOG) if p.endswith(f"_{chunk}")}
     assert answers(client, CATALOG) == healthy
+
+
+def test_old_copy_outlives_the_queries_planned_before_the_move(spec: ClusterSpec) -> None:
+    """A query planned before a move, held up on the source (a lock on another chunk's
+    partition), keeps the old copy alive: the drop waits for it (up to the bound), and
+    its answer is exact once it goes on."""
+    client = qserv_py.connect(spec, default_catalog=CATALOG)
+    text = f"SELECT COUNT(*) AS n, SUM(objectId) AS s FROM {CATALOG}.Object"
+    healthy = client.query(text).to_pylist()
+    on_1 = [c for c in _on(spec, "worker1") if c not in _on(spec, "worker3")]
+    moved = _biggest_chunk(spec, "worker1", skip=set(_on(spec, "worker3")))
+    held_up = next(c for c in on_1 if c != moved)
+    answers_: list[object] = []
+    with connect(spec.worker("worker1")) as blocker, connect(spec.czar, autocommit=True) as czar:
+        blocker.execute(f"LOCK TABLE {CATALOG}.object_{held_up} IN ACCESS EXCLUSIVE MODE")
+        query = threading.Thread(target=lambda: answers_.append(client.query(text).to_pylist()))
+        query.start()
+        _wait_for(czar, "SELECT id FROM qserv_meta.queries WHERE status = 'running'")
+        report = publish_move(spec, CATALOG, moved, "worker1", "worker3")
+        assert report.copy_id is not None and placement(spec, CATALOG)[moved] == {"worker3"}
+
+        started = time.monotonic()
+        journal.wait_for_queries(czar, [report.copy_id], grace_s=0, query_wait_s=1.5)
+        assert time.monotonic() - started >= 1.5  # the query still runs: it waited it out
+
+        blocker.rollback()
+        query.join(timeout=60)
+        assert answers_ == [healthy]  # read the old copy, still there
+        _wait_for(
+            czar,
+            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM qserv_meta.queries WHERE status = 'running')",
+        )
+        started = time.monotonic()
+        journal.wait_for_queries(czar, [report.copy_id], grace_s=0, query_wait_s=60)
+        assert time.monotonic() - started < 60  # none left: it did not wait for the bound
+    assert journal.finish_moves(spec, [report.copy_id], grace_s=0) == [report.copy_id]
+    assert not {p for p in partitions(spec, "worker1", CATALOG) if p.endswith(f"_{moved}")}
+    assert client.query(text).to_pylist() == healthy
 
 
 def _wait_gone(spec: ClusterSpec, czar) -> None:  # type: ignore[no-untyped-def]
