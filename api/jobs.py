@@ -140,14 +140,15 @@ class Jobs(JobStore):
                 with suppress(psycopg.Error):  # still down: try again at the next poll
                     self._ensure_presence()
 
-    def _on_czar(self, what: str, work: Callable[[psycopg.Connection], T]) -> T:
-        """``work`` on a czar session; while the czar is unreachable (it restarts), tried
-        again every CZAR_RETRY_S until it is back or the runner stops."""
+    def _on_czar(self, what: str, work: Callable[[psycopg.Connection, bool], T]) -> T:
+        """``work(session, again)`` on the czar; while the czar is unreachable (it
+        restarts), tried ``again`` every CZAR_RETRY_S until it is back or the runner
+        stops. (A try that lost its session may have committed: ``work`` must allow it.)"""
         waiting = False
         while True:
             try:
                 with self._conn(CZAR_WAIT_S) as conn:
-                    result = work(conn)
+                    result = work(conn, waiting)
                 if waiting:
                     log.info("async jobs: the czar is back; %s", what)
                 return result
@@ -209,12 +210,15 @@ class Jobs(JobStore):
         if self._stopping:
             return
 
-        def begin(conn: psycopg.Connection) -> Job | None:
+        def begin(conn: psycopg.Connection, again: bool) -> Job | None:
+            # (again: an earlier try may have started it; only this runner ran it)
+            started = " OR (phase = 'EXECUTING' AND runner = %(runner)s)" if again else ""
             with conn.cursor(row_factory=class_row(Job)) as cur:
                 return cur.execute(
                     "UPDATE qserv_meta.uws_jobs SET phase = 'EXECUTING', start_time = now(),"
-                    f" runner = %s WHERE id = %s AND phase = 'QUEUED' RETURNING {JOB_COLUMNS}",
-                    (self.runner_id, job_id),
+                    f" runner = %(runner)s WHERE id = %(id)s AND (phase = 'QUEUED'{started})"
+                    f" RETURNING {JOB_COLUMNS}",
+                    {"runner": self.runner_id, "id": job_id},
                 ).fetchone()
 
         try:
@@ -293,22 +297,23 @@ class Jobs(JobStore):
         names = sorted(fields)
         assignments = "".join(f", {name} = %({name})s" for name in names)
 
-        def record(conn: psycopg.Connection) -> tuple[object, object]:
+        def record(conn: psycopg.Connection, again: bool) -> tuple[bool, bool]:
             done = conn.execute(
                 f"UPDATE qserv_meta.uws_jobs SET phase = %(phase)s, end_time = now()"
                 f"{assignments} WHERE id = %(id)s AND phase = 'EXECUTING' RETURNING id",
                 {"phase": phase, "id": job.id, **fields},
             ).fetchone()
-            exists = (
-                done is not None
-                or conn.execute(
-                    "SELECT 1 FROM qserv_meta.uws_jobs WHERE id = %s", (job.id,)
-                ).fetchone()
-            )
-            return done, exists
+            if done is not None:
+                return True, True
+            row = conn.execute(
+                "SELECT phase, result_file FROM qserv_meta.uws_jobs WHERE id = %s", (job.id,)
+            ).fetchone()
+            # (again: an earlier try may have recorded this very end)
+            mine = row is not None and again and tuple(row) == (phase, fields.get("result_file"))
+            return mine, row is not None
 
         done, exists = self._on_czar(f"record the end of job {job.id}", record)
-        if done is None and "result_file" in fields:
+        if not done and "result_file" in fields:
             if exists:
                 with suppress(FileNotFoundError):
                     (self.directory / job.id / str(fields["result_file"])).unlink()
