@@ -96,7 +96,7 @@ def _result(api: TestClient, job_id: str) -> list[str]:
 def _ended_by_restart(api: TestClient, job_id: str, expected: list[str]) -> None:
     """The job that was executing when the czar went away: it lost its czar session or
     could not open one (ERROR, naming the czar) or had not needed it (COMPLETED, exact)."""
-    doc = wait_final(api, job_id)  # type: ignore[arg-type]
+    doc = wait_final(api, job_id)
     phase = doc.findtext(f"{UWS}phase")
     if phase == "COMPLETED":
         assert _result(api, job_id) == expected
@@ -108,13 +108,10 @@ def _ended_by_restart(api: TestClient, job_id: str, expected: list[str]) -> None
 
 def _running(api: TestClient, expected: list[str]) -> tuple[str, list[str]]:
     """A job held EXECUTING (the worker is locked) and two QUEUED behind it."""
-    blocked = create(api, QUERY=COUNT, PHASE="RUN", RESPONSEFORMAT="csv")  # type: ignore[arg-type]
-    assert wait_for(lambda: phase_of(api, blocked) == "EXECUTING")  # type: ignore[arg-type]
-    queued = [
-        create(api, QUERY=COUNT, PHASE="RUN", RESPONSEFORMAT="csv")  # type: ignore[arg-type]
-        for _ in range(2)
-    ]
-    assert [phase_of(api, j) for j in queued] == ["QUEUED", "QUEUED"]  # type: ignore[arg-type]
+    blocked = create(api, QUERY=COUNT, PHASE="RUN", RESPONSEFORMAT="csv")
+    assert wait_for(lambda: phase_of(api, blocked) == "EXECUTING")
+    queued = [create(api, QUERY=COUNT, PHASE="RUN", RESPONSEFORMAT="csv") for _ in range(2)]
+    assert [phase_of(api, j) for j in queued] == ["QUEUED", "QUEUED"]
     return blocked, queued
 
 
@@ -132,11 +129,11 @@ def test_queries_and_queued_jobs_go_on_after_a_czar_restart(
         assert response.status_code == 200, response.text
         assert response.text.split() == expected
         for job_id in queued:
-            assert wait_final(api, job_id).findtext(f"{UWS}phase") == "COMPLETED"  # type: ignore[arg-type]
+            assert wait_final(api, job_id).findtext(f"{UWS}phase") == "COMPLETED"
             assert _result(api, job_id) == expected
         _ended_by_restart(api, blocked, expected)
-        after = create(api, QUERY=COUNT, PHASE="RUN", RESPONSEFORMAT="csv")  # type: ignore[arg-type]
-        assert wait_final(api, after).findtext(f"{UWS}phase") == "COMPLETED"  # type: ignore[arg-type]
+        after = create(api, QUERY=COUNT, PHASE="RUN", RESPONSEFORMAT="csv")
+        assert wait_final(api, after).findtext(f"{UWS}phase") == "COMPLETED"
 
 
 def test_jobs_wait_for_a_czar_that_is_down(
@@ -159,7 +156,7 @@ def test_jobs_wait_for_a_czar_that_is_down(
             _start_czar(cluster)
         _ended_by_restart(api, blocked, expected)
         for job_id in queued:
-            assert wait_final(api, job_id).findtext(f"{UWS}phase") == "COMPLETED"  # type: ignore[arg-type]
+            assert wait_final(api, job_id).findtext(f"{UWS}phase") == "COMPLETED"
             assert _result(api, job_id) == expected
 
 
@@ -175,7 +172,7 @@ def test_presence_comes_back_and_no_runner_takes_over(
         TestClient(create_app(app_settings, spec)) as other,
     ):
         runner: Jobs = api.app.state.jobs  # type: ignore[attr-defined]
-        queued, executing = create(api, QUERY=COUNT), create(api, QUERY=COUNT)  # type: ignore[arg-type]
+        queued, executing = create(api, QUERY=COUNT), create(api, QUERY=COUNT)
         with connect(spec.czar, autocommit=True) as czar:  # as if they were the runner's
             for job_id, phase in ((queued, "QUEUED"), (executing, "EXECUTING")):
                 czar.execute(
