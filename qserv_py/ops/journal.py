@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.cluster.twophase import recover_in_doubt
 from qserv_py.errors import ClusterError, WorkerOpError
 from qserv_py.ops import copy as chunk_copy
 from qserv_py.ops.copy import chunk_parts
@@ -273,8 +274,11 @@ def _finish(spec: ClusterSpec, czar: psycopg.Connection, catalog: Catalog, recor
 def resume(
     spec: ClusterSpec, *, grace_s: float = GRACE_S, query_wait_s: float = QUERY_WAIT_S
 ) -> int:
-    """Settle the copies and moves whose coordinators stopped: drop what unfinished copies
-    built, finish published moves. How many records it settled."""
+    """Settle the copies and moves whose coordinators stopped: first the two-phase commits
+    they left in doubt on the reachable workers (a publish's prepared transaction keeps its
+    tables locked), then drop what unfinished copies built, and finish published moves.
+    How many records it settled."""
+    _recover_in_doubt(spec)
     settled = 0
     with connect(spec.czar, autocommit=True) as czar:
         for record in unfinished(czar):
@@ -288,6 +292,19 @@ def resume(
                 catalog = catalog_model(czar, record.catalog)
                 settled += abandon(spec, czar, catalog, record.id, record.target, None)
     return settled + len(finish_moves(spec, grace_s=grace_s, query_wait_s=query_wait_s))
+
+
+def _recover_in_doubt(spec: ClusterSpec) -> None:
+    from qserv_py.ops.health import WorkerState, health
+
+    seen = health(spec).check()
+    up = tuple(
+        w for w in spec.workers if seen.get(w.name) in (WorkerState.UP, WorkerState.DRAINING)
+    )
+    try:
+        recover_in_doubt(replace(spec, workers=up))
+    except (ClusterError, psycopg.Error) as exc:  # a worker that just went away
+        log.warning("in-doubt transactions not settled yet: %s", exc)
 
 
 def drop_partitions(
