@@ -40,7 +40,7 @@ from psycopg import sql
 
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import QservError, QueryError, QueryKilled
-from qserv_py.exec import pools, tracking
+from qserv_py.exec import pools, tracking, watchdog
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.batches import Prepare, run_batches
 from qserv_py.exec.plan import ExecPlan
@@ -276,7 +276,7 @@ def _probe_columns(
     try:
         if prepare is not None:
             prepare(worker, ())
-        with run.worker_session(worker, czar) as conn:
+        with run.worker_session(worker, czar) as conn, watchdog.guard(conn, run.batch_deadline_s):
             probe = f"SELECT * FROM ({worker_sql(run.plan, ())}) AS qserv_probe LIMIT 0"
             cur = conn.execute(run.tag + probe)  # the tag first, where a kill looks
             res = cur.pgresult

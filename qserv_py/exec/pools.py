@@ -31,12 +31,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable
+from qserv_py.exec import watchdog
 from qserv_py.ops.health import health
 
 WORKER_POOL_SIZE = 16
 CZAR_POOL_SIZE = 48
 POOL_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10
+SETUP_TIMEOUT_S = 60.0  # the most a new session's setup statement may take
 _LOOKUPS = 256  # cached (spec, instance) lookups at most; more clear the cache
 
 _pools: dict[tuple[int, str, str], ConnectionPool] = {}
@@ -72,11 +74,15 @@ def _check(conn: psycopg.Connection) -> None:
 
 
 def _pool(
-    instance: Instance, setup: str, size: int, options: dict[str, Any] | None = None
+    instance: Instance,
+    setup: str,
+    size: int,
+    options: dict[str, Any] | None = None,
+    setup_timeout_s: float = SETUP_TIMEOUT_S,
 ) -> ConnectionPool:
-    """The cached pool of ``instance``, running ``setup`` on each new session; ``options``
-    are libpq options of its sessions (default: a connect timeout of
-    ``CONNECT_TIMEOUT_S``)."""
+    """The cached pool of ``instance``, running ``setup`` on each new session (its session
+    cut if that takes longer than ``setup_timeout_s``: a hung host); ``options`` are libpq
+    options of its sessions (default: a connect timeout of ``CONNECT_TIMEOUT_S``)."""
     key = (os.getpid(), instance.dsn, setup)  # a forked child makes its own
     with _pools_lock:
         pool = _pools.get(key)
@@ -86,7 +92,8 @@ def _pool(
     timeout = int(options["connect_timeout"])
 
     def configure(conn: psycopg.Connection) -> None:
-        conn.execute(setup)
+        with watchdog.guard(conn, setup_timeout_s):
+            conn.execute(setup)
 
     try:  # one session first: fails fast, and says why
         with psycopg.connect(instance.dsn, autocommit=True, **options) as conn:
@@ -162,7 +169,9 @@ def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
 
     def make() -> ConnectionPool:
         worker, setup = _reader(spec, name)
-        return _pool(worker, setup, WORKER_POOL_SIZE, health(spec).options)
+        view = health(spec)
+        deadline = view.settings.batch_deadline_s
+        return _pool(worker, setup, WORKER_POOL_SIZE, view.options, deadline)
 
     return _cached(spec, "reader", name, make)
 

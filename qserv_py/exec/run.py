@@ -10,10 +10,7 @@ the query.
 
 from __future__ import annotations
 
-import heapq
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +23,11 @@ from psycopg import pq
 
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import InstanceUnreachable, QueryError, QueryKilled, QueryTimeout, WorkerError
-from qserv_py.exec import tracking
+from qserv_py.exec import tracking, watchdog
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.pools import POOL_TIMEOUT_S, borrow, czar_pool, worker_pool
 from qserv_py.exec.routing import Router
+from qserv_py.exec.watchdog import sever as sever  # re-exported
 
 CANCEL_AGAIN_S = 0.2  # after a kill that the tracker found, cancel once more this late
 RESULT_SCHEMA = "qserv_result"  # the merge tables: qserv_result.q<id>
@@ -99,66 +97,6 @@ def _message(error: psycopg.Error) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def sever(conn: psycopg.Connection) -> None:
-    """Shut a session's socket, whatever its thread is waiting for: a statement on a
-    hung host or across a cut link then fails at once, as if the server had gone."""
-    with suppress(OSError, psycopg.Error):
-        fd = os.dup(conn.fileno())
-        with socket.socket(fileno=fd) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Watchdog:
-    """One thread of the process that calls a function at its deadline unless disarmed
-    first: arming costs a heap push, not a thread per statement."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, Callable[[], None]] = {}
-        self._next = 0
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, deadline: float, fn: Callable[[], None]) -> int:
-        with self._cond:
-            self._next += 1
-            token = self._next
-            self._armed[token] = fn
-            heapq.heappush(self._heap, (deadline, token))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="qserv-watchdog")
-                self._thread.daemon = True
-                self._thread.start()
-            elif self._heap[0][1] == token:
-                self._cond.notify()
-        return token
-
-    def disarm(self, token: int) -> None:
-        with self._cond:
-            self._armed.pop(token, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._heap and self._heap[0][1] not in self._armed:
-                    heapq.heappop(self._heap)  # disarmed
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, token = self._heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                heapq.heappop(self._heap)
-                fn = self._armed.pop(token)
-            with suppress(Exception):
-                fn()
-
-
-_WATCHDOG = _Watchdog()
-
-
 class Run:
     """The state an execution shares with its lanes."""
 
@@ -214,9 +152,10 @@ class Run:
                     conn.cancel_safe(timeout=5)
 
     def wait(self) -> float:
-        """How long a lane may wait for a pooled session."""
+        """How long a lane may wait for a pooled session (never past the batch deadline:
+        a pool that cannot set up a session on a hung host waits no longer)."""
         left = POOL_TIMEOUT_S if self.deadline is None else self.deadline - time.monotonic()
-        return max(min(left, POOL_TIMEOUT_S), 0.001)
+        return max(min(left, POOL_TIMEOUT_S, self.batch_deadline_s), 0.001)
 
     def killed(self) -> QueryKilled:
         return QueryKilled(f"query {self.query_id} was killed")
@@ -233,7 +172,8 @@ class Run:
         is registered on ``czar`` now, or (without) by the query's tracker."""
         with borrow(worker_pool(self.spec, name), self.wait()) as conn:
             try:
-                prepare_session(conn, self.timeout)
+                with watchdog.guard(conn, self.batch_deadline_s):
+                    prepare_session(conn, self.timeout)
             except psycopg.Error as exc:
                 raise Failure(name, exc) from exc
             with self.lock:
@@ -254,11 +194,8 @@ class Run:
             on_expiry()
             sever(conn)
 
-        token = _WATCHDOG.arm(time.monotonic() + self.batch_deadline_s, expire)
-        try:
+        with watchdog.after(self.batch_deadline_s, expire):
             yield
-        finally:
-            _WATCHDOG.disarm(token)
 
     def translate(self, exc: BaseException) -> BaseException:
         """The error a user sees for a failure of a lane or of the merge."""

@@ -37,11 +37,12 @@ from psycopg_pool import PoolTimeout
 from qserv_py.cluster.db import on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable, QservError, QueryError, WorkerError
-from qserv_py.exec import dispatch, pools
+from qserv_py.exec import dispatch, pools, watchdog
 from qserv_py.exec.dispatch import QueryResult
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.run import Failure
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
+from qserv_py.ops.health import health
 from qserv_py.query.uploads import (
     CHUNK,
     SCHEMA,
@@ -209,7 +210,11 @@ def _ship(
     wanted = pa.array(chunks, pa.int64())
     where = "?"
     try:
-        with _admin(spec, worker) as conn, conn.transaction():
+        with (
+            _admin(spec, worker) as conn,
+            watchdog.guard(conn, health(spec).settings.batch_deadline_s),
+            conn.transaction(),
+        ):
             for use in plan.uploads:
                 where = use.name
                 rows = shipments[use.token]

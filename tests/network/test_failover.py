@@ -25,8 +25,8 @@ from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
 from qserv_py.errors import ChunksUnavailable
 from qserv_py.exec import pools
-from qserv_py.exec.dispatch import execute
 from qserv_py.exec.pools import close_pools
+from qserv_py.exec.uploads import execute as run_plan
 from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.ops.health import WorkerState, health
 from tests.conftest import create_dp02_catalog
@@ -130,10 +130,15 @@ def run_all(client: Client, shapes: dict[str, Shape], healthy: dict[str, list[tu
         compare(got, healthy[name], ordered=False)
 
 
-def scan_hit_midway(
-    client: Client, shapes: dict[str, Shape], healthy: dict[str, list[tuple]], inject: Callable
-) -> None:
-    """The scan in batches of one chunk, the fault injected once the first batch is in."""
+def hit_midway(
+    client: Client, shape: Shape, want: list[tuple], inject: Callable[[], object]
+) -> bool:
+    """Run ``shape`` in batches of one chunk, the fault injected once the first batch is
+    in; False (nothing run) if the victim holds too few of its chunks for that."""
+    text, up = shape
+    planned = client.plan(text, uploads=up, oracle=False)
+    if len(planned.chunks.get(VICTIM, ())) < 3:
+        return False
     done: list[bool] = []
 
     def progress(chunks: int, total: int) -> None:
@@ -141,12 +146,12 @@ def scan_hit_midway(
             done.append(True)
             inject()
 
-    text = shapes["scan"][0]
-    planned = client.plan(text, oracle=False)
-    assert VICTIM in planned.chunks and planned.total_chunks > 8
-    result = execute(client.spec, planned, batch_chunks=1, per_worker=1, on_progress=progress)
+    result = run_plan(
+        client.spec, planned, uploads=up, batch_chunks=1, per_worker=1, on_progress=progress
+    )
     assert done and not result.missing_chunks
-    compare(rows(result.table), healthy["scan"], ordered=False)
+    compare(rows(result.table), want, ordered=False)
+    return True
 
 
 @pytest.mark.parametrize("fault", ["kill", "cut", "hang"])
@@ -158,11 +163,19 @@ def test_queries_survive_a_lost_worker(
     healthy: dict[str, list[tuple]],
 ) -> None:
     inject = {"kill": faults.kill, "cut": faults.cut, "hang": faults.hang}[fault]
-    scan_hit_midway(fo_client, shapes, healthy, lambda: inject(VICTIM))
+    view = health(fo_client.spec)
+    hit = []
+    for name, shape in shapes.items():  # the fault strikes while each shape runs
+        if hit_midway(fo_client, shape, healthy[name], lambda: inject(VICTIM)):
+            hit.append(name)
+            faults.heal()
+            assert view.check([VICTIM]) == {VICTIM: WorkerState.UP}
+    assert {"cone", "scan", "neighbours", "cross-match"} <= set(hit)
+    inject(VICTIM)
     run_all(fo_client, shapes, healthy)  # the fault in place: the others answer for it
-    assert health(fo_client.spec).state(VICTIM) in (WorkerState.SUSPECT, WorkerState.DOWN)
+    assert view.state(VICTIM) in (WorkerState.SUSPECT, WorkerState.DOWN)
     faults.heal()
-    assert health(fo_client.spec).check([VICTIM]) == {VICTIM: WorkerState.UP}
+    assert view.check([VICTIM]) == {VICTIM: WorkerState.UP}
     run_all(fo_client, shapes, healthy)  # back in use, no failed query
 
 
