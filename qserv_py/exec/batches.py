@@ -276,8 +276,10 @@ class Scheduler:
         with self.run.lock:
             late = [b for b in self.running if b.state == "running" and now - b.started > limit]
         for batch in late:
-            if self.run.stop.is_set():
-                return
+            if self.run.stop.is_set():  # stopping: only free the lane stuck on it
+                if batch.conn is not None:
+                    sever(batch.conn)
+                continue
             if batch.state != "running":  # given up with an earlier batch of its worker
                 continue
             why = f"a batch ran longer than the batch deadline ({limit:g} s)"
