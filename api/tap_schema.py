@@ -326,7 +326,9 @@ def _refresh(spec: ClusterSpec, czar: psycopg.Connection, *, create: bool) -> bo
                     for row in rows[name]:
                         copy.write_row(row)
 
-    commit_two_phase(spec, {w.name: on_worker for w in spec.workers}, label="tap-schema")
+    commit_two_phase(
+        spec, {w.name: on_worker for w in spec.workers}, label="tap-schema", every_worker=True
+    )
     return True
 
 

@@ -89,6 +89,7 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
             {name: _swap_worker(catalog, table, txn, swaps) for name, swaps in built.items()},
             lambda conn: _publish_czar(conn, catalog, table, txn),
             label=f"publish:{txn}",
+            every_worker=True,
         )
     # (each new partition was analysed when built; ANALYZE of a partitioned parent would
     # re-analyse every partition of the table on PostgreSQL < 17, at a cost growing with

@@ -95,6 +95,7 @@ def create_catalog(spec: ClusterSpec, catalog: Catalog, schema_text: str) -> Non
             {w.name: on_worker for w in spec.workers},
             lambda czar: _register(czar, catalog, schema_text),
             label=f"catalog-create:{catalog.sql_name}",
+            every_worker=True,
         )
     except psycopg.errors.DuplicateSchema as exc:
         raise CatalogError(
@@ -138,6 +139,7 @@ def drop_catalog(spec: ClusterSpec, name: str) -> None:
         {w.name: on_worker for w in spec.workers},
         on_czar,
         label=f"catalog-drop:{sql_name}",
+        every_worker=True,
     )
     _tap_schema_follows(spec, sql_name)
 

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.errors import ClusterError
 
 GID_PREFIX = "qserv_py:"
 Work = Callable[[psycopg.Connection], None]
@@ -38,8 +39,14 @@ def commit_two_phase(
     czar_work: Work | None = None,
     *,
     label: str,
+    every_worker: bool = False,
 ) -> str:
     """Run ``worker_work[name]`` on each named worker and ``czar_work`` on the czar, atomically.
+
+    ``every_worker``: the change must reach every worker the czar knows (not declared
+    lost): a worker added meanwhile (``qserv-py worker add``, by another process) makes
+    it fail before the decision, and an add waits for the decision (a SHARE lock on
+    ``qserv_meta.workers``), so no worker can miss a catalog or a load.
 
     Returns the gid. Raises what the work raised (after rolling everything back).
     """
@@ -57,6 +64,8 @@ def commit_two_phase(
             work(conns[name])
         if czar_work is not None:
             czar_work(czar)
+        if every_worker:
+            _check_every_worker(czar, set(worker_work), label)
         czar.execute("INSERT INTO qserv_meta.twophase_decisions (gid) VALUES (%s)", (gid,))
         for conn in conns.values():
             conn.tpc_prepare()
@@ -77,6 +86,19 @@ def commit_two_phase(
     czar.commit()
     _release(czar, gid)
     return gid
+
+
+def _check_every_worker(czar: psycopg.Connection, named: set[str], label: str) -> None:
+    czar.execute("LOCK TABLE qserv_meta.workers IN SHARE MODE")
+    known = {
+        r[0] for r in czar.execute("SELECT name FROM qserv_meta.workers WHERE state <> 'lost'")
+    }
+    if missing := sorted(known - named):
+        raise ClusterError(
+            f"{label}: the czar has workers this process does not know ({', '.join(missing)}: "
+            "added meanwhile?); nothing was changed: run it again (the cluster file is read "
+            "again)"
+        )
 
 
 def _release(czar: psycopg.Connection, gid: str) -> None:

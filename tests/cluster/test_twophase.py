@@ -11,6 +11,7 @@ import pytest
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.twophase import GID_PREFIX, commit_two_phase, recover_in_doubt
+from qserv_py.errors import ClusterError
 
 
 @pytest.fixture
@@ -84,3 +85,28 @@ def test_recover_in_doubt(probe: ClusterSpec) -> None:
     for worker in probe.workers:
         with connect(worker) as conn:
             assert conn.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+
+
+def test_every_worker_refuses_a_worker_it_does_not_know(probe: ClusterSpec) -> None:
+    """A change for every worker fails, changing nothing, when the czar knows a worker the
+    caller's cluster file does not (one added by another process meanwhile)."""
+    with connect(probe.czar, autocommit=True) as czar:
+        czar.execute("INSERT INTO qserv_meta.workers (name, dsn) VALUES ('newcomer', 'x')")
+    try:
+        with pytest.raises(ClusterError, match="newcomer"):
+            commit_two_phase(
+                probe,
+                {w.name: _insert("late") for w in probe.workers},
+                label="test",
+                every_worker=True,
+            )
+        assert all("late" not in tags for tags in _tags(probe))
+        with connect(probe.czar, autocommit=True) as czar:
+            czar.execute("UPDATE qserv_meta.workers SET state = 'lost' WHERE name = 'newcomer'")
+        commit_two_phase(  # a worker declared lost does not count
+            probe, {w.name: _insert("now") for w in probe.workers}, label="t", every_worker=True
+        )
+        assert all("now" in tags for tags in _tags(probe))
+    finally:
+        with connect(probe.czar, autocommit=True) as czar:
+            czar.execute("DELETE FROM qserv_meta.workers WHERE name = 'newcomer'")
