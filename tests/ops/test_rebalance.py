@@ -3,6 +3,7 @@ that must see no error and no wrong row."""
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import WorkerOpError
+from qserv_py.ops import rebalance as rebalance_module
 from qserv_py.ops.copy import TEMP_PREFIX
 from qserv_py.ops.rebalance import TOLERANCE, drain, plan_moves, rebalance
 from tests.ops.movement import (
@@ -127,3 +129,7 @@ def test_plan_moves_even_out_and_never_stack_copies() -> None:
     mean = sum(rows.values()) / 3
     assert all(abs(n - mean) <= TOLERANCE * mean for n in rows.values()), rows
     assert len({(c, k) for c, k, _, _ in moves}) == len(moves)  # no chunk moved twice
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(rebalance_module).failed == 0
