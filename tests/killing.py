@@ -30,11 +30,12 @@ def children(pid: int) -> list[int]:
 
 
 def flush_wal(cluster: LocalCluster, name: str) -> None:
-    """Make everything instance ``name`` has written to its WAL so far durable: a
-    committed transaction flushes the WAL up to its commit record."""
+    """Make everything instance ``name`` has written to its WAL buffers so far durable
+    (a switch to the next WAL file writes and flushes the current one; a checkpoint
+    would also move the point where crash recovery starts)."""
     [inst] = [i for i in cluster.spec().instances if i.name == name]
     with connect(inst, autocommit=True) as conn:
-        conn.execute("SELECT pg_current_xact_id()")
+        conn.execute("SELECT pg_switch_wal()")
 
 
 def kill_postmaster(cluster: LocalCluster, name: str, *, wait: bool = True) -> list[int]:
