@@ -387,6 +387,16 @@ def latency_report(healthy: list[Sample], fault: FaultRun, again: list[Sample]) 
     errors = [s for s in fault.samples + again if s.error]
     wrong = [s for s in fault.samples + again if s.wrong]
     lines.append("")
+    for kind in ("cone", "scan"):
+        worst = max((s for s in fault.samples if s.kind == kind), key=lambda s: s.seconds)
+        where = next(
+            (n for n in ("before", "down", "restarting", "after") if worst in fault.window(n)),
+            "?",
+        )
+        lines.append(
+            f"slowest {kind} with the kill: {_ms(worst.seconds)}, started "
+            f"{worst.started - fault.killed_at:+.2f} s from the kill (window: {where})"
+        )
     lines.append(
         f"errors: {len(errors)}; wrong answers: {len(wrong)} (of {len(fault.samples)} queries "
         f"with the kill and {len(again)} after); {VICTIM} was down "
@@ -626,6 +636,8 @@ def _step(statement: str) -> str | None:
         (r"^ANALYZE", "target: ANALYZE"),
         (r"hash_record_extended", "checksum (count + hash of every row)"),
         (r"^(PREPARE TRANSACTION|COMMIT PREPARED)", "publish: 2PC prepare/commit"),
+        (r"^ALTER TABLE .* DETACH PARTITION", "drop: DETACH PARTITION (CONCURRENTLY)"),
+        (r"^DROP TABLE", "drop: DROP TABLE"),
         (r"^ALTER (TABLE|INDEX)", "publish: rename, ATTACH PARTITION"),
     )
     for pattern, name in rules:
@@ -803,9 +815,17 @@ def part3(cluster: Any, settings: Any, baseline_rows_s: float) -> list[str]:
     added = time.perf_counter() - started
     spec = cluster.spec()
     print(f"part 3: added {info.name} in {_ms(added)}; rebalancing reb", flush=True)
-    started = time.perf_counter()
-    report = rebalance(spec, catalog="reb")
-    seconds = time.perf_counter() - started
+    _log_statements(spec, True)
+    offsets = _offsets(cluster)
+    try:
+        started = time.perf_counter()
+        report = rebalance(spec, catalog="reb")
+        seconds = time.perf_counter() - started
+    finally:
+        _log_statements(spec, False)
+    steps: dict[str, float] = {}
+    for (_worker, step), got in log_steps(cluster, offsets).items():
+        steps[step] = steps.get(step, 0.0) + got.seconds
     with connect(spec.czar, autocommit=True) as czar:
         after = worker_rows(czar, "reb")
     moving = sum(m.seconds for m in report.moves)
@@ -826,14 +846,18 @@ def part3(cluster: Any, settings: Any, baseline_rows_s: float) -> list[str]:
         f"{report.pending_drops}; rows per worker after: {dict(sorted(after.items()))} "
         f"(max {spread:.1%} from the mean)",
     ]
-    if len(report.moves) >= 3:
-        sizes = np.array([m.rows for m in report.moves], dtype=float)
-        times = np.array([m.seconds for m in report.moves])
-        per_row, fixed = np.polyfit(sizes, times, 1)
+    lines.append(
+        "- the workers' statements, summed over all moves and workers (sessions overlap): "
+        + "; ".join(f"{k} {v:.2f} s" for k, v in sorted(steps.items(), key=lambda kv: -kv[1]))
+    )
+    if report.moves:
+        each = sorted(m.seconds for m in report.moves)
+        sizes = [m.rows for m in report.moves]
         lines.append(
-            f"- per move (least squares over the {len(report.moves)} moves of "
-            f"{int(sizes.min()):,}–{int(sizes.max()):,} rows): {fixed:.2f} s + "
-            f"{per_row * 1e6:.1f} µs a row ({1 / per_row:,.0f} rows/s at the margin)"
+            f"- each move (copy + verify + publish) of {min(sizes):,}–{max(sizes):,} rows took "
+            f"{each[0]:.2f}–{each[-1]:.2f} s (median {statistics.median(each):.2f} s); the "
+            f"baseline COPY would take {statistics.median(sizes) / baseline_rows_s:.2f} s for "
+            "the median move's rows"
         )
     return lines
 
@@ -902,7 +926,7 @@ def main() -> None:
     repo = Path(__file__).resolve().parent.parent
     head = subprocess.run(
         ["git", "-C", str(repo), "log", "-1", "--format=%h %s"], capture_output=True, text=True
-    ).stdout.strip()
+    ).stdout.strip() or os.environ.get("QSERV_BENCH_CODE", f"{repo} (not a git checkout)")
     dirty = subprocess.run(
         ["git", "-C", str(repo), "status", "--short", "--", "qserv_py", "loaders", "sql"],
         capture_output=True,
