@@ -63,10 +63,12 @@ def test_rebalance_evens_rows_onto_a_new_worker(catalog: Loader) -> None:
 
     stream = QueryStream(spec, "rb1", healthy)
     stream.start()
+    steps: list[tuple[str, int, int]] = []
     try:
-        report = rebalance(spec, catalog="rb1")
+        report = rebalance(spec, catalog="rb1", progress=lambda *step: steps.append(step))
     finally:
         stream.stop()
+    assert steps[-1] == ("moving", len(report.moves), len(report.moves))
 
     assert report.moves and report.failed == () and report.pending_drops == 0
     rows = worker_rows(spec, "rb1")

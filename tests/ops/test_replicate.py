@@ -88,9 +88,12 @@ def test_a_raised_level_and_chunks_with_no_live_copy(catalog: Loader) -> None:
     assert report.copies == () and not report.healthy
     set_state(spec, "worker2", "active")
 
-    report = replicate(spec, catalog="rp2", level=2)
+    steps: list[tuple[str, int, int]] = []
+    report = replicate(spec, catalog="rp2", level=2, progress=lambda *step: steps.append(step))
 
     assert report.healthy and len(report.copies) == len(before)
+    assert steps[0] == ("replicating", 0, len(before))
+    assert steps[-1] == ("replicating", len(before), len(before))
     after = placement(spec, "rp2")
     assert all(len(ws) == 2 and before[c] <= ws for c, ws in after.items())
     with connect(spec.czar, autocommit=True) as czar:
