@@ -213,16 +213,18 @@ def _ship(
         with (
             _admin(spec, worker) as conn,
             watchdog.guard(conn, health(spec).settings.batch_deadline_s),
-            conn.transaction(),
         ):
-            for use in plan.uploads:
-                where = use.name
-                rows = shipments[use.token]
-                if use.xmatch is not None:
-                    rows = rows.filter(pc.is_in(rows.column(CHUNK), value_set=wanted))
-                elif not create:
-                    continue  # all its rows are there
-                _store(conn, spec, use, names[use.token], rows, create=create)
+            if create:  # in a transaction of its own that never waits (see _create)
+                conn.execute(_create(spec, plan, names))
+            with conn.transaction():
+                for use in plan.uploads:
+                    where = use.name
+                    rows = shipments[use.token]
+                    if use.xmatch is not None:
+                        rows = rows.filter(pc.is_in(rows.column(CHUNK), value_set=wanted))
+                    elif not create:
+                        continue  # all its rows are there
+                    _store(conn, use, names[use.token], rows)
     except psycopg.Error as exc:
         if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P", "53300", "58")):
             raise Failure(worker.name, exc) from exc  # the worker's failure: fail over
@@ -232,23 +234,38 @@ def _ship(
         ) from exc
 
 
-def _store(
-    conn: psycopg.Connection,
-    spec: ClusterSpec,
-    use: UploadUse,
-    name: str,
-    rows: pa.Table,
-    *,
-    create: bool = True,
-) -> None:
+def _create(spec: ClusterSpec, plan: UploadPlan, names: Mapping[str, str]) -> sql.Composed:
+    """The run's upload tables (a cross-match's with a BRIN index on its chunk, summarised
+    once filled), readable by the read-only role: one simple-query message, run in
+    autocommit as one implicit transaction that never waits for the client. (A backend
+    whose postmaster was SIGKILLed notices only while waiting, and its rollback of a
+    transaction that made UNLOGGED tables would leave them without init forks: crash
+    recovery then fails, see loaders.staging.create_unlogged.)"""
+    statements = []
+    for use in plan.uploads:
+        name = names[use.token]
+        table = sql.Identifier(SCHEMA, name)
+        definition = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in use.columns
+        )
+        statements.append(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, definition))
+        if use.xmatch is not None:  # rows come sorted by chunk: BRIN finds a chunk's
+            statements.append(
+                sql.SQL("CREATE INDEX {} ON {} USING brin ({}) WITH (pages_per_range = 4)").format(
+                    sql.Identifier(f"{name}_chunk"), table, sql.Identifier(CHUNK)
+                )
+            )
+        statements.append(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(spec.reader_user))
+        )
+    return sql.SQL("; ").join(statements)
+
+
+def _store(conn: psycopg.Connection, use: UploadUse, name: str, rows: pa.Table) -> None:
+    """Add ``rows`` to the upload table ``name`` (in the caller's transaction)."""
     table = sql.Identifier(SCHEMA, name)
     columns = [n for n, _ in use.columns]
     types = [t for _, t in use.columns]
-    definition = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in use.columns
-    )
-    if create:
-        conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, definition))
     into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         table, sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -263,19 +280,12 @@ def _store(
                 raise QueryError(f"upload {use.name}: {exc}") from exc
             copy.write(data)
         copy.write(TRAILER)
-    if use.xmatch is not None and create:  # sorted by chunk: a BRIN index finds a chunk's
-        conn.execute(
-            sql.SQL("CREATE INDEX ON {} USING brin ({}) WITH (pages_per_range = 4)").format(
-                table, sql.Identifier(CHUNK)
-            )
-        )
+    if use.xmatch is not None:  # the new pages in the index (BRIN leaves them out)
+        index = sql.Literal(f"{SCHEMA}.{name}_chunk")
+        conn.execute(sql.SQL("SELECT brin_summarize_new_values({}::regclass)").format(index))
     # statistics from a small sample: enough for the planner, at a tenth of the cost
     conn.execute("SET LOCAL default_statistics_target = 10")
     conn.execute(sql.SQL("ANALYZE {}").format(table))
-    if create:
-        conn.execute(
-            sql.SQL("GRANT SELECT ON {} TO {}").format(table, sql.Identifier(spec.reader_user))
-        )
 
 
 def _drop(spec: ClusterSpec, worker: Instance, names: list[str]) -> None:
