@@ -1,7 +1,7 @@
 """Fault-tolerance benchmark (issue 11), in one run on one fresh local cluster:
 
     python -m bench.failover [--objects 100000] [--chunk-rows 1000000] [--cones 600]
-        [--scans 120] [--cone-radius 1.0] [--work DIR]
+        [--scans 120] [--cone-radius 1.0] [--cycles 5] [--work DIR] [--parts 123]
 
 A czar and three workers (shared_buffers 512MB), PostgreSQL's own binaries. Synthetic
 dp02 Objects (``generate_release``, seed 1, Object only). Catalogs:
@@ -27,6 +27,8 @@ After the loads every worker is VACUUMed and CHECKPOINTed. Then it measures:
    the healthy cluster once more (the machine's drift). p50/p99 of each kind, in all and
    in each window (worker down, during start(), after), errors, and answers that differ
    from the healthy one's (rows in any order, floats to a relative 1e-9).
+   *Steady state*: ``--cycles`` times, 100 of the cones on the healthy cluster, then
+   the same with worker2 killed (once this process's health view has seen it down).
    *Fail fast*: worker2 killed again, a scan and a cone of ``fo1`` whose chunks it holds
    must raise ChunksUnavailable: the time each took; ``partial=True``; after the restart
    the first scan must answer in full.
@@ -363,7 +365,12 @@ def _stats(samples: list[Sample], kind: str) -> tuple[float, float, float, int]:
 
 
 def latency_report(healthy: list[Sample], fault: FaultRun, again: list[Sample]) -> list[str]:
-    windows = [("down", "worker down"), ("restarting", "during start()"), ("after", "after")]
+    windows = [
+        ("before", "before the kill"),
+        ("down", "worker down"),
+        ("restarting", "during start()"),
+        ("after", "after"),
+    ]
     lines = [
         "| query | healthy p50 / p99 | with the kill: p50 / p99 (max) | ratio p50 / p99 |"
         + "".join(f" {title}: n, p50 / p99 |" for _, title in windows)
@@ -499,8 +506,62 @@ def part1(cluster: Any, spec: Any, args: argparse.Namespace) -> list[str]:
     fault = stream_with_kill(cluster, client, stream, answers, delay)
     again, _ = run_stream(client, stream, answers)
     lines = latency_report(healthy, fault, again)
+    lines += ["", *down_against_up(cluster, client, stream, answers, args.cycles)]
     lines += ["", *fail_fast(cluster, spec, args.cone_radius)]
     return lines
+
+
+def down_against_up(
+    cluster: Any,
+    client: Any,
+    stream: list[tuple[str, str]],
+    answers: list[pa.Table],
+    cycles: int,
+    block: int = 100,
+) -> list[str]:
+    """The same ``block`` cones, alternately on the healthy cluster and with the victim
+    killed (after the process's view has seen it down: the steady state of a lost
+    worker), ``cycles`` times: p50/p99 of each side and their ratio."""
+    from qserv_py.ops.health import WorkerState, health
+
+    cones = [(i, text) for i, (kind, text) in enumerate(stream) if kind == "cone"][:block]
+    victims = {i for i, text in cones if VICTIM in client.plan(text, oracle=False).chunks}
+    times: dict[str, list[float]] = {"up": [], "down": []}
+    by_group: dict[tuple[str, bool], list[float]] = {}
+    wrong = errors = 0
+    for _ in range(cycles):
+        for side in ("up", "down"):
+            if side == "down":
+                kill(cluster, VICTIM)
+                seen = health(client.spec).check([VICTIM])
+            else:
+                seen = health(client.spec).check([VICTIM])
+            want = WorkerState.DOWN if side == "down" else WorkerState.UP
+            assert seen[VICTIM] is want, (side, seen)
+            for i, text in cones:
+                started = time.perf_counter()
+                try:
+                    table = client.query(text)
+                except Exception:
+                    errors += 1
+                    continue
+                seconds = time.perf_counter() - started
+                times[side].append(seconds)
+                by_group.setdefault((side, i in victims), []).append(seconds)
+                wrong += difference(table, answers[i]) is not None
+        restart(cluster)
+    up50, up99 = _p(times["up"], 50), _p(times["up"], 99)
+    dn50, dn99 = _p(times["down"], 50), _p(times["down"], 99)
+    return [
+        f"steady state, {cycles} alternations of {len(cones)} cones healthy / with {VICTIM} "
+        f"killed (seen down): p50 {_ms(up50)} / {_ms(dn50)} (**{dn50 / up50:.2f}×**), p99 "
+        f"{_ms(up99)} / {_ms(dn99)} ({dn99 / up99:.2f}×); errors {errors}, wrong answers {wrong}",
+        f"- the {len(victims)} cones planned on {VICTIM} (rerouted when it is down): p50 "
+        f"{_ms(_p(by_group.get(('up', True), []), 50))} / "
+        f"{_ms(_p(by_group.get(('down', True), []), 50))}; the {len(cones) - len(victims)} "
+        f"others: {_ms(_p(by_group.get(('up', False), []), 50))} / "
+        f"{_ms(_p(by_group.get(('down', False), []), 50))}",
+    ]
 
 
 # --- part 2: restoring replication of a 1M-row chunk ----------------------------------------
@@ -903,6 +964,9 @@ def main() -> None:
     parser.add_argument("--cones", type=int, default=600, help="cones in each stream")
     parser.add_argument("--scans", type=int, default=120, help="scans in each stream")
     parser.add_argument("--cone-radius", type=float, default=1.0, help="degrees")
+    parser.add_argument(
+        "--cycles", type=int, default=5, help="healthy / worker-down alternations of cones"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/qserv-bench-failover"))
     parser.add_argument(
         "--parts", default="123", help="which parts to run (part 3 needs part 2's baseline)"
