@@ -50,7 +50,8 @@ PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
 
 Work = Callable[[psycopg.Connection], None]
-_Task = tuple[str, str, str]  # ("index", table, statement) | ("check", table, columns)
+#: ("index", table, statement) | ("check", table, columns) | ("analyze", table, "")
+_Task = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,12 @@ def build(
             # committed, still unattached (dropped by the copy's record if anything fails)
             tasks: list[_Task] = []
             for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
+                # the checksum (a full scan) first, beside the index builds; ANALYZE last
+                tasks.append(("check", temp, ", ".join(columns[part.partition])))
                 tasks += [
                     ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
                 ]
-                tasks.append(("check", temp, ", ".join(columns[part.partition])))
+                tasks.append(("analyze", temp, ""))
             rows = sum(s[2] for s in streamed)
             # the source's checksums, in the copy's snapshot, while the target indexes
             with ThreadPoolExecutor(1) as pool:
@@ -248,7 +251,8 @@ def _finish(
     tasks: list[_Task],
     sessions: int,
 ) -> dict[str, tuple[int, int]]:
-    """Run the index builds and the ANALYZE-and-checksum of each new table, on
+    """Run the index builds, the checksum and the ANALYZE of each new table (the checksum
+    beside the builds; ANALYZE waits for them anyway, for their table lock), on
     ``sessions`` target sessions at once (``tgt`` alone when 1); the checksums."""
     started = time.monotonic()
     todo = deque(tasks)
@@ -264,8 +268,9 @@ def _finish(
                 return
             if kind == "index":
                 conn.execute(text)
-            else:
+            elif kind == "analyze":
                 conn.execute(f"ANALYZE {schema}.{temp}")
+            else:
                 found[temp] = _checksum(conn, schema, temp, text.split(", "))
 
     def session() -> None:

@@ -4,16 +4,18 @@ dp02-shaped catalog ``ops`` loaded at replication 2."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
 from qserv_py.loaders.load import LoadOptions, load
 from tests.conftest import create_dp02_catalog, record_pids
+from tests.ops.movement import load_catalog, set_state
 
 OPS_CATALOG = "ops"
 TABLES = ("Object", "Source", "ForcedSource", "CcdVisit")
@@ -46,3 +48,24 @@ def ops_spec(ops_cluster: LocalCluster, release: Path) -> ClusterSpec:
     for table in TABLES:
         load(spec, OPS_CATALOG, table, [release / table], options)
     return spec
+
+
+Loader = Callable[[str, list[str], int], ClusterSpec]
+
+
+@pytest.fixture
+def catalog(ops_cluster: LocalCluster, release: Path) -> Iterator[Loader]:
+    """Load a catalog onto some workers; dropped, and every worker active, afterwards."""
+    spec = ops_cluster.spec()
+    made: list[str] = []
+
+    def make(name: str, workers: list[str], replication: int) -> ClusterSpec:
+        load_catalog(spec, name, release, workers, replication)
+        made.append(name)
+        return spec
+
+    yield make
+    for worker in spec.workers:
+        set_state(spec, worker.name, "active")
+    for name in made:
+        drop_catalog(spec, name)

@@ -4,7 +4,7 @@ that must see no error and no wrong row."""
 from __future__ import annotations
 
 import doctest
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,38 +14,22 @@ from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.config import Settings
 from qserv_py.errors import WorkerOpError
 from qserv_py.ops import rebalance as rebalance_module
 from qserv_py.ops.copy import TEMP_PREFIX
 from qserv_py.ops.rebalance import TOLERANCE, drain, plan_moves, rebalance
+from qserv_py.ops.workers import add_local_worker, remove_worker
 from tests.ops.movement import (
     QueryStream,
     answers,
     load_catalog,
     partitions,
     placement,
-    set_state,
     worker_rows,
 )
 
 Loader = Callable[[str, list[str], int], ClusterSpec]
-
-
-@pytest.fixture
-def catalog(ops_cluster: LocalCluster, release: Path) -> Iterator[Loader]:
-    spec = ops_cluster.spec()
-    made: list[str] = []
-
-    def make(name: str, workers: list[str], replication: int) -> ClusterSpec:
-        load_catalog(spec, name, release, workers, replication)
-        made.append(name)
-        return spec
-
-    yield make
-    for worker in spec.workers:
-        set_state(spec, worker.name, "active")
-    for name in made:
-        drop_catalog(spec, name)
 
 
 def _chunks_held(spec: ClusterSpec, worker: str, catalog: str) -> set[int]:
@@ -84,33 +68,47 @@ def test_rebalance_evens_rows_onto_a_new_worker(catalog: Loader) -> None:
     assert rebalance(spec, catalog="rb1").moves == ()  # even already
 
 
-def test_drain_empties_a_worker(catalog: Loader) -> None:
-    spec = catalog("dr1", ["worker1", "worker2", "worker3"], 2)
-    client = qserv_py.connect(spec, default_catalog="dr1")
-    healthy = answers(client, "dr1")
-    before = placement(spec, "dr1")
-    assert any("worker3" in ws for ws in before.values())
-
-    stream = QueryStream(spec, "dr1", healthy)
-    stream.start()
+def test_drain_empties_a_worker(
+    ops_cluster: LocalCluster, ops_settings: Settings, release: Path
+) -> None:
+    """A worker added for the test (so that it holds this catalog's chunks only) is
+    drained while queries run, then removed."""
+    add_local_worker(ops_cluster, ops_settings)
+    spec = ops_cluster.spec()
+    new = spec.workers[-1].name
     try:
-        report = drain(spec, "worker3")
-    finally:
-        stream.stop()
+        load_catalog(spec, "dr1", release, ["worker1", "worker2", new], 2)
+        client = qserv_py.connect(spec, default_catalog="dr1")
+        healthy = answers(client, "dr1")
+        before = placement(spec, "dr1")
+        assert any(new in ws for ws in before.values())
 
-    assert report.failed == () and report.pending_drops == 0
-    assert len(report.moves) == sum("worker3" in ws for ws in before.values())
-    after = placement(spec, "dr1")
-    assert set(after) == set(before)
-    assert all(ws == {"worker1", "worker2"} for ws in after.values())
-    assert _chunks_held(spec, "worker3", "dr1") == set()
-    with connect(spec.czar, autocommit=True) as czar:
-        left = czar.execute("SELECT count(*) FROM qserv_meta.placement WHERE worker = 'worker3'")
-        assert left.fetchone() == (0,)
-        state = czar.execute("SELECT state FROM qserv_meta.workers WHERE name = 'worker3'")
-        assert state.fetchone() == ("removable",)
-    assert stream.runs > 0 and stream.errors == [] and stream.wrong == []
-    assert answers(client, "dr1") == healthy
+        stream = QueryStream(spec, "dr1", healthy)
+        stream.start()
+        try:
+            report = drain(spec, new)
+        finally:
+            stream.stop()
+
+        assert report.failed == () and report.pending_drops == 0
+        assert len(report.moves) == sum(new in ws for ws in before.values())
+        assert all(m.catalog == "dr1" and m.source == new for m in report.moves)
+        after = placement(spec, "dr1")
+        assert set(after) == set(before)
+        assert all(len(ws) == 2 and new not in ws for ws in after.values())
+        assert _chunks_held(spec, new, "dr1") == set()
+        with connect(spec.czar, autocommit=True) as czar:
+            left = czar.execute(
+                "SELECT count(*) FROM qserv_meta.placement WHERE worker = %s", (new,)
+            )
+            assert left.fetchone() == (0,)
+            state = czar.execute("SELECT state FROM qserv_meta.workers WHERE name = %s", (new,))
+            assert state.fetchone() == ("removable",)
+        assert stream.runs > 0 and stream.errors == [] and stream.wrong == []
+        assert answers(client, "dr1") == healthy
+    finally:
+        drop_catalog(spec, "dr1")
+        remove_worker(ops_cluster.spec(), new, local=ops_cluster, purge=True)
     # a drain that cannot keep a chunk's copies refuses before it moves anything
     with pytest.raises(WorkerOpError, match="every other active worker"):
         plan_moves({("c", 1): {"a", "b"}}, {("c", 1): 5}, ["b"], ["a"])

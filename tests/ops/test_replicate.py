@@ -4,38 +4,15 @@ raised level copies every chunk once more; chunks with no live copy are named.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 import qserv_py
-from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.db import connect
-from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.ops.replicate import live_workers, replicate, under_replicated
-from tests.ops.movement import QueryStream, answers, load_catalog, placement, set_state
+from tests.ops.movement import QueryStream, answers, placement, set_state
 
 Loader = Callable[[str, list[str], int], ClusterSpec]
-
-
-@pytest.fixture
-def catalog(ops_cluster: LocalCluster, release: Path) -> Iterator[Loader]:
-    """Load a catalog onto some workers; dropped, and every worker active, afterwards."""
-    spec = ops_cluster.spec()
-    made: list[str] = []
-
-    def make(name: str, workers: list[str], replication: int) -> ClusterSpec:
-        load_catalog(spec, name, release, workers, replication)
-        made.append(name)
-        return spec
-
-    yield make
-    for worker in spec.workers:
-        set_state(spec, worker.name, "active")
-    for name in made:
-        drop_catalog(spec, name)
 
 
 def test_copies_of_a_lost_worker_are_restored(catalog: Loader) -> None:
