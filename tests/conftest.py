@@ -10,7 +10,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,16 +72,24 @@ def settings(work_dir: Path) -> Settings:
     return load_settings({"cluster": work_dir / "cluster", "shared_buffers": "64MB"})
 
 
-@pytest.fixture(scope="session")
-def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
-    """The session's cluster: a czar and two workers."""
+@contextmanager
+def running_cluster(settings: Settings, **init: Any) -> Iterator[LocalCluster]:
+    """A new local cluster in ``settings.cluster`` (``init`` options as for
+    :meth:`LocalCluster.init`), its postmasters recorded; destroyed after the block."""
     cluster = LocalCluster(settings.cluster)
-    cluster.init(settings)
+    cluster.init(settings, **init)
     record_pids(cluster)
     try:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(settings: Settings) -> Iterator[LocalCluster]:
+    """The session's cluster: a czar and two workers."""
+    with running_cluster(settings) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

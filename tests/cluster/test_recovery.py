@@ -18,7 +18,7 @@ from qserv_py.cluster import recovery
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.config import load_settings
-from tests.conftest import record_pids
+from tests.conftest import record_pids, running_cluster
 from tests.killing import flush_wal, kill_postmaster
 
 VICTIM = "worker1"
@@ -27,13 +27,9 @@ VICTIM = "worker1"
 @pytest.fixture(scope="module")
 def cluster(work_dir: Path) -> Iterator[LocalCluster]:
     root = work_dir / "recovery-cluster"
-    cluster = LocalCluster(root)
-    cluster.init(load_settings({"cluster": root, "shared_buffers": "32MB", "workers": 1}))
-    record_pids(cluster)
-    try:
+    settings = load_settings({"cluster": root, "shared_buffers": "32MB", "workers": 1})
+    with running_cluster(settings) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def _start(cluster: LocalCluster) -> bool:

@@ -25,7 +25,7 @@ from qserv_py.errors import QservError
 from qserv_py.loaders.load import LoadOptions, load, resume
 from qserv_py.loaders.publish import abort, publish
 from qserv_py.loaders.txn import list_txns
-from tests.conftest import create_dp02_catalog, record_pids
+from tests.conftest import create_dp02_catalog, record_pids, running_cluster
 from tests.killing import flush_wal, kill_postmaster
 from tests.loaders.conftest import read_table, worker_count
 from tests.loaders.test_crash import _leftovers, _split
@@ -41,13 +41,9 @@ class Killed(Exception):
 @pytest.fixture(scope="module")
 def cluster(work_dir: Path) -> Iterator[LocalCluster]:
     root = work_dir / "crash-cluster"
-    cluster = LocalCluster(root)
-    cluster.init(load_settings({"cluster": root, "shared_buffers": "32MB", "workers": 2}))
-    record_pids(cluster)
-    try:
+    settings = load_settings({"cluster": root, "shared_buffers": "32MB", "workers": 2})
+    with running_cluster(settings) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def _crash(cluster: LocalCluster) -> None:

@@ -21,7 +21,7 @@ from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import load_settings
 from qserv_py.loaders.load import LoadOptions, load
-from tests.conftest import create_dp02_catalog, record_pids
+from tests.conftest import create_dp02_catalog, record_pids, running_cluster
 from tests.netns import Faults, Topology, unavailable
 
 HOSTS = ("czar", "worker1", "worker2", "worker3")
@@ -53,13 +53,8 @@ def net_cluster(topology: Topology, work_dir: Path) -> Iterator[LocalCluster]:
     settings = load_settings(
         {"cluster": work_dir / "net-cluster", "shared_buffers": "32MB", "workers": 3}
     )
-    cluster = LocalCluster(settings.cluster)
-    cluster.init(settings, network=topology.network())
-    record_pids(cluster)
-    try:
+    with running_cluster(settings, network=topology.network()) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
 from qserv_py.loaders.load import LoadOptions, load
-from tests.conftest import create_dp02_catalog, record_pids
+from tests.conftest import create_dp02_catalog, running_cluster
 from tests.ops.movement import load_catalog, set_state
 
 OPS_CATALOG = "ops"
@@ -29,13 +29,8 @@ def ops_settings(settings: Settings, work_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def ops_cluster(ops_settings: Settings) -> Iterator[LocalCluster]:
     """A czar and three workers, destroyed at the end of the session."""
-    cluster = LocalCluster(ops_settings.cluster)
-    cluster.init(ops_settings)
-    record_pids(cluster)
-    try:
+    with running_cluster(ops_settings) as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="session")
