@@ -150,25 +150,26 @@ def build(
             snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
             oids = _oids(src, schema, parts)
             indexes = {p.partition: _index_definitions(src, schema, p.partition) for p in parts}
-            with tgt.transaction():
-                streamed = []
-                for n, part in enumerate(parts):
-                    temp = temp_name(copy_id, n)
-                    rows, size = _stream(src, tgt, schema, part, temp, chunk)
-                    streamed.append((part, temp, rows, size))
-            # committed, still unattached (dropped by the copy's record if anything fails)
-            tasks: list[_Task] = []
-            for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
-                # the checksum (a full scan) first, beside the index builds; ANALYZE last
-                tasks.append(("check", temp, ", ".join(columns[part.partition])))
-                tasks += [
-                    ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
-                ]
-                tasks.append(("analyze", temp, ""))
-            rows = sum(s[2] for s in streamed)
-            # the source's checksums, in the copy's snapshot, while the target indexes
+            # the source's checksums, in the copy's snapshot, on a session of their own from
+            # the start: they overlap the stream (which the target's side bounds)
             with ThreadPoolExecutor(1) as pool:
                 sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, columns)
+                with tgt.transaction():
+                    streamed = []
+                    for n, part in enumerate(parts):
+                        temp = temp_name(copy_id, n)
+                        rows, size = _stream(src, tgt, schema, part, temp, chunk)
+                        streamed.append((part, temp, rows, size))
+                # committed, still unattached (dropped by the copy's record if anything fails)
+                tasks: list[_Task] = []
+                for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
+                    # the checksum (a full scan) first, beside the index builds; ANALYZE last
+                    tasks.append(("check", temp, ", ".join(columns[part.partition])))
+                    tasks += [
+                        ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
+                    ]
+                    tasks.append(("analyze", temp, ""))
+                rows = sum(s[2] for s in streamed)
                 sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
                 checks = _finish(target, tgt, app, schema, tasks, sessions)
                 theirs = sums.result()
