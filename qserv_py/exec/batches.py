@@ -240,7 +240,7 @@ class Scheduler:
             if why is not None:
                 self._fail_worker(event.worker, why, [batch] if batch is not None else [])
             elif batch is not None and chunk_moved(event.error):
-                self._reroute(batch.chunks, exclude=(batch.worker,))
+                self._reroute(batch.chunks, exclude=(batch.worker,), moved=True)
                 self._start_lanes()
             else:
                 run.halt("error", event.error)
@@ -288,9 +288,11 @@ class Scheduler:
             except Exception as exc:
                 self.run.halt("error", exc)
 
-    def _reroute(self, chunks: Iterable[int], exclude: tuple[str, ...]) -> None:
-        for worker, moved in self.run.router.reassign(chunks, exclude).items():
-            self._enqueue(worker, tuple(moved))
+    def _reroute(
+        self, chunks: Iterable[int], exclude: tuple[str, ...], *, moved: bool = False
+    ) -> None:
+        for worker, taken in self.run.router.reassign(chunks, exclude, moved=moved).items():
+            self._enqueue(worker, tuple(taken))
 
     def _enqueue(self, worker: str, chunks: tuple[int, ...]) -> None:
         step = range(0, len(chunks), self.batch_chunks)

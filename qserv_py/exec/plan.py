@@ -16,6 +16,7 @@ czar, with the placeholder ``{partials}`` replaced by that table's name.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -60,6 +61,9 @@ class ExecPlan:
     #: the catalog whose chunks ``chunks`` lists: execution asks the czar for their other
     #: holders when a worker fails (see qserv_py.exec.routing)
     catalog: str | None = None
+    #: chunk -> the workers holding it, as the plan's metadata said (shared, not copied):
+    #: execution moves chunks off a worker known down without asking the czar
+    holders: Mapping[int, tuple[str, ...]] | None = field(default=None, repr=False)
 
     @property
     def total_chunks(self) -> int:

@@ -84,13 +84,17 @@ class Router:
             self.failed.add(worker)
         self.view.failed(worker, reason)
 
-    def reassign(self, chunks: Iterable[int], exclude: Iterable[str]) -> dict[str, list[int]]:
+    def reassign(
+        self, chunks: Iterable[int], exclude: Iterable[str], *, moved: bool = False
+    ) -> dict[str, list[int]]:
         """Other holders for ``chunks``, none in ``exclude`` or failed in this query: each
         chunk to the holder with the fewest chunks of this query. Chunks without a live
-        holder are left out of a partial query; else ChunksUnavailable."""
+        holder are left out of a partial query; else ChunksUnavailable. The holders are
+        the plan's (a worker failed), or the czar's now (``moved``: a chunk left its
+        worker since the plan was made, or the plan's holders are all gone)."""
         chunks = sorted(set(chunks))
         skip = set(exclude)
-        holders = self._read_holders(chunks)
+        holders = self._holders_of(chunks, skip, fresh=moved)
         out: dict[str, list[int]] = {}
         lost: list[int] = []
         probed: dict[str, WorkerState] = {}
@@ -159,11 +163,25 @@ class Router:
             parts.append(f"{name} ({state}{why})")
         return ", ".join(parts)
 
-    def _read_holders(self, chunks: list[int]) -> dict[int, tuple[str, ...]]:
+    def _holders_of(
+        self, chunks: list[int], skip: set[str], *, fresh: bool
+    ) -> dict[int, tuple[str, ...]]:
+        """The plan's holders of ``chunks`` when each has one outside ``skip`` and this
+        query's failed workers; else (or ``fresh``) the czar's."""
+        known = self.plan.holders
+        if known is not None and not fresh:
+            with self._lock:
+                skip = skip | self.failed
+            found = {c: known.get(c, ()) for c in chunks}
+            if all(any(w not in skip for w in ws) for ws in found.values()):
+                return found
+        return self._read_holders(chunks, fresh=fresh)
+
+    def _read_holders(self, chunks: list[int], *, fresh: bool) -> dict[int, tuple[str, ...]]:
         """The chunks' holders now, from the czar (workers declared lost left out)."""
         if self.plan.catalog is None:
             raise QueryError("the plan names no catalog: its chunks cannot move to a replica")
-        wanted = [c for c in chunks if c not in self._holders]
+        wanted = [c for c in chunks if fresh or c not in self._holders]
         if wanted:
             with borrow(czar_pool(self.spec)) as czar:
                 rows = czar.execute(

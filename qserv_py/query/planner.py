@@ -129,4 +129,5 @@ def _plan_select(
         partitions=ctx.states[refs[0].catalog.sql_name].partitions,
         passthrough=parts.passthrough and uploads is None,
         catalog=refs[0].catalog.sql_name,
+        holders=ctx.states[refs[0].catalog.sql_name].placement,
     )

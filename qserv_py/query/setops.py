@@ -103,6 +103,7 @@ def _set_operation_plan(tree: exp.SetOperation, ctx: PlanContext) -> ExecPlan:
         oracle_sql,
         partitions=ctx.states[first_refs[0].catalog.sql_name].partitions,
         catalog=first_refs[0].catalog.sql_name,
+        holders=ctx.states[first_refs[0].catalog.sql_name].placement,
     )
 
 
