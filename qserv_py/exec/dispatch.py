@@ -39,7 +39,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import QservError, QueryError, QueryKilled
+from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled
 from qserv_py.exec import pools, tracking, watchdog
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.batches import Prepare, run_batches
@@ -249,7 +249,7 @@ def _make_table(run: Run, czar: psycopg.Connection, prepare: Prepare | None) -> 
         try:
             res, kinds = _probe_columns(run, worker, czar, prepare)
             break
-        except Failure as exc:
+        except (Failure, InstanceUnreachable) as exc:  # the latter: no session there
             why = worker_failure(exc)
             if why is None:
                 raise
@@ -289,10 +289,6 @@ def _probe_columns(
             ).fetchall()
     except psycopg.Error as exc:
         raise Failure(worker, exc) from exc
-    except QservError as exc:  # InstanceUnreachable: no session
-        if worker_failure(exc) is None:
-            raise
-        raise Failure(worker, psycopg.OperationalError(str(exc))) from exc
     return res, kinds
 
 

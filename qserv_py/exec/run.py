@@ -73,14 +73,15 @@ def worker_failure(exc: BaseException) -> str | None:
         return str(exc)
     if not isinstance(exc, Failure) or exc.where == tracking.CZAR:
         return None
-    error = exc.error
-    state = error.sqlstate or ""
-    if state:
-        if state.startswith(_WORKER_STATES):
-            return _message(error)
-        return None
+    return _message(exc.error) if server_failed(exc.error) else None
+
+
+def server_failed(error: psycopg.Error) -> bool:
+    """``error`` is its server's failure (or the connection's), not the statement's."""
+    if error.sqlstate:
+        return error.sqlstate.startswith(_WORKER_STATES)
     # no SQLSTATE: the connection broke (the server died, the link or its socket closed)
-    return _message(error) if isinstance(error, psycopg.OperationalError) else None
+    return isinstance(error, psycopg.OperationalError)
 
 
 def chunk_moved(exc: BaseException) -> bool:

@@ -40,7 +40,7 @@ from qserv_py.errors import InstanceUnreachable, QservError, QueryError, WorkerE
 from qserv_py.exec import dispatch, pools, watchdog
 from qserv_py.exec.dispatch import QueryResult
 from qserv_py.exec.plan import ExecPlan
-from qserv_py.exec.run import Failure
+from qserv_py.exec.run import Failure, server_failed
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.ops.health import health
 from qserv_py.query.uploads import (
@@ -226,7 +226,7 @@ def _ship(
                         continue  # all its rows are there
                     _store(conn, use, names[use.token], rows)
     except psycopg.Error as exc:
-        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P", "53300", "58")):
+        if server_failed(exc):
             raise Failure(worker.name, exc) from exc  # the worker's failure: fail over
         message = getattr(exc.diag, "message_primary", None) or str(exc).strip()
         raise WorkerError(
