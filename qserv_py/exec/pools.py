@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, Instance
@@ -239,6 +239,10 @@ def borrow(pool: ConnectionPool, wait: float = POOL_TIMEOUT_S) -> Iterator[psyco
         try:
             conn = pool.getconn(max(min(WAIT_SLICE_S, deadline - time.monotonic()), 0.001))
             break
+        except PoolClosed as exc:  # discarded meanwhile: its instance failed (see discard)
+            raise InstanceUnreachable(
+                f"{pool.name.removeprefix('qserv_py:')} failed while a session was awaited"
+            ) from exc
         except PoolTimeout as exc:
             name = pool.name.removeprefix("qserv_py:")
             failed = _failures.get(str(pool.conninfo))
