@@ -95,6 +95,7 @@ def test_up_serves_tap_then_stops_leaving_the_cluster(
                 "query": "SELECT COUNT(*) FROM dp02.Object WHERE "
                 "CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(180, 0, 30)) = 1"
             },
+            timeout=120,  # a hang guard, not a margin: httpx's default 5 s is one
         )
         assert rest.json()["rows"] == [[len(cone)]] and len(cone) > 0
         capsys.readouterr()
@@ -121,7 +122,7 @@ def test_up_serves_tap_then_stops_leaving_the_cluster(
         up = Up(root, "--http-port", "0")
         ups.append(up)
         url = up.wait_for(r"TAP service: (http://127\.0\.0\.1:(\d+))/tap\n")
-        assert httpx.get(url.group(1) + "/healthz").status_code == 200
+        assert httpx.get(url.group(1) + "/healthz", timeout=120).status_code == 200
         assert "loaded dp02" not in up.output
         assert main(["up", "--dir", str(root), "--http-port", url.group(2)]) == 1
         assert "is in use by another process" in capsys.readouterr().err

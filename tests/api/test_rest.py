@@ -290,7 +290,9 @@ def test_kill_a_running_query(served: Served, spec: ClusterSpec) -> None:
         deadline = time.monotonic() + 60
         found = None
         while found is None and time.monotonic() < deadline:
-            running = httpx.get(f"{served.url}/api/v1/queries", params={"status": "running"})
+            running = httpx.get(
+                f"{served.url}/api/v1/queries", params={"status": "running"}, timeout=120
+            )
             found = next((q for q in running.json() if q["text"] == SLOW), None)
             time.sleep(0.1)
         assert found is not None, "the slow query never showed as running"
@@ -298,7 +300,7 @@ def test_kill_a_running_query(served: Served, spec: ClusterSpec) -> None:
             time.sleep(0.1)
         assert busy_sessions(spec, found["id"]) > 0, "no worker statement ran"
         started = time.monotonic()
-        killed = httpx.delete(f"{served.url}/api/v1/queries/{found['id']}")
+        killed = httpx.delete(f"{served.url}/api/v1/queries/{found['id']}", timeout=120)
         assert killed.status_code == 200, killed.text
         assert killed.json()["status"] == "killed"
         thread.join(60)
@@ -308,7 +310,7 @@ def test_kill_a_running_query(served: Served, spec: ClusterSpec) -> None:
     response = answer["r"]
     assert response.status_code == 409 and response.json()["error"] == "QueryKilled"
     assert busy_sessions(spec, found["id"]) == 0
-    record = httpx.get(f"{served.url}/api/v1/queries/{found['id']}").json()
+    record = httpx.get(f"{served.url}/api/v1/queries/{found['id']}", timeout=120).json()
     assert record["status"] == "killed" and "killed on request" in record["error"]
 
 

@@ -17,6 +17,11 @@ import httpx
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec
 
+# httpx's default 5 s read timeout is a timing margin: 16 scans, 8 at a time, on two
+# freshly started processes of a busy 2-core machine took longer than that. This bound
+# only stops a hung service from hanging the suite.
+PATIENCE_S = 300.0
+
 
 def _children(pid: int) -> set[int]:
     """The processes whose parent is ``pid`` (from /proc)."""
@@ -54,7 +59,9 @@ def test_several_processes_serve_and_stop(spec: ClusterSpec, client: Client) -> 
 
         def count(_: int) -> int:
             response = httpx.post(
-                f"{url}/api/v1/query", json={"query": "SELECT COUNT(*) AS n FROM Object"}
+                f"{url}/api/v1/query",
+                json={"query": "SELECT COUNT(*) AS n FROM Object"},
+                timeout=PATIENCE_S,
             )
             response.raise_for_status()
             return int(response.json()["rows"][0][0])
@@ -68,6 +75,7 @@ def test_several_processes_serve_and_stop(spec: ClusterSpec, client: Client) -> 
                 "LANG": "ADQL",
                 "QUERY": "SELECT TOP 1 objectId FROM Object",
             },
+            timeout=PATIENCE_S,
         )
         assert tap.status_code == 200 and b"QUERY_STATUS" in tap.content
     finally:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -110,8 +111,12 @@ class Faults:
         ip("link", "set", veth, "down")
 
     def restore(self, name: str) -> None:
+        """Bring host ``name``'s link up, and wait until its server accepts a connection
+        again (the port forwarding and the neighbour entries settle after the link does)."""
         ip("link", "set", self._topology.hosts[name].veth, "up")
         self.cut_links.discard(name)
+        inst = self.instance(name)
+        _wait(lambda: _accepts(inst.host, inst.port), f"{name} to be reachable again")
 
     @contextmanager
     def link_cut(self, name: str) -> Iterator[None]:
@@ -168,6 +173,15 @@ class Faults:
             self.killed.clear()
             if self.on_start is not None:
                 self.on_start(self.cluster)
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Whether a TCP connection to ``host:port`` is accepted within a second."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def descendants(pid: int) -> list[int]:
