@@ -12,25 +12,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
-import pyarrow as pa
-
-from qserv_py.cluster.catalogs import create_catalog, drop_catalog, list_catalogs
-from qserv_py.cluster.local import LocalCluster
-from qserv_py.cluster.metadata import initialize_cluster
-from qserv_py.cluster.spec import ClusterSpec, cluster_file_path, read_cluster_file
-from qserv_py.config import Settings, load_settings
-from qserv_py.errors import ConfigError, PortInUse, QservError
 from qserv_py.ops.commands import add_commands
-from qserv_py.schema import default_catalog_path, load_catalog
 
+# Each command imports what it uses (psycopg, pyarrow, pydantic settings, the cluster
+# modules) when it runs: ``--help`` and a parse error stay instant, and a command pays
+# only for its own imports.
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from qserv_py.cluster.spec import ClusterSpec
+    from qserv_py.config import Settings
     from qserv_py.ops.status import ClusterStatus
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from qserv_py.cluster.spec import cluster_file_path, read_cluster_file
+    from qserv_py.config import load_settings
+
     flags = {
         "cluster": getattr(args, "cluster", None),
         "pg_bindir": getattr(args, "pg_bindir", None),
@@ -48,6 +48,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _spec(settings: Settings) -> ClusterSpec:
+    from qserv_py.cluster.spec import read_cluster_file
+
     return read_cluster_file(settings.cluster)
 
 
@@ -55,12 +57,17 @@ def _spec(settings: Settings) -> ClusterSpec:
 
 
 def cmd_cluster_init(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.local import LocalCluster
+
     spec = LocalCluster(settings.cluster).init(settings)
     print(f"cluster {spec.name} ready in {settings.cluster}: czar + {len(spec.workers)} workers")
     return cmd_cluster_status(args, settings)
 
 
 def cmd_cluster_start(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.local import LocalCluster
+    from qserv_py.cluster.metadata import initialize_cluster
+
     cluster = LocalCluster(settings.cluster)
     cluster.start()
     initialize_cluster(cluster.spec(), settings)  # upgrades metadata, settles in-doubt txns
@@ -68,6 +75,8 @@ def cmd_cluster_start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cluster_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.local import LocalCluster
+
     LocalCluster(settings.cluster).stop()
     print(f"stopped the cluster in {settings.cluster}")
     return 0
@@ -78,6 +87,7 @@ def cmd_cluster_status(args: argparse.Namespace, settings: Settings) -> int:
     holds, and the chunks lacking replicas now (any cluster)."""
     from dataclasses import asdict
 
+    from qserv_py.cluster.local import LocalCluster
     from qserv_py.ops.status import cluster_status
 
     local = LocalCluster(settings.cluster)
@@ -119,6 +129,8 @@ def _print_health(health: ClusterStatus) -> None:
 
 
 def cmd_cluster_destroy(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.local import LocalCluster
+
     LocalCluster(settings.cluster).destroy()
     print(f"destroyed the cluster in {settings.cluster}")
     return 0
@@ -128,6 +140,8 @@ def cmd_cluster_destroy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.metadata import initialize_cluster
+
     spec = _spec(settings)
     version = initialize_cluster(spec, settings)
     print(f"cluster {spec.name}: czar metadata at version {version}, {len(spec.workers)} workers")
@@ -135,6 +149,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schema_file(name_or_path: str) -> Path:
+    from qserv_py.schema import default_catalog_path
+
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
@@ -142,6 +158,9 @@ def _schema_file(name_or_path: str) -> Path:
 
 
 def cmd_catalog_create(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.catalogs import create_catalog
+    from qserv_py.schema import load_catalog
+
     path = _schema_file(args.schema)
     catalog = load_catalog(path)
     create_catalog(_spec(settings), catalog, path.read_text())
@@ -150,12 +169,16 @@ def cmd_catalog_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_catalog_drop(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.catalogs import drop_catalog
+
     drop_catalog(_spec(settings), args.name)
     print(f"dropped catalog {args.name}")
     return 0
 
 
 def cmd_catalog_list(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.catalogs import list_catalogs
+
     for info in list_catalogs(_spec(settings)):
         tables = ", ".join(f"{name} ({kind})" for name, kind in info.tables)
         print(f"{info.name}: {tables}  [overlap {info.overlap_arcsec:g}″]")
@@ -290,6 +313,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 def _uploads(items: list[str] | None) -> dict[str, pa.Table]:
     """``--upload NAME=FILE`` (VOTable, CSV or Parquet) → tables by name."""
     from qserv_py.api.uploads import read_table
+    from qserv_py.errors import ConfigError
 
     tables: dict[str, pa.Table] = {}
     for item in items or []:
@@ -307,6 +331,8 @@ def _uploads(items: list[str] | None) -> dict[str, pa.Table]:
 def _write_table(table: pa.Table, fmt: str, out: Path | None) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
+
+    from qserv_py.errors import QservError
 
     if fmt == "parquet":
         if out is None:
@@ -388,6 +414,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the local cluster (creating it the first time) with the dp02 catalog, loaded
     with a synthetic sample release the first time; then serve TAP on it until
     interrupted (unless ``--no-serve``). The cluster keeps running afterwards."""
+    from qserv_py.cluster.catalogs import create_catalog, list_catalogs
+    from qserv_py.cluster.local import LocalCluster
+    from qserv_py.cluster.metadata import initialize_cluster
+    from qserv_py.cluster.spec import cluster_file_path
+    from qserv_py.schema import default_catalog_path, load_catalog
+
     sock = None
     if not args.no_serve:  # a port in use stops us before the work on the cluster
         settings = _service_settings(args, settings)
@@ -437,6 +469,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _service_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """``settings`` with the service flags (--host, --http-port) applied."""
+    from qserv_py.errors import ConfigError
+
     update = {
         name: value
         for name in ("host", "http_port", "http_processes")
@@ -449,6 +483,8 @@ def _service_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 def _bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` for the service (port 0: a free port)."""
+    from qserv_py.errors import ConfigError, PortInUse
+
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
@@ -483,6 +519,7 @@ def _serve(
     import uvicorn
 
     from qserv_py.api.app import create_app
+    from qserv_py.errors import QservError
 
     host, port = sock.getsockname()[:2]
     if host in ("0.0.0.0", "::"):
@@ -748,6 +785,10 @@ def _service_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    import psycopg
+
+    from qserv_py.errors import QservError
+
     try:
         return handler(args, _settings(args))
     except QservError as exc:

@@ -15,13 +15,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qserv_py.cluster.local import LocalCluster
-from qserv_py.cluster.spec import read_cluster_file
-from qserv_py.config import Settings
-from qserv_py.errors import ConfigError
-from qserv_py.ops import workers
+# the database and settings modules are imported where a command runs, not here: the
+# parser is built on every ``qserv-py`` call (``--help`` included), which stays fast
+if TYPE_CHECKING:
+    from qserv_py.cluster.local import LocalCluster
+    from qserv_py.config import Settings
 
 #: exit status of an operation that finished but could not restore everything
 INCOMPLETE = 3
@@ -53,6 +53,8 @@ class _Progress:
 
 
 def _local(settings: Settings) -> LocalCluster | None:
+    from qserv_py.cluster.local import LocalCluster
+
     cluster = LocalCluster(Path(settings.cluster))
     return cluster if Path(settings.cluster).is_dir() and cluster.exists() else None
 
@@ -121,6 +123,9 @@ def _show(args: argparse.Namespace, title: str, report: Any) -> None:
 
 
 def cmd_worker_list(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
+    from qserv_py.ops import workers
+
     found = workers.list_workers(read_cluster_file(settings.cluster))
     if args.json:
         print(json.dumps([w.to_json() for w in found], indent=2))
@@ -133,6 +138,10 @@ def cmd_worker_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
+    from qserv_py.errors import ConfigError
+    from qserv_py.ops import workers
+
     if (args.dsn is None) == (not args.local):
         raise ConfigError("give a worker's DSN, or --local to start a new local instance")
     if args.local:
@@ -159,6 +168,9 @@ def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker_drain(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
+    from qserv_py.ops import workers
+
     spec = read_cluster_file(settings.cluster)
     report = workers.drain_worker(spec, args.name, progress=_Progress())
     title = f"drained worker {args.name}: remove it with `qserv-py worker remove {args.name}`"
@@ -169,6 +181,9 @@ def cmd_worker_drain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker_activate(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
+    from qserv_py.ops import workers
+
     info = workers.activate_worker(read_cluster_file(settings.cluster), args.name)
     if args.json:
         print(json.dumps(info.to_json(), indent=2))
@@ -178,6 +193,10 @@ def cmd_worker_activate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
+    from qserv_py.errors import ConfigError
+    from qserv_py.ops import workers
+
     spec = read_cluster_file(settings.cluster)
     local = _local(settings)
     if args.purge and local is None:
@@ -216,6 +235,7 @@ def cmd_worker_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replicate(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
     from qserv_py.ops.replicate import replicate
 
     spec = read_cluster_file(settings.cluster)
@@ -225,6 +245,7 @@ def cmd_replicate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.spec import read_cluster_file
     from qserv_py.ops.rebalance import rebalance
 
     spec = read_cluster_file(settings.cluster)
@@ -238,7 +259,7 @@ def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register ``worker``, ``replicate`` and ``rebalance`` on the CLI's subparsers."""
-    Handler = Callable[[argparse.Namespace, Settings], int]
+    Handler = Callable[[argparse.Namespace, "Settings"], int]
 
     def command(parent: Any, name: str, handler: Handler, help_text: str) -> Any:
         p = parent.add_parser(name, help=help_text)
