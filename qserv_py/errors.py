@@ -194,6 +194,25 @@ class UploadError(QueryError):
     http_status = 400
 
 
+class QueryLimitExceeded(QueryRefused):
+    """A query beyond a planning limit (text length, expression depth, number of terms):
+    the message names the limit, its value and the setting that sets it."""
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class QuerySqlError(QueryError):
+    """PostgreSQL refused the SQL of the user's query (a data exception such as a division
+    by zero, an operator that does not exist, a program limit): the user's mistake, not a
+    worker's failure. Carries PostgreSQL's SQLSTATE; see :mod:`qserv_py.exec.sqlstate`."""
+
+    def __init__(self, message: str, *, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class QueryTimeout(QueryError):
     http_status = 408
 
@@ -218,6 +237,13 @@ class WorkerError(QservError):
     """A worker failed while running its part of a query."""
 
     http_status = 502
+
+
+class WorkerBusy(WorkerError):
+    """A worker is short of a resource (out of memory, disk or connections: SQLSTATE class
+    53); trying again later may work."""
+
+    http_status = 503
 
 
 class ChunksUnavailable(QservError):

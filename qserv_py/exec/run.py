@@ -22,11 +22,12 @@ import psycopg
 from psycopg import pq
 
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import InstanceUnreachable, QueryError, QueryKilled, QueryTimeout, WorkerError
+from qserv_py.errors import InstanceUnreachable, QueryKilled, QueryTimeout
 from qserv_py.exec import tracking, watchdog
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.pools import POOL_TIMEOUT_S, borrow, czar_pool, worker_pool
 from qserv_py.exec.routing import Router
+from qserv_py.exec.sqlstate import database_error
 from qserv_py.exec.watchdog import sever as sever  # re-exported
 
 CANCEL_AGAIN_S = 0.2  # after a kill that the tracker found, cancel once more this late
@@ -208,6 +209,4 @@ class Run:
         message = getattr(error.diag, "message_primary", None) or str(error).strip() or repr(error)
         if isinstance(error, psycopg.errors.QueryCanceled) and "timeout" in message:
             return self.timed_out(f" ({where}: {message})")
-        if where == tracking.CZAR:
-            return QueryError(f"the merge on the czar failed: {message}")
-        return WorkerError(f"worker {where}: {message}")
+        return database_error(where, error, "running the merge" if where == tracking.CZAR else "")

@@ -36,11 +36,12 @@ from psycopg_pool import PoolTimeout
 
 from qserv_py.cluster.db import on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
-from qserv_py.errors import InstanceUnreachable, QservError, QueryError, WorkerError
+from qserv_py.errors import InstanceUnreachable, QservError, QueryError, UploadError
 from qserv_py.exec import dispatch, pools, watchdog
 from qserv_py.exec.dispatch import QueryResult
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.run import Failure, server_failed
+from qserv_py.exec.sqlstate import database_error, user_error
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.ops.health import health
 from qserv_py.query.uploads import (
@@ -228,10 +229,10 @@ def _ship(
     except psycopg.Error as exc:
         if server_failed(exc):
             raise Failure(worker.name, exc) from exc  # the worker's failure: fail over
-        message = getattr(exc.diag, "message_primary", None) or str(exc).strip()
-        raise WorkerError(
-            f"worker {worker.name}: cannot store the upload {where}: {message}"
-        ) from exc
+        found = user_error(worker.name, exc)
+        if found is not None:  # e.g. more columns than a PostgreSQL table can have
+            raise UploadError(f"the upload {where} cannot be stored: {found}") from exc
+        raise database_error(worker.name, exc, f"storing the upload {where}") from exc
 
 
 def _create(spec: ClusterSpec, plan: UploadPlan, names: Mapping[str, str]) -> sql.Composed:
