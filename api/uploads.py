@@ -1,8 +1,8 @@
 """TAP uploads: the tables a request sends with ``UPLOAD=name,param:part`` (DALI, UPLOAD).
 
-A query names an uploaded table ``TAP_UPLOAD.name``. Only inline uploads are taken: the
-table is a part of the multipart/form-data POST, named by the ``param:`` URI; a table at
-an http(s) (or any other) URI is refused, with a message saying to send it inline.
+A query names an uploaded table ``TAP_UPLOAD.name``. The table is either a part of the
+multipart/form-data POST, named by the ``param:`` URI (inline), or at an http(s) URL that
+the service fetches (:mod:`qserv_py.api.upload_urls`); any other URI is refused.
 
 An uploaded file may be a VOTable (any serialization), a Parquet file (VOParquet
 metadata is used when present) or a CSV file with a header row. It becomes an Arrow
@@ -20,7 +20,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +28,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from qserv_py.api.deps import TapParams
-from qserv_py.config import Settings
+from qserv_py.api.upload_urls import fetch_upload, is_url
 from qserv_py.errors import UploadError
+
+if TYPE_CHECKING:  # FastAPI is not imported to read a file (``qserv-py query --upload``)
+    from qserv_py.api.deps import TapParams
+    from qserv_py.config import Settings
 
 #: ADQL regular identifier (also what DALI allows as an upload name)
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -84,24 +87,40 @@ def parse_upload_param(values: list[str]) -> list[tuple[str, str]]:
 
 def request_uploads(params: TapParams, settings: Settings) -> dict[str, Upload]:
     """The uploaded tables of a request within the service's limits (``upload_max_bytes``,
-    ``upload_max_rows``)."""
+    ``upload_max_rows``; URLs fetched within ``upload_url_timeout_s``, from public
+    addresses unless ``upload_url_allow_local``)."""
     return read_uploads(
-        params, max_bytes=settings.upload_max_bytes, max_rows=settings.upload_max_rows
+        params,
+        max_bytes=settings.upload_max_bytes,
+        max_rows=settings.upload_max_rows,
+        url_timeout_s=settings.upload_url_timeout_s,
+        allow_local_urls=settings.upload_url_allow_local,
     )
 
 
-def read_uploads(params: TapParams, *, max_bytes: int, max_rows: int) -> dict[str, Upload]:
+def read_uploads(
+    params: TapParams,
+    *,
+    max_bytes: int,
+    max_rows: int,
+    url_timeout_s: float = 60.0,
+    allow_local_urls: bool = False,
+) -> dict[str, Upload]:
     """The uploaded tables of a request, by name; ``max_bytes`` bounds the size of all
-    uploaded files together, ``max_rows`` the rows of each table."""
+    uploaded files together (inline and fetched), ``max_rows`` the rows of each table."""
     pairs = parse_upload_param(params.all("upload"))
     parts: dict[str, str] = {}
+    urls: dict[str, str] = {}
     for name, uri in pairs:
+        if is_url(uri):
+            urls[name] = uri.strip()
+            continue
         scheme, colon, part = uri.partition(":")
         if not colon or scheme.lower() != "param":
             raise UploadError(
-                f"upload {name!r}: the URI {uri!r} is not supported; only inline uploads "
-                f"are: send the table as a part of a multipart/form-data POST and write "
-                f"UPLOAD={name},param:<part name>"
+                f"upload {name!r}: the URI {uri!r} is not supported; send the table as a "
+                f"part of a multipart/form-data POST (UPLOAD={name},param:<part name>) or "
+                f"give an http(s) URL the service can fetch it from"
             )
         if part not in params.files:
             sent = ", ".join(repr(p) for p in sorted(params.files)) or "none"
@@ -117,10 +136,24 @@ def read_uploads(params: TapParams, *, max_bytes: int, max_rows: int) -> dict[st
             f"the uploaded tables are {total:,} bytes; the limit is {max_bytes:,} bytes: "
             "upload fewer rows or columns"
         )
+    sources: dict[str, tuple[str, bytes]] = {
+        name: (f"upload {name!r} (part {part!r})", params.files[part])
+        for name, part in parts.items()
+    }
+    for name, url in urls.items():
+        data = fetch_upload(
+            name,
+            url,
+            max_bytes=max_bytes - total,
+            timeout_s=url_timeout_s,
+            allow_local=allow_local_urls,
+        )
+        total += len(data)
+        sources[name] = (f"upload {name!r} ({url})", data)
     uploads: dict[str, Upload] = {}
-    for name, part in parts.items():
-        where = f"upload {name!r} (part {part!r})"
-        table = read_table(params.files[part], where)
+    for name, _uri in pairs:
+        where, data = sources[name]
+        table = read_table(data, where)
         if table.num_rows > max_rows:
             raise UploadError(
                 f"{where} has {table.num_rows:,} rows; the limit is {max_rows:,} rows: "

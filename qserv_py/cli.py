@@ -312,6 +312,8 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 def _uploads(items: list[str] | None) -> dict[str, pa.Table]:
     """``--upload NAME=FILE`` (VOTable, CSV or Parquet) → tables by name."""
+    if not items:
+        return {}
     from qserv_py.api.uploads import read_table
     from qserv_py.errors import ConfigError
 
@@ -399,6 +401,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     sock = _bind(settings.host, settings.http_port)
 
     def ready(url: str) -> None:
+        print(f"portal: {url}/", flush=True)
         print(f"qserv_py serves {settings.cluster} at {url}", flush=True)
         print(f"  TAP: {url}/tap   REST: {url}/api/v1   API docs: {url}/docs", flush=True)
 
@@ -449,7 +452,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             tap = f"{url}/tap"
             query = "SELECT TOP 5 objectId, coord_ra, coord_dec FROM dp02.Object"
             print(
-                f"\nTAP service: {tap}\n"
+                f"\nportal: {url}/\n"
+                f"TAP service: {tap}\n"
                 f"  REST API: {url}/api/v1   API docs: {url}/docs\n"
                 "Query it from Python with pyvo:\n"
                 f'  import pyvo; svc = pyvo.dal.TAPService("{tap}"); '
