@@ -13,7 +13,18 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from qserv_py.api import errors
-from qserv_py.api.routes import admin, cluster, health, jobs, query, tap, vosi, xmatch
+from qserv_py.api.routes import (
+    admin,
+    cluster,
+    health,
+    jobs,
+    portal,
+    query,
+    sky,
+    tap,
+    vosi,
+    xmatch,
+)
 from qserv_py.api.service import Service
 from qserv_py.api.tap_schema import try_refresh_tap_schema
 from qserv_py.cluster.spec import ClusterSpec
@@ -48,12 +59,16 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
         summary="A sharded SQL catalog database for survey astronomy: IVOA TAP, REST",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by the portal's routes, from local assets (no CDN)
+        redoc_url=None,
     )
     errors.install(app)
     for module in (tap, jobs, vosi, query, admin, health):
         app.include_router(module.router)
     app.include_router(xmatch.router)
     app.include_router(cluster.router)  # cluster operations (admin)
+    app.include_router(sky.router)  # chunk cells for sky maps
+    portal.install(app)  # the portal at /, /tap, /docs, /redoc
     return app
 
 

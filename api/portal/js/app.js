@@ -1,0 +1,518 @@
+// The portal page: wires the editor, the result views, the cross-match form, the jobs and
+// queries lists and the schema browser to the service's public APIs (api.js).
+
+import * as api from "./api.js";
+import { makeEditor } from "./editor.js";
+import { ResultTable } from "./table.js";
+import { SkyPlot, positionColumns } from "./sky.js";
+import { numericColumns, histogram, scatter } from "./plots.js";
+
+const $ = (selector) => document.querySelector(selector);
+const ACTIVE_PHASES = new Set(["PENDING", "QUEUED", "EXECUTING", "SUSPENDED"]);
+
+const state = {
+  catalogs: [], // GET /api/v1/catalogs
+  chunkMaps: new Map(), // catalog → GET /api/v1/catalogs/{name}/chunks
+  formats: [], // from the capabilities
+  result: null,
+  source: null, // {query, options} of the shown result, or {xmatch: fetcher}
+  running: null, // {abort()} of the query being run
+};
+
+const editor = makeEditor($("#editor"), { onRun: () => run() });
+const table = new ResultTable($("#pane-table"));
+const sky = new SkyPlot($("#sky"), $("#sky-tip"));
+window.portal = { editor, table, sky, state }; // for the browser tests and the curious
+
+// --- views and panes ----------------------------------------------------------------------
+
+function showView(name) {
+  for (const button of document.querySelectorAll("#tabs button")) {
+    button.setAttribute("aria-selected", String(button.dataset.view === name));
+  }
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  $("#result").hidden = !state.result || !["query", "xmatch"].includes(name);
+  if (name === "jobs") refreshLists();
+  document.body.dataset.view = name;
+}
+
+function showPane(name) {
+  for (const button of document.querySelectorAll(".subtabs button")) {
+    button.setAttribute("aria-selected", String(button.dataset.pane === name));
+  }
+  for (const pane of document.querySelectorAll(".pane")) pane.hidden = pane.id !== `pane-${name}`;
+  if (name === "sky") sky.draw();
+  if (name === "plot") drawPlot();
+}
+
+for (const button of document.querySelectorAll("#tabs button")) {
+  button.addEventListener("click", () => showView(button.dataset.view));
+}
+for (const button of document.querySelectorAll(".subtabs button")) {
+  button.addEventListener("click", () => showPane(button.dataset.pane));
+}
+
+// --- running a query ----------------------------------------------------------------------
+
+function options() {
+  return {
+    lang: $("#lang").value,
+    maxrec: $("#maxrec").value,
+    mode: document.querySelector('input[name="mode"]:checked').value,
+  };
+}
+
+function setStatus(text, selector = "#status") { $(selector).textContent = text; }
+
+function showError(error, box = "#error") {
+  const element = $(box);
+  element.textContent = error.line != null
+    ? `Line ${error.line}, column ${error.column}: ${error.message}` : error.message;
+  element.hidden = false;
+  if (box === "#error") editor.showError(error.message, error.line, error.column);
+}
+
+function clearError(box = "#error") {
+  $(box).hidden = true;
+  if (box === "#error") editor.showError(null, null);
+}
+
+async function run() {
+  const query = editor.text.trim();
+  if (!query) { showError(new api.ServiceError("write a query first")); return; }
+  if (state.running) state.running.abort();
+  clearError();
+  const opts = options();
+  $("#run").disabled = true;
+  $("#cancel").hidden = false;
+  try {
+    const result = opts.mode === "async" ? await runAsync(query, opts) : await runSync(query, opts);
+    if (result) showResult(result, { query, options: opts });
+  } catch (error) {
+    if (error.name === "AbortError") setStatus("stopped");
+    else { setStatus(""); showError(error); }
+  } finally {
+    state.running = null;
+    $("#run").disabled = false;
+    $("#cancel").hidden = true;
+  }
+}
+
+async function runSync(query, opts) {
+  const controller = new AbortController();
+  state.running = { abort: () => controller.abort() };
+  setStatus("running (sync)…");
+  return api.runSync(query, opts, controller.signal);
+}
+
+async function runAsync(query, opts) {
+  const id = await api.createJob(query, opts);
+  let stopped = false;
+  state.running = { abort: () => { stopped = true; api.abortJob(id).catch(() => {}); }, job: id };
+  const started = performance.now();
+  let job = await api.getJob(id);
+  while (ACTIVE_PHASES.has(job.phase)) {
+    setStatus(`job ${id}: ${job.phase}`);
+    if (stopped) break;
+    job = await api.getJob(id, 2);
+  }
+  if (job.phase === "COMPLETED") {
+    setStatus(`job ${id}: COMPLETED`);
+    return { ...(await api.jobResult(id)), seconds: (performance.now() - started) / 1000, job: id };
+  }
+  if (job.phase === "ERROR") throw new api.ServiceError(await api.jobError(id), 400);
+  setStatus(`job ${id}: ${job.phase}`);
+  return null;
+}
+
+$("#run").addEventListener("click", () => run());
+$("#cancel").addEventListener("click", () => state.running?.abort());
+$("#lang").addEventListener("change", () => editor.setDialect($("#lang").value));
+
+// --- showing a result ---------------------------------------------------------------------
+
+function showResult(result, source) {
+  state.result = result;
+  state.source = source;
+  const n = result.rows.length;
+  const took = result.seconds != null ? ` in ${result.seconds.toFixed(2)} s` : "";
+  $("#rowcount").textContent = `${n} row${n === 1 ? "" : "s"}${took}`;
+  $("#overflow").hidden = !result.overflow;
+  setStatus(result.job ? `job ${result.job}: COMPLETED` : "");
+  renderDownloads();
+  table.show(result);
+  const position = positionColumns(result.columns);
+  if (position) {
+    const [i, j] = position;
+    sky.setPoints(Float64Array.from(result.rows, (r) => r[i] ?? NaN),
+      Float64Array.from(result.rows, (r) => r[j] ?? NaN), result);
+    $("#sky-info").textContent = `${n} positions (${result.columns[i].name}, ${result.columns[j].name})`;
+  } else {
+    sky.setPoints(null);
+    $("#sky-info").textContent = "the result has no RA/Dec columns";
+  }
+  const catalog = source.query ? catalogOf(source.query) : source.catalog;
+  if (catalog) { $("#sky-catalog").value = catalog; loadDensity(catalog); }
+  fillPlotColumns(result);
+  $("#result").hidden = false;
+  const current = document.querySelector(".subtabs button[aria-selected=true]").dataset.pane;
+  showPane(current);
+}
+
+function renderDownloads() {
+  const box = $("#downloads");
+  box.replaceChildren();
+  for (const format of state.formats) {
+    const name = format.alias || format.mime;
+    let link;
+    if (state.source?.query) {
+      link = document.createElement("a");
+      link.href = api.downloadURL(state.source.query, state.source.options, format.mime);
+      link.download = `result.${extension(format.mime)}`;
+    } else if (state.source?.xmatch) {
+      link = document.createElement("a");
+      link.href = "#";
+      link.addEventListener("click", async (event) => {
+        event.preventDefault();
+        const blob = await state.source.xmatch(format.alias || format.mime);
+        const url = URL.createObjectURL(blob);
+        const a = Object.assign(document.createElement("a"),
+          { href: url, download: `xmatch.${extension(format.mime)}` });
+        a.click();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+      });
+    } else continue;
+    link.textContent = name;
+    link.dataset.format = name;
+    box.append(link, " ");
+  }
+}
+
+function extension(mime) {
+  if (mime.includes("votable") || mime.includes("xml")) return "xml";
+  if (mime.includes("csv")) return "csv";
+  if (mime.includes("tab-separated")) return "tsv";
+  if (mime.includes("json")) return "json";
+  if (mime.includes("parquet")) return "parquet";
+  return "dat";
+}
+
+// --- the sky ------------------------------------------------------------------------------
+
+function catalogOf(query) {
+  const names = state.catalogs.map((c) => c.name);
+  const found = names.find((name) => new RegExp(`\\b${name}\\.`, "i").test(query));
+  return found ?? names[0];
+}
+
+async function loadDensity(catalog) {
+  if (!catalog) return;
+  if (!state.chunkMaps.has(catalog)) state.chunkMaps.set(catalog, api.chunkMap(catalog));
+  try {
+    sky.setCells(await state.chunkMaps.get(catalog));
+  } catch (error) {
+    state.chunkMaps.delete(catalog);
+    $("#sky-info").textContent = `density: ${error.message}`;
+  }
+}
+
+$("#sky-catalog").addEventListener("change", () => loadDensity($("#sky-catalog").value));
+$("#sky-reset").addEventListener("click", () => sky.reset());
+for (const radio of document.querySelectorAll('input[name="skymode"]')) {
+  radio.addEventListener("change", () => { sky.mode = radio.value; });
+}
+sky.onPick = (row) => { showPane("table"); table.reveal(row); };
+sky.onCircle = (ra, dec, r) => writeContains(ra, dec, r);
+
+/** Put ``CONTAINS(POINT(ra, dec), CIRCLE(...)) = 1`` into the query's WHERE clause. */
+function writeContains(ra, dec, radius) {
+  const result = state.result;
+  const position = result && positionColumns(result.columns);
+  const map = state.chunkMaps.get($("#sky-catalog").value);
+  let columns = position ? position.map((i) => result.columns[i].name) : null;
+  const circle = `CIRCLE('ICRS', ${ra.toFixed(5)}, ${dec.toFixed(5)}, ${radius.toFixed(5)})`;
+  const write = (director) => {
+    columns ??= director ? [director.ra, director.dec] : ["ra", "dec"];
+    const clause = `CONTAINS(POINT('ICRS', ${columns[0]}, ${columns[1]}), ${circle}) = 1`;
+    let text = editor.text.trim();
+    if (!text || (state.source && !state.source.query)) {
+      const from = director ? director.table : "Object";
+      text = `SELECT TOP 1000 *\nFROM ${from}\nWHERE ${clause}`;
+    } else if (/\bWHERE\b/i.test(text)) {
+      text = text.replace(/\bWHERE\b\s*/i, (w) => `${w.trimEnd()} ${clause}\n  AND `);
+    } else {
+      const tail = /\b(GROUP\s+BY|ORDER\s+BY|HAVING|LIMIT|OFFSET)\b/i.exec(text);
+      text = tail
+        ? `${text.slice(0, tail.index)}WHERE ${clause}\n${text.slice(tail.index)}`
+        : `${text}\nWHERE ${clause}`;
+    }
+    editor.text = text;
+    $("#lang").value = "ADQL";
+    editor.setDialect("ADQL");
+    setStatus(`the circle (r = ${radius.toFixed(4)}°) is in the query: run it`);
+  };
+  if (map) map.then((m) => write(m.directors[0])).catch(() => write(null));
+  else write(null);
+}
+
+// --- plots --------------------------------------------------------------------------------
+
+function fillPlotColumns(result) {
+  const numeric = numericColumns(result);
+  for (const [select, pick] of [[$("#plot-x"), 0], [$("#plot-y"), 1]]) {
+    const previous = select.value;
+    select.replaceChildren(...numeric.map((i) => new Option(result.columns[i].name, String(i))));
+    const keep = numeric.find((i) => result.columns[i].name === previous);
+    if (keep != null) select.value = String(keep);
+    else if (numeric.length > pick) select.value = String(numeric[pick]);
+  }
+  const distance = result.columns.findIndex((c) => c.name === "distance");
+  if (distance >= 0 && numeric.includes(distance)) $("#plot-x").value = String(distance);
+}
+
+function drawPlot() {
+  const result = state.result;
+  if (!result) return;
+  const kind = document.querySelector('input[name="plotkind"]:checked').value;
+  document.body.dataset.plot = kind;
+  const canvas = $("#plot");
+  const x = Number($("#plot-x").value);
+  if ($("#plot-x").value === "") {
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    return;
+  }
+  if (kind === "histogram") histogram(canvas, result, x, Number($("#plot-bins").value) || 30);
+  else scatter(canvas, result, x, Number($("#plot-y").value), { invertY: $("#plot-invert").checked });
+}
+
+for (const element of document.querySelectorAll(
+  'input[name="plotkind"], #plot-x, #plot-y, #plot-invert, #plot-bins')) {
+  element.addEventListener("change", drawPlot);
+}
+
+// --- cross-match --------------------------------------------------------------------------
+
+async function targetColumns(file) {
+  const head = await file.slice(0, 65536).text();
+  if (/<VOTABLE/i.test(head)) {
+    return [...head.matchAll(/<FIELD\b[^>]*\bname="([^"]+)"/gi)].map((m) => m[1]);
+  }
+  if (head.startsWith("PAR1")) return [];
+  return head.split(/\r?\n/)[0].split(",").map((s) => s.trim().replace(/^"|"$/g, ""));
+}
+
+$("#xm-file").addEventListener("change", async () => {
+  const file = $("#xm-file").files[0];
+  if (!file) return;
+  const columns = await targetColumns(file);
+  $("#xm-columns").replaceChildren(...columns.map((c) => new Option(c)));
+  const pick = (pattern) => columns.find((c) => pattern.test(c));
+  $("#xm-ra").value = pick(/^(ra|raj2000|ra_deg|ra_icrs)$/i) ?? pick(/ra/i) ?? $("#xm-ra").value;
+  $("#xm-dec").value = pick(/^(dec|decl|dej2000|dec_deg|de_icrs)$/i) ?? pick(/de/i) ?? $("#xm-dec").value;
+});
+
+function directorTables() {
+  const found = [];
+  for (const catalog of state.catalogs) {
+    for (const t of catalog.tables) {
+      if (t.kind === "director") found.push({ name: `${catalog.name}.${t.name}`, catalog });
+    }
+  }
+  return found;
+}
+
+function showLimit() {
+  const chosen = directorTables().find((t) => t.name === $("#xm-table").value);
+  if (!chosen) return;
+  $("#xm-limit").textContent = `(at most ${chosen.catalog.overlap_arcsec}″, the catalog's overlap)`;
+  $("#xm-radius").max = String(chosen.catalog.overlap_arcsec);
+}
+$("#xm-table").addEventListener("change", showLimit);
+
+$("#xmatch-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearError("#xm-error");
+  const file = $("#xm-file").files[0];
+  const fields = {
+    radius: $("#xm-radius").value, ra: $("#xm-ra").value, dec: $("#xm-dec").value,
+    table: $("#xm-table").value, columns: $("#xm-columns-out").value,
+    best: $("#xm-best").value, maxrec: $("#xm-maxrec").value,
+  };
+  setStatus("cross-matching…", "#xm-status");
+  try {
+    const result = await api.crossMatch(file, fields);
+    setStatus(`${result.rows.length} match${result.rows.length === 1 ? "" : "es"}`, "#xm-status");
+    const catalog = fields.table.split(".")[0];
+    const fetcher = async (format) => {
+      const form = new FormData();
+      form.set("targets", file);
+      for (const [k, v] of Object.entries({ ...fields, format })) if (v !== "") form.set(k, v);
+      const response = await fetch("api/v1/xmatch", { method: "POST", body: form });
+      return response.blob();
+    };
+    showResult(result, { xmatch: fetcher, catalog });
+    const distance = result.columns.findIndex((c) => c.name === "distance");
+    const canvas = $("#xm-separations");
+    canvas.hidden = distance < 0 || !result.rows.length;
+    if (!canvas.hidden) histogram(canvas, result, distance, 20);
+  } catch (error) {
+    setStatus("", "#xm-status");
+    showError(error, "#xm-error");
+  }
+});
+
+// --- jobs and queries ---------------------------------------------------------------------
+
+function button(text, action) {
+  const b = document.createElement("button");
+  b.textContent = text;
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try { await action(); } catch (error) { alert(error.message); }
+    refreshLists();
+  });
+  return b;
+}
+
+function row(tableElement, cells) {
+  const tr = tableElement.insertRow();
+  for (const value of cells) {
+    const td = tr.insertCell();
+    if (value instanceof Node) td.append(value); else td.textContent = value ?? "";
+  }
+  return tr;
+}
+
+async function refreshQueries() {
+  const list = $("#queries");
+  const found = await api.queries();
+  list.replaceChildren();
+  row(list.createTHead(), ["id", "status", "owner", "progress", "elapsed", "rows", "query", ""]);
+  for (const q of found) {
+    const progress = document.createElement("progress");
+    progress.max = Math.max(q.chunks_total, 1);
+    progress.value = q.chunks_done;
+    const label = document.createElement("span");
+    label.append(progress, ` ${q.chunks_done}/${q.chunks_total}`);
+    const active = q.status === "running" || q.status === "queued";
+    const tr = row(list, [String(q.id), q.status, q.owner, label, `${q.elapsed.toFixed(1)} s`,
+      q.rows ?? "", q.text.length > 120 ? `${q.text.slice(0, 120)}…` : q.text,
+      active ? button("Kill", () => api.killQuery(q.id)) : ""]);
+    tr.dataset.query = q.id;
+    tr.dataset.status = q.status;
+    if (q.error) tr.title = q.error;
+  }
+}
+
+async function refreshJobs() {
+  const list = $("#jobs");
+  const found = await api.listJobs();
+  list.replaceChildren();
+  row(list.createTHead(), ["job", "phase", "created", ""]);
+  for (const job of found) {
+    const actions = document.createElement("span");
+    if (job.phase === "COMPLETED") {
+      const open = button("Open result", async () => {
+        const result = await api.jobResult(job.id);
+        showResult({ ...result, job: job.id }, { job: job.id });
+        showView("query");
+      });
+      const link = Object.assign(document.createElement("a"),
+        { href: `tap/async/${job.id}/results/result`, textContent: "download" });
+      actions.append(open, " ", link, " ");
+    }
+    if (ACTIVE_PHASES.has(job.phase)) actions.append(button("Abort", () => api.abortJob(job.id)), " ");
+    actions.append(button("Delete", () => api.deleteJob(job.id)));
+    const tr = row(list, [job.id, job.phase, job.created, actions]);
+    tr.dataset.job = job.id;
+    tr.dataset.phase = job.phase;
+  }
+}
+
+async function refreshLists() {
+  await Promise.all([
+    refreshQueries().catch((e) => setStatus(`queries: ${e.message}`)),
+    refreshJobs().catch((e) => setStatus(`jobs: ${e.message}`)),
+  ]);
+}
+
+$("#refresh-queries").addEventListener("click", refreshLists);
+$("#refresh-jobs").addEventListener("click", refreshLists);
+setInterval(() => { if (document.body.dataset.view === "jobs") refreshLists(); }, 2000);
+
+// --- the schema browser -------------------------------------------------------------------
+
+function renderSchema() {
+  const root = $("#schema");
+  root.replaceChildren();
+  for (const catalog of state.catalogs) {
+    const section = document.createElement("section");
+    section.className = "catalog";
+    const h = document.createElement("h2");
+    h.textContent = catalog.name;
+    const about = document.createElement("p");
+    const cov = catalog.coverage;
+    about.textContent = `${catalog.description || ""} — overlap ${catalog.overlap_arcsec}″; ` +
+      `${cov.chunks} chunks cover ${(100 * cov.sky_fraction).toFixed(2)}% of the sky`;
+    section.append(h, about);
+    for (const t of catalog.tables) {
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = `${catalog.name}.${t.name} — ${t.kind}, ${t.rows.toLocaleString()} rows` +
+        (t.chunks ? ` in ${t.chunks} chunks` : "");
+      const query = button("Query it", async () => {
+        editor.text = `SELECT TOP 100 *\nFROM ${catalog.name}.${t.name}`;
+        showView("query");
+      });
+      const description = document.createElement("p");
+      description.textContent = t.description || "";
+      const columns = document.createElement("table");
+      columns.className = "list";
+      row(columns.createTHead(), ["column", "datatype", "unit", "UCD", "description"]);
+      for (const c of t.columns) row(columns, [c.name, c.datatype, c.unit, c.ucd, c.description]);
+      details.append(summary, description, query, columns);
+      section.append(details);
+    }
+    root.append(section);
+  }
+}
+
+// --- start --------------------------------------------------------------------------------
+
+async function start() {
+  showView("query");
+  const [examples, formats, catalogs] = await Promise.allSettled([
+    api.examples(), api.outputFormats(), api.catalogs()]);
+  if (formats.status === "fulfilled") state.formats = formats.value;
+  if (catalogs.status === "fulfilled") {
+    state.catalogs = catalogs.value;
+    $("#sky-catalog").replaceChildren(...state.catalogs.map((c) => new Option(c.name)));
+    $("#xm-table").replaceChildren(...directorTables().map((t) => new Option(t.name)));
+    showLimit();
+    renderSchema();
+    const first = directorTables()[0];
+    if (first && !editor.text) editor.text = `SELECT TOP 100 *\nFROM ${first.name}`;
+  }
+  if (examples.status === "fulfilled") {
+    const select = $("#examples");
+    for (const example of examples.value) {
+      const option = new Option(example.name, example.id);
+      option.dataset.query = example.query;
+      select.append(option);
+    }
+    select.addEventListener("change", () => {
+      const option = select.selectedOptions[0];
+      if (!option?.dataset.query) return;
+      editor.text = option.dataset.query;
+      $("#lang").value = "ADQL";
+      editor.setDialect("ADQL");
+      setStatus(`example: ${option.textContent}`);
+      select.value = "";
+    });
+  }
+  document.body.dataset.ready = "true";
+  // completion: every column of TAP_SCHEMA (after the page is usable)
+  api.tapSchemaColumns().then((tables) => editor.setSchema(tables)).catch(() => {});
+}
+
+start();
