@@ -842,9 +842,16 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
         f" {big.rows / statistics.mean(pipe):,.0f} | {statistics.mean(pipe) / b:.2f}× | 1.00× |",
     ]
     for name, seconds, rep, _ in ours:
+        # replication is restored at the publish; the statistics follow (rep.seconds)
+        restored = seconds - (rep.seconds - rep.published_s)
         lines.append(
-            f"| {name} | {seconds:.2f} (copy {rep.seconds:.2f}) | {big.rows / seconds:,.0f} |"
-            f" **{seconds / b:.2f}×** | {seconds / statistics.mean(pipe):.2f}× |"
+            f"| {name}: replication restored (published) | {restored:.2f} |"
+            f" {big.rows / restored:,.0f} | **{restored / b:.2f}×** |"
+            f" {restored / statistics.mean(pipe):.2f}× |"
+        )
+        lines.append(
+            f"| {name}: and analysed (returned) | {seconds:.2f} | {big.rows / seconds:,.0f} |"
+            f" {seconds / b:.2f}× | {seconds / statistics.mean(pipe):.2f}× |"
         )
     lines += [
         "",

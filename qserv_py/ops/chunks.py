@@ -12,7 +12,8 @@ crash is resumed or cleaned by the next operation (:func:`qserv_py.ops.journal.r
    chunk's partitions, the source confirms the partitions copied are still its own, and
    the czar adds the target to the placement (a move also removes the source) and
    records the copy ``done`` (a move: ``published``). Clients re-plan at once (the
-   placement's version changed, and the czar notified them).
+   placement's version changed, and the czar notified them). Then the target analyses
+   the new partitions (planner statistics: speed, not correctness).
 3. *drain* (moves): wait ``grace_s`` for clients to hear of the change, then for every
    query recorded running that started before that (at most ``query_wait_s``).
 4. *drop* (moves): the source's partitions are detached and dropped
@@ -68,6 +69,9 @@ class CopyReport:
     rows: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    #: seconds until the copy was published (replication restored; the new partitions'
+    #: statistics are made after that, within ``seconds``)
+    published_s: float = 0.0
     #: a move whose old copy is dropped (False: it is dropped by a later resume)
     dropped: bool = False
     copy_id: int | None = None
@@ -179,6 +183,8 @@ def _transfer(
             except BaseException as exc:
                 abandon(spec, czar, catalog, copy_id, target, exc)
                 raise
+            published = time.monotonic() - started
+            chunk_copy.analyze(spec.worker(target), name, [b.part.partition for b in built])
     return CopyReport(
         name,
         chunk,
@@ -190,6 +196,7 @@ def _transfer(
         rows=rows,
         bytes=sum(b.bytes for b in built),
         seconds=time.monotonic() - started,
+        published_s=published,
         copy_id=copy_id if move else None,
     )
 

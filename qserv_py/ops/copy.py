@@ -8,11 +8,13 @@ FROM STDIN`` on the target (rows are never decoded here). The new tables
 ``CHECK (chunk_id = N)`` declared up front (so the attach is instant), rows in
 ``spatial_index`` order, and ``FREEZE`` (no later vacuum pass; no WAL under
 ``wal_level = minimal``). Once committed they are still unattached, so queries never see
-them; their indexes (the source partition's), statistics and checksums are then made on
+them; their indexes (the source partition's) and checksums are then made on
 several target sessions at once. The check: each table's row count and order-independent
 checksum (the sum of every row's ``hash_record_extended``) equal the source's, taken in
 the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
-dropped (:func:`drop_leftovers`, by the copy's record after a crash).
+dropped (:func:`drop_leftovers`, by the copy's record after a crash). Their planner
+statistics are made once they are published (:func:`analyze`): they do not decide
+whether the copy is right, and replication is restored without waiting for them.
 
 :func:`attach_work` and :func:`check_source_work` are the target's and the source's
 shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`).
@@ -50,7 +52,7 @@ PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
 
 Work = Callable[[psycopg.Connection], None]
-#: ("index", table, statement) | ("check", table, columns) | ("analyze", table, "")
+#: ("index", table, statement) | ("check", table, columns)
 _Task = tuple[str, str, str]
 
 
@@ -168,7 +170,6 @@ def build(
                     tasks += [
                         ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
                     ]
-                    tasks.append(("analyze", temp, ""))
                 rows = sum(s[2] for s in streamed)
                 sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
                 checks = _finish(target, tgt, app, schema, tasks, sessions)
@@ -252,16 +253,14 @@ def _finish(
     tasks: list[_Task],
     sessions: int,
 ) -> dict[str, tuple[int, int]]:
-    """Run the index builds, the checksum and the ANALYZE of each new table (the checksum
-    beside the builds; ANALYZE waits for them anyway, for their table lock), on
-    ``sessions`` target sessions at once (``tgt`` alone when 1); the checksums."""
+    """Run the index builds and the checksum of each new table on ``sessions`` target
+    sessions at once (``tgt`` alone when 1); the checksums."""
     started = time.monotonic()
     todo = deque(tasks)
     found: dict[str, tuple[int, int]] = {}
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
-        conn.execute(f"SET default_statistics_target = {PARTITION_STATISTICS}")
         while True:
             try:
                 kind, temp, text = todo.popleft()
@@ -269,8 +268,6 @@ def _finish(
                 return
             if kind == "index":
                 conn.execute(text)
-            elif kind == "analyze":
-                conn.execute(f"ANALYZE {schema}.{temp}")
             else:
                 found[temp] = _checksum(conn, schema, temp, text.split(", "))
 
@@ -287,7 +284,7 @@ def _finish(
         for future in running:
             future.result()
     log.debug(
-        "indexed, analysed and summed on %s session(s): %.2f s",
+        "indexed and summed on %s session(s): %.2f s",
         sessions,
         time.monotonic() - started,
     )
@@ -424,6 +421,25 @@ def attach_work(schema: str, chunk: int, built: list[Built]) -> Work:
             )
 
     return work
+
+
+def analyze(target: Instance, schema: str, partitions: list[str]) -> None:
+    """Make the planner statistics of newly published partitions on ``target``.
+
+    Statistics are a matter of speed, not of correctness, so this runs after the
+    publish, off the path that restores replication; should it fail (the worker went
+    away meanwhile), autovacuum's analyze of the new rows makes them later."""
+    try:
+        with connect(target, autocommit=True) as conn:
+            conn.execute(f"SET default_statistics_target = {PARTITION_STATISTICS}")
+            for partition in partitions:
+                conn.execute(f"ANALYZE {schema}.{partition}")
+    except (psycopg.Error, ClusterError) as exc:
+        log.warning(
+            "statistics of the partitions copied to %s not made (%s); autovacuum makes them",
+            target.name,
+            reason(exc),
+        )
 
 
 def _rename_indexes(conn: psycopg.Connection, schema: str, temp: str, partition: str) -> None:
