@@ -236,25 +236,45 @@ def _staging_tables(spec: ClusterSpec, txn: int) -> int:
 def test_second_load_adds_rows(
     spec: ClusterSpec, release: Path, make_catalog: Callable[[str], str], tmp_path: Path
 ) -> None:
+    """An append (director and child) equals its input: every row once, in the chunk of
+    its position, in the director index; the appended keys interleave the live ones (the
+    duplicate checks join them, issue 12)."""
     cat = make_catalog("ld_twice")
     objects = read_table(release / "Object")
-    half = objects.num_rows // 2
-    for name, part in (("a", objects.slice(0, half)), ("b", objects.slice(half))):
+    forced = read_table(release / "ForcedSource")
+    odd = pc.equal(pc.bit_wise_and(objects.column("objectId"), 1), 1)
+    parts = {
+        "a": (objects.filter(pc.invert(odd)), forced.slice(0, forced.num_rows // 2)),
+        "b": (objects.filter(odd), forced.slice(forced.num_rows // 2)),
+    }
+    for name, (obj, fs) in parts.items():
         (tmp_path / name).mkdir()
-        pq.write_table(part, tmp_path / name / "o.parquet")
-    load(spec, cat, "Object", [tmp_path / "a"], SMALL)
-    load(spec, cat, "Object", [tmp_path / "b"], SMALL)
-    assert worker_count(spec, f"{cat}.object") == objects.num_rows
+        pq.write_table(obj, tmp_path / name / "o.parquet")
+        pq.write_table(fs, tmp_path / name / "f.parquet")
+    for name in parts:  # both halves of Object first: a child needs its director rows
+        load(spec, cat, "Object", [tmp_path / name / "o.parquet"], SMALL)
+    for name in parts:
+        load(spec, cat, "ForcedSource", [tmp_path / name / "f.parquet"], SMALL)
+    got = sorted(worker_rows(spec, f"SELECT objectid, coord_ra, coord_dec FROM {cat}.object"))
+    assert got == _rows(objects, "objectId", "coord_ra", "coord_dec")
+    got_fs = sorted(worker_rows(spec, f"SELECT forcedsourceid, objectid FROM {cat}.forcedsource"))
+    assert got_fs == _rows(forced, "forcedSourceId", "objectId")
+    placed = sorted(worker_rows(spec, f"SELECT objectid, chunk_id FROM {cat}.object"))
     with connect(spec.czar) as czar:
-        assert czar.execute(f"SELECT count(*) FROM {dirindex_table(cat, 'Object')}").fetchone() == (
-            objects.num_rows,
-        )
+        index = czar.execute(
+            f"SELECT key, chunk_id FROM {dirindex_table(cat, 'Object')} ORDER BY key"
+        ).fetchall()
+    assert index == placed
     unsorted = worker_rows(
         spec,
         "SELECT count(*) FROM (SELECT spatial_index - lag(spatial_index) OVER (PARTITION BY"
         f" tableoid ORDER BY ctid) AS step FROM {cat}.object) s WHERE step < 0",
     )
     assert sum(r[0] for r in unsorted) == 0, "merged chunks are re-sorted"
+
+
+def _rows(table: pa.Table, *columns: str) -> list[tuple[object, ...]]:
+    return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
 
 
 def test_duplicate_keys_are_refused(
