@@ -25,6 +25,7 @@ table and the column, and saying what to change. Columns that place rows on the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from importlib import resources
@@ -73,8 +74,13 @@ _TYPE_FAMILIES = (
 # --- public API -----------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
 def parse_catalog(text: str, source: str) -> Catalog:
-    """The catalog described by the Felis YAML ``text``; ``source`` names it in messages."""
+    """The catalog described by the Felis YAML ``text``; ``source`` names it in messages.
+
+    Remembered (the model is immutable): every load, query and command reads its catalog
+    from the czar, and parsing dp02's schema took longer than a small query.
+    """
     return _Reader(source).read(_load_yaml(text, source))
 
 
@@ -118,7 +124,11 @@ def _is_yaml(entry: Traversable) -> bool:
 # --- YAML -------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about ten times faster), with the same constructor
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that refuses a key given twice in one mapping (YAML keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
