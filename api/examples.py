@@ -1,7 +1,9 @@
 """DALI 1.1 examples: the example queries and their XHTML (RDFa) document.
 
 The examples are real queries on the default catalog, around an object it holds so that
-each returns rows: a cone search, a lookup, a light curve (when the catalog has
+each returns rows, written in the ADQL 2.0 subset that validators check (ORDER BY names
+an output column, not ``t.column``), and list as their tables only tables the service
+has (taplint checks both): a cone search, a lookup, a light curve (when the catalog has
 ForcedSource and CcdVisit), an aggregate (when the director table has refBand and
 r_psfFlux), a near-neighbour join, a cross-match of an uploaded target list, and a
 TAP_SCHEMA query. Served at ``/tap/examples`` by :mod:`qserv_py.api.routes.vosi`.
@@ -115,11 +117,12 @@ def _catalog_examples(catalog: Catalog, director: Table, at: Sample) -> list[Exa
                 "The forced photometry of one object on every visit, with each visit's "
                 f"epoch: {director.name} joined to {forced.name} (on the same chunk) and to "
                 f"the replicated {visits.name}.",
-                f"SELECT o.{key}, f.band, v.expMidptMJD, f.psfFlux, f.psfFluxErr\n"
+                f"SELECT o.{key}, f.band AS fs_band, v.expMidptMJD AS epoch, f.psfFlux, "
+                "f.psfFluxErr\n"
                 f"FROM {obj} AS o\n"
                 f"JOIN {fs} AS f ON f.{forced.director_key} = o.{key}\n"
                 f"JOIN {cv} AS v ON v.ccdVisitId = f.ccdVisitId\n"
-                f"WHERE o.{key} = {at.key}\nORDER BY f.band, v.expMidptMJD",
+                f"WHERE o.{key} = {at.key}\nORDER BY fs_band, epoch",
                 (obj, fs, cv),
             )
         )
@@ -169,7 +172,7 @@ def _catalog_examples(catalog: Catalog, director: Table, at: Sample) -> list[Exa
             f"  ON CONTAINS(POINT('ICRS', o.{ra}, o.{dec}),\n"
             f"              CIRCLE('ICRS', t.ra, t.dec, "
             f"{min(5.0, catalog.overlap_arcsec):g} / 3600.0)) = 1",
-            (obj, f"{TAP_UPLOAD}.targets"),
+            (obj,),  # TAP_UPLOAD.targets exists only with the upload: not listed
             needs_upload=True,
         )
     )

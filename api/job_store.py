@@ -31,10 +31,8 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from qserv_py.api import formats
 from qserv_py.api.deps import TapParams
-from qserv_py.api.service import Service, language
-from qserv_py.api.uploads import request_uploads
+from qserv_py.api.service import Service
 from qserv_py.api.uws import ACTIVE, COMPLETED, EXECUTING, PENDING, QUEUED, Job, JobRef, parse_time
 from qserv_py.config import Settings
 from qserv_py.errors import (
@@ -42,7 +40,6 @@ from qserv_py.errors import (
     JobError,
     JobStateError,
     MetadataError,
-    QueryRefused,
     UnknownJob,
 )
 
@@ -218,10 +215,14 @@ class JobStore(ABC):
 
     def create(self, params: TapParams) -> Job:
         """A new PENDING job with ``params`` (and the files sent with them); queued at once
-        when PHASE=RUN is among them."""
+        when PHASE=RUN is among them.
+
+        Only the UWS values (PHASE, EXECUTIONDURATION, DESTRUCTION) are refused here. The
+        DALI ones are not: TAP 1.1 (§3.1) has a job with a bad query — or a wrong LANG,
+        MAXREC, RESPONSEFORMAT, REQUEST or UPLOAD — created (303) and ended in ERROR when it
+        runs, the error readable from the job (``/error``, ``errorSummary``)."""
         run = self._phase_request(params, allowed=("RUN",))
         values = {k: v for k, v in params.values.items() if k not in CONTROL}
-        self._validate(TapParams(values, params.files))
         duration = self._duration(params.get("executionduration"))
         destruction = params.get("destruction")
         wanted = parse_time("DESTRUCTION", destruction) if destruction is not None else None
@@ -344,9 +345,6 @@ class JobStore(ABC):
         self._check_pending(job)
         values = dict(job.parameters)
         values.update({k: v for k, v in params.values.items() if k not in CONTROL})
-        files = self._files(job)
-        files.update(params.files)
-        self._validate(TapParams(values, files))
         if params.get("phase") is not None:
             raise JobError("PHASE cannot be set here: POST it to the job's /phase")
         duration = params.get("executionduration")
@@ -378,18 +376,6 @@ class JobStore(ABC):
         shutil.rmtree(self.directory / job_id, ignore_errors=True)
 
     # --- helpers ---------------------------------------------------------------------------
-
-    def _validate(self, params: TapParams) -> None:
-        """Refuse parameter values the job could never run with (the query itself is
-        checked when the job runs: its errors make the job ERROR)."""
-        request = params.get("request")
-        if request is not None and request.strip().lower() != "doquery":
-            raise QueryRefused(f"REQUEST={request!r} is not supported; use REQUEST=doQuery")
-        language(params.get("lang"))
-        self.service.maxrec(params.int("maxrec"))
-        formats.parse_format(params.get("responseformat") or params.get("format"))
-        if params.all("upload"):
-            request_uploads(params, self.settings)
 
     def _duration(self, value: str | None) -> int:
         """The execution duration of a request: whole seconds, at most the service's limit

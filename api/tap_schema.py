@@ -13,7 +13,8 @@ document is rendered from the same description, so the two never disagree.
 service calls it when it starts, and creating or dropping a catalog calls it too.
 
 Names are those a query uses: a table is ``catalog.table`` as the catalog spells it
-(``dp02.Object``); a column is its schema-file spelling. Datatypes are VOTable's.
+(``dp02.Object``); a column is its schema-file spelling, delimited when ADQL needs it
+(TAP 1.1 §4.3: TAP_SCHEMA's own ``"size"``). Datatypes are VOTable's.
 
 >>> from qserv_py.schema import default_catalog
 >>> [schema] = [s for s in describe([default_catalog("dp02")]) if s.name == "dp02"]
@@ -37,6 +38,7 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.twophase import commit_two_phase
 from qserv_py.errors import CatalogError
+from qserv_py.query.reserved import adql_name
 from qserv_py.schema.felis import default_catalog_path, parse_catalog
 from qserv_py.schema.model import Catalog, Column, Table, TableKind
 
@@ -186,7 +188,7 @@ def _column(table: Table, col: Column, index: int, *, std: bool) -> ColumnMeta:
     arraysize = col.arraysize
     digits = arraysize.rstrip("*") if arraysize else ""
     return ColumnMeta(
-        name=col.name,
+        name=adql_name(col.name),
         description=col.description,
         unit=col.unit,
         ucd=col.ucd,
@@ -216,13 +218,16 @@ def _keys(catalog: Catalog, table: Table) -> tuple[KeyMeta, ...]:
                 f"{a} = {b}" for a, b in zip(fk.columns, fk.referenced_columns, strict=True)
             )
             + ".",
-            columns=tuple(zip(fk.columns, fk.referenced_columns, strict=True)),
+            columns=tuple(
+                (adql_name(a), adql_name(b))
+                for a, b in zip(fk.columns, fk.referenced_columns, strict=True)
+            ),
         )
         for fk in table.foreign_keys
     ]
     if table.kind is TableKind.CHILD and table.director and table.director_key:
         director = catalog.table(table.director)
-        pair = (table.director_key, director.key_column or "")
+        pair = (adql_name(table.director_key), adql_name(director.key_column or ""))
         target = f"{catalog.name}.{director.name}"
         if not any(k.target_table == target and pair in k.columns for k in keys):
             keys.append(

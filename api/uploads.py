@@ -294,6 +294,14 @@ def _with_voparquet_metadata(table: pa.Table, content: bytes) -> pa.Table:
 
 def _read_csv(data: bytes, where: str) -> pa.Table:
     convert = pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True)
+    header = data[: data.find(b"\n") if b"\n" in data else len(data)]
+    try:  # pyarrow checks the values' UTF-8, not the names'
+        header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UploadError(
+            f"{where} is neither a VOTable nor a Parquet file, and its CSV header row is not "
+            f"UTF-8 text (byte {exc.start + 1}): send the file encoded as UTF-8"
+        ) from None
     try:
         return pcsv.read_csv(io.BytesIO(data), convert_options=convert)
     except pa.ArrowInvalid as exc:

@@ -128,6 +128,17 @@ class Settings(BaseSettings):
     upload_max_rows: int = Field(
         default=1_000_000, ge=0, description="Most rows of one uploaded table."
     )
+    upload_url_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest a TAP upload by URL (UPLOAD=name,https://...) may take to fetch, "
+        "seconds (also the limit of each network operation).",
+    )
+    upload_url_allow_local: bool = Field(
+        default=False,
+        description="Fetch uploads by URL from loopback and private addresses too (off: "
+        "only public addresses, so that users cannot make the service read its own network).",
+    )
     director_index_memory_keys: int = Field(
         default=10_000_000,
         ge=0,

@@ -103,7 +103,10 @@ def test_pyvo_reads_languages_formats_and_limits(tap_url: str, api_settings: Set
     assert mimes == {f.media_type for f in formats.FORMATS}
     assert service.maxrec == api_settings.maxrec_default
     assert service.hardlimit == api_settings.maxrec_limit
-    assert [m.ivo_id for m in service.upload_methods] == [f"{TAPREGEXT}#upload-inline"]
+    assert [m.ivo_id for m in service.upload_methods] == [
+        f"{TAPREGEXT}#upload-inline",
+        f"{TAPREGEXT}#upload-http",
+    ]
     assert tap.retentionperiod.default == int(api_settings.job_retention_s)
     assert tap.executionduration.hard == int(api_settings.async_timeout_limit_s)
     assert tap.uploadlimit.hard.content == api_settings.upload_max_bytes
