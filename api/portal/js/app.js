@@ -90,7 +90,10 @@ async function run() {
     if (result) showResult(result, { query, options: opts });
   } catch (error) {
     if (error.name === "AbortError") setStatus("stopped");
-    else { setStatus(""); showError(error); }
+    else {
+      if (opts.mode === "sync") setStatus("");
+      showError(error);
+    }
   } finally {
     state.running = null;
     $("#run").disabled = false;
@@ -120,6 +123,7 @@ async function runAsync(query, opts) {
     setStatus(`job ${id}: COMPLETED`);
     return { ...(await api.jobResult(id)), seconds: (performance.now() - started) / 1000, job: id };
   }
+  setStatus(`job ${id}: ${job.phase}`);
   if (job.phase === "ERROR") throw new api.ServiceError(await api.jobError(id), 400);
   setStatus(`job ${id}: ${job.phase}`);
   return null;
@@ -281,8 +285,9 @@ function drawPlot() {
     canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
     return;
   }
-  if (kind === "histogram") histogram(canvas, result, x, Number($("#plot-bins").value) || 30);
-  else scatter(canvas, result, x, Number($("#plot-y").value), { invertY: $("#plot-invert").checked });
+  state.plotted = kind === "histogram"
+    ? histogram(canvas, result, x, Number($("#plot-bins").value) || 30).reduce((a, b) => a + b, 0)
+    : scatter(canvas, result, x, Number($("#plot-y").value), { invertY: $("#plot-invert").checked });
 }
 
 for (const element of document.querySelectorAll(

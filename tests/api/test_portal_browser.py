@@ -1,0 +1,315 @@
+"""The portal in a real browser: headless Chromium (Debian's ``chromium``) driven by
+Playwright against a real served cluster (catalog qt). Nothing is mocked: the page calls
+the service's TAP and REST APIs as it does for a person.
+
+Without chromium or Playwright these tests skip and say why; with
+``QSERV_PY_REQUIRE_BROWSER=1`` (CI, which installs chromium) that is a failure instead.
+With ``QSERV_PY_PORTAL_SCREENSHOTS=<dir>`` they save screenshots of the main views there
+(the ones in docs/portal.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from astropy.io.votable import parse_single_table
+
+from qserv_py.client import Client
+from tests.api.conftest import Served
+from tests.api.test_rest import SLOW
+
+POSITIONS = "SELECT objectId, coord_ra, coord_dec, g_psfFlux, r_psfFlux FROM Object"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("QSERV_PY_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests are required (QSERV_PY_REQUIRE_BROWSER=1) but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is missing (pip install -e '.[test]')")
+    path = os.environ.get("QSERV_PY_CHROMIUM") or shutil.which("chromium")
+    if path is None:
+        _unavailable("no chromium on PATH (Debian: apt-get install chromium)")
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox does not start
+        launched = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    """The portal, loaded and ready, in a fresh browser context."""
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(90_000)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.goto(f"{served.url}/")
+    opened.wait_for_selector("body[data-ready=true]")
+    yield opened
+    context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+def shot(page: Any, name: str) -> None:
+    """A screenshot for the docs, when asked for."""
+    folder = os.environ.get("QSERV_PY_PORTAL_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"portal-{name}.png"))
+
+
+def write(page: Any, text: str) -> None:
+    """Replace the editor's text, as typed."""
+    page.click(".cm-content")
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(text)
+    page.keyboard.press("Escape")  # close a completion list
+
+
+def run(page: Any) -> None:
+    """Run the query in the editor (Ctrl-Enter) and wait until it has finished."""
+    page.click(".cm-content")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("!document.querySelector('#run').disabled")
+
+
+def shown_rows(page: Any) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "table.results tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+
+
+def editor_text(page: Any) -> str:
+    return str(page.evaluate("portal.editor.text"))
+
+
+def canvas_point(page: Any, ra: float, dec: float) -> tuple[float, float]:
+    """The page coordinates of a sky position on the sky plot."""
+    x, y = page.evaluate(
+        """([ra, dec]) => {
+            const [x, y] = portal.sky.toScreen(ra, dec);
+            const box = portal.sky.canvas.getBoundingClientRect();
+            const scale = box.width / portal.sky.canvas.width;
+            return [box.left + x * scale, box.top + y * scale];
+        }""",
+        [ra, dec],
+    )
+    return float(x), float(y)
+
+
+def separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    r = math.radians
+    a = (
+        math.sin(r(dec2 - dec1) / 2) ** 2
+        + math.cos(r(dec1)) * math.cos(r(dec2)) * math.sin(r(ra2 - ra1) / 2) ** 2
+    )
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(a))))
+
+
+def test_run_a_query_see_rows_headers_and_sky_points(page: Any, client: Client) -> None:
+    text = f"{POSITIONS}\nWHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(40, 5, 20)) = 1"
+    expected = client.query(text + " ORDER BY objectId")
+    ids = expected.column("objectId").to_pylist()
+    write(page, text + "\nORDER BY objectId")
+    run(page)
+    assert page.inner_text("#rowcount").startswith(f"{len(ids)} rows")
+    rows = shown_rows(page)
+    assert [int(r[0]) for r in rows] == ids[:100]
+    assert page.is_hidden("#overflow")
+    header = page.inner_text("th[data-column=coord_ra]")
+    assert "[deg]" in header and "pos.eq.ra;meta.main" in header
+    page.click("th[data-column=objectId]")
+    page.click("th[data-column=objectId]")  # descending
+    assert int(shown_rows(page)[0][0]) == max(ids)
+    shot(page, "table")
+
+    page.click(".subtabs button[data-pane=sky]")
+    assert page.evaluate("portal.sky.points.ra.length") == len(ids)
+    assert page.evaluate("portal.sky.cells.length") > 0  # the catalog's density behind
+    ra, dec = expected.column("coord_ra")[0].as_py(), expected.column("coord_dec")[0].as_py()
+    pixel = page.evaluate(
+        """([ra, dec]) => {
+            const [x, y] = portal.sky.toScreen(ra, dec);
+            return [...portal.sky.ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data];
+        }""",
+        [ra, dec],
+    )
+    assert pixel[0] > 200 and pixel[1] < 130, pixel  # a result point is drawn there
+    page.mouse.move(*canvas_point(page, ra, dec))
+    tip = page.inner_text("#sky-tip")
+    assert int(re.search(r"objectId = (\d+)", tip).group(1)) in ids  # type: ignore[union-attr]
+    shot(page, "sky")
+
+    page.click(".subtabs button[data-pane=plot]")
+    page.check("input[name=plotkind][value=scatter]")
+    page.select_option("#plot-x", label="g_psfFlux")
+    page.select_option("#plot-y", label="r_psfFlux")
+    drawn = page.evaluate("portal.state.plotted")
+    valid = [
+        g is not None and r is not None and math.isfinite(g) and math.isfinite(r)
+        for g, r in zip(
+            expected["g_psfFlux"].to_pylist(), expected["r_psfFlux"].to_pylist(), strict=True
+        )
+    ]
+    assert drawn == sum(valid)
+    shot(page, "plot")
+
+
+def test_download_the_result_in_two_formats(page: Any, client: Client) -> None:
+    text = "SELECT TOP 25 objectId, coord_ra FROM Object ORDER BY objectId"
+    ids = client.query(text).column("objectId").to_pylist()
+    write(page, text)
+    run(page)
+    formats = page.eval_on_selector_all("#downloads a", "links => links.map(a => a.dataset.format)")
+    assert {"csv", "votable", "parquet", "json"} <= set(formats)
+    with page.expect_download() as csv_download:
+        page.click("#downloads a[data-format=csv]")
+    rows = list(csv.DictReader(io.StringIO(Path(csv_download.value.path()).read_text())))
+    assert [int(r["objectId"]) for r in rows] == ids
+    with page.expect_download() as votable_download:
+        page.click("#downloads a[data-format=votable]")
+    table = parse_single_table(votable_download.value.path()).to_table()
+    assert table["objectId"].tolist() == ids
+
+
+def test_open_an_example_and_run_it(page: Any, served: Served, client: Client) -> None:
+    document = httpx.get(f"{served.url}/tap/examples", timeout=120).text
+    examples = re.findall(
+        r'id="([^"]+)"[^>]*>\s*<h2 property="name">.*?<pre property="query">(.*?)</pre>',
+        document,
+        re.S,
+    )
+    example_id, query = next(
+        (i, html.unescape(q).strip()) for i, q in examples if "TAP_UPLOAD" not in q
+    )
+    page.select_option("#examples", value=example_id)
+    assert editor_text(page) == query
+    run(page)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    expected = client.query(query)
+    assert page.inner_text("#rowcount").startswith(f"{expected.num_rows} row")
+
+
+def test_draw_a_circle_and_run_the_query_it_wrote(page: Any, client: Client) -> None:
+    objects = client.query(POSITIONS)
+    write(page, POSITIONS)
+    run(page)
+    page.click(".subtabs button[data-pane=sky]")
+    page.check("input[name=skymode][value=circle]")
+    ra, dec = objects.column("coord_ra")[0].as_py(), objects.column("coord_dec")[0].as_py()
+    edge_dec = dec + 8 if dec < 70 else dec - 8
+    page.mouse.move(*canvas_point(page, ra, dec))
+    page.mouse.down()
+    page.mouse.move(*canvas_point(page, ra, edge_dec), steps=5)
+    page.mouse.up()
+    text = editor_text(page)
+    found = re.search(
+        r"CONTAINS\(POINT\('ICRS', coord_ra, coord_dec\), "
+        r"CIRCLE\('ICRS', ([-\d.]+), ([-\d.]+), ([\d.]+)\)\) = 1",
+        text,
+    )
+    assert found, text
+    ra0, dec0, radius = (float(v) for v in found.groups())
+    assert separation(ra0, dec0, ra, dec) < 1.0 and abs(radius - 8) < 1.0  # a pixel or so
+    shot(page, "circle")
+    run(page)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    expected = client.query(text)
+    got = page.evaluate("portal.state.result.rows.map(r => [r[0], r[1], r[2]])")
+    assert sorted(r[0] for r in got) == sorted(expected.column("objectId").to_pylist())
+    assert got and all(separation(ra0, dec0, r[1], r[2]) <= radius + 1e-9 for r in got)
+
+
+def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> None:
+    objects = client.query(
+        "SELECT TOP 5 objectId, coord_ra, coord_dec FROM Object ORDER BY objectId"
+    ).to_pylist()
+    lines = ["name,ra_deg,dec_deg"]
+    for i, o in enumerate(objects):  # 0.3 arcsec north of each object
+        lines.append(f"t{i},{o['coord_ra']!r},{o['coord_dec'] + 0.3 / 3600!r}")
+    page.click("#tabs button[data-view=xmatch]")
+    page.set_input_files(
+        "#xm-file",
+        files=[
+            {"name": "targets.csv", "mimeType": "text/csv", "buffer": "\n".join(lines).encode()}
+        ],
+    )
+    assert page.input_value("#xm-ra") == "ra_deg" and page.input_value("#xm-dec") == "dec_deg"
+    page.select_option("#xm-table", "qt.Object")
+    assert "60″" in page.inner_text("#xm-limit")
+    page.fill("#xm-radius", "1")
+    page.select_option("#xm-best", "true")
+    page.click("#xmatch-form button[type=submit]")
+    page.wait_for_function("/^\\d+ match/.test(document.querySelector('#xm-status').textContent)")
+    assert page.is_hidden("#xm-error"), page.inner_text("#xm-error")
+    result = page.evaluate("portal.state.result")
+    names = [c["name"] for c in result["columns"]]
+    pairs = [dict(zip(names, row, strict=True)) for row in result["rows"]]
+    assert sorted(p["objectId"] for p in pairs) == [o["objectId"] for o in objects]
+    assert all(abs(p["distance"] - 0.3) < 0.01 for p in pairs)
+    assert page.is_visible("#xm-separations")
+    shot(page, "xmatch")
+
+
+def test_start_a_long_async_query_and_kill_it(page: Any, served: Served) -> None:
+    page.check("input[name=mode][value=async]")
+    write(page, SLOW)
+    page.click("#run")
+    page.wait_for_function("/job \\S+: /.test(document.querySelector('#status').textContent)")
+    job = re.search(r"job (\S+):", page.inner_text("#status")).group(1)  # type: ignore[union-attr]
+    page.click("#tabs button[data-view=jobs]")
+    running = page.locator(  # the list shows the first 120 characters of a query
+        "#queries tr[data-status=running]", has_text="FROM ForcedSource f1 JOIN ForcedSource f2"
+    )
+    running.wait_for()
+    query_id = running.get_attribute("data-query")
+    shot(page, "jobs")
+    running.locator("button", has_text="Kill").click()
+    page.wait_for_function("!document.querySelector('#run').disabled")
+    assert page.text_content("#status") == f"job {job}: ABORTED"  # a killed job is aborted
+    record = httpx.get(f"{served.url}/api/v1/queries/{query_id}", timeout=120).json()
+    assert record["status"] == "killed"
+    phase = httpx.get(f"{served.url}/tap/async/{job}/phase", timeout=120).text
+    assert phase == "ABORTED"
+
+
+def test_an_error_is_shown_at_its_line_and_column(page: Any) -> None:
+    write(page, "SELECT objectId\nFROM Object\nWHERE coord_ra > 3 AND AND 1=1")
+    run(page)
+    message = page.inner_text("#error")
+    assert message.startswith("Line 3, column 24:"), message
+    mark = page.locator(".cm-lintRange-error")
+    assert mark.inner_text() == "AND"
+    line = mark.evaluate(
+        "m => [...m.closest('.cm-content').children].indexOf(m.closest('.cm-line')) + 1"
+    )
+    column = mark.evaluate(
+        """m => {
+            const line = m.closest('.cm-line');
+            const range = document.createRange();
+            range.setStart(line, 0);
+            range.setEndBefore(m);
+            return range.toString().length + 1;
+        }"""
+    )
+    assert (line, column) == (3, 24)
+    shot(page, "error")
