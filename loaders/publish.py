@@ -3,20 +3,29 @@
 Publish has two steps:
 
 1. *Build*, invisible to queries and repeatable. On each worker and for each staged
-   chunk, a new table holds the chunk's live rows plus its staged rows, sorted by
-   ``spatial_index``. It carries a ``CHECK (chunk_id = …)`` constraint and the
-   parent's indexes, and is analysed. Meanwhile the czar checks that a director's keys
-   are new; a child's keys are checked against the live rows of each chunk that
-   already has some, where a reloaded row would land.
+   chunk that is new or holds no more live rows than the load adds, a new table holds
+   the chunk's live rows plus its staged rows, sorted by ``spatial_index``. It carries
+   a ``CHECK (chunk_id = …)`` constraint and the parent's indexes, and is analysed.
+   Meanwhile the czar checks that a director's keys are new; a child's keys are
+   checked against the live rows of the chunks that already have some, where a
+   reloaded row would land.
 2. *Swap*, in one two-phase commit across the workers and the czar. Each new table
    replaces the chunk's partition (detach, drop, rename, attach: the constraint and
-   the indexes make the attach instant). Replicated rows are inserted. On the czar,
-   the director index, the row counts and the placement are updated, and the load is
-   marked published.
+   the indexes make the attach instant). The staged rows of the other chunks (an
+   append to chunks larger than it) are inserted into their partitions, sorted, in one
+   statement per table: an append costs what it adds, not what the catalog holds, and
+   such a chunk holds a sorted run per load until a later, larger load rebuilds it.
+   Replicated rows are inserted. On the czar, the director index, the row counts and
+   the placement are updated, and the load is marked published.
 
 A publish killed during the build is resumed by building again. A publish killed
 during the commit is settled by the in-doubt recovery: it commits if the czar decided,
 else it rolls back.
+
+On Citus (docs/citus.md) there are no chunk partitions to build and swap: the staged rows
+(local tables on the coordinator) are inserted into the distributed tables, and the czar
+updated, in one transaction on the coordinator (Citus commits its nodes' shares with its
+own two-phase commit).
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ from qserv_py.loaders.staging import drop_staging, lost_staging, stage_name, sta
 from qserv_py.schema.ddl import dirindex_table, overlap_table_name, partition_name
 from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, Table, TableKind
 
-_Swap = tuple[int, bool, str, str, bool]  # chunk, overlap, partition, new table, replaces
+#: chunk, overlap, partition, new table (None: its staged rows are inserted), replaces
+_Swap = tuple[int, bool, str, str | None, bool]
+_InPlace = tuple[set[int], set[int]]  # chunks appended in place: own rows, overlap rows
 #: memory for sorting and indexing one chunk in the build (a chunk is a few hundred MB)
 BUILD_MEMORY = "1GB"
 #: statistics target of the partitions' ANALYZE: 9,000 sampled rows per chunk, which
@@ -54,6 +65,7 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
         catalog = get_catalog(czar, record.catalog)
         table = catalog.table(record.table)
         _check_staged_rows(czar, spec, table, txn)
+        in_place = _appended_in_place(czar, catalog, table, txn)
         txns.set_state(czar, txn, "publishing")
         done = [0]
 
@@ -62,7 +74,10 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
                 if table.kind is TableKind.DIRECTOR:
                     _check_director_keys(instance, catalog, table, txn)
                 return []
-            swaps = _build_worker(instance, catalog, table, txn)
+            if spec.backend == "citus":
+                swaps = _citus_appends(instance, catalog, table, txn)
+            else:
+                swaps = _build_worker(instance, catalog, table, txn, in_place)
             done[0] += 1
             if progress:
                 progress("publishing", done[0], len(spec.workers))
@@ -158,8 +173,28 @@ def _check_director_keys(czar: Instance, catalog: Catalog, table: Table, txn: in
             raise _DuplicateKeys(table.key_column, "already in the catalog", existing)
 
 
-def _build_worker(worker: Instance, catalog: Catalog, table: Table, txn: int) -> list[_Swap]:
-    """Build the sorted, indexed replacement of every chunk staged on ``worker``."""
+def _appended_in_place(
+    czar: psycopg.Connection, catalog: Catalog, table: Table, txn: int
+) -> _InPlace:
+    """The chunks whose live rows (own, overlap) outnumber what load ``txn`` adds: its
+    rows are inserted into their partitions rather than the partitions rebuilt."""
+    if not table.partitioned:
+        return set(), set()
+    rows = czar.execute(
+        "SELECT l.chunk_id, s.rows > l.rows, s.overlap_rows > l.overlap_rows"
+        " FROM qserv_meta.load_chunks l JOIN qserv_meta.chunk_stats s"
+        " ON s.catalog = %s AND s.table_name = %s AND s.chunk_id = l.chunk_id"
+        " WHERE l.txn = %s",
+        (catalog.sql_name, table.sql_name, txn),
+    ).fetchall()
+    return {c for c, own, _ in rows if own}, {c for c, _, overlap in rows if overlap}
+
+
+def _build_worker(
+    worker: Instance, catalog: Catalog, table: Table, txn: int, in_place: _InPlace
+) -> list[_Swap]:
+    """Build the sorted, indexed replacement of every chunk staged on ``worker`` that is
+    not appended in place; check a child's keys against the live chunks."""
     if not table.partitioned:
         return []
     schema = catalog.sql_name
@@ -174,16 +209,21 @@ def _build_worker(worker: Instance, catalog: Catalog, table: Table, txn: int) ->
         _drop_built(conn, catalog, txn)
         for overlap in (False, True) if table.kind is TableKind.DIRECTOR else (False,):
             parent = overlap_table_name(table) if overlap else table.sql_name
-            for chunk in _staged_chunks(conn, txn, overlap=overlap):
+            live_parts = _live_partitions(conn, schema, parent)
+            staged_chunks = _staged_chunks(conn, txn, overlap=overlap)
+            if table.kind is TableKind.CHILD and table.key_column:
+                replaced = [c for c in staged_chunks if partition_name(table, c) in live_parts]
+                _check_child_keys(conn, table.key_column, txn, f"{schema}.{parent}", replaced)
+            for chunk in staged_chunks:
                 part = partition_name(table, chunk, overlap=overlap)
+                replaces = part in live_parts
+                if replaces and chunk in in_place[overlap]:
+                    swaps.append((chunk, overlap, part, None, True))
+                    continue
                 new = f"n{txn}_{chunk}{'o' if overlap else ''}"
-                exists = conn.execute("SELECT to_regclass(%s)", (f"{schema}.{part}",)).fetchone()
-                replaces = bool(exists and exists[0])
                 live = f"SELECT {columns} FROM {schema}.{part} UNION ALL " if replaces else ""
                 stage = stage_partition(txn, chunk, overlap=overlap)
                 staged = f"SELECT {columns} FROM qserv_stage.{stage}"
-                if replaces and table.kind is TableKind.CHILD and table.key_column:
-                    _check_child_keys(conn, table.key_column, stage, f"{schema}.{part}")
                 with conn.transaction():
                     # the CHECK (which makes the attach instant) is declared up front, so
                     # rows are checked as they go in rather than by another scan
@@ -204,18 +244,48 @@ def _build_worker(worker: Instance, catalog: Catalog, table: Table, txn: int) ->
     return swaps
 
 
-def _check_child_keys(conn: psycopg.Connection, key: str, stage: str, live: str) -> None:
-    """A child's keys must be new to the chunk (where a reloaded row would land)."""
-    conn.execute(f"ANALYZE qserv_stage.{stage}")
-    rows = _first_common_keys(conn, key.lower(), f"qserv_stage.{stage}", live)
+def _citus_appends(worker: Instance, catalog: Catalog, table: Table, txn: int) -> list[_Swap]:
+    """On Citus every staged chunk is appended (its rows inserted into the distributed
+    table by the swap); a child's keys are checked against the live rows first."""
+    if not table.partitioned:
+        return []
+    swaps: list[_Swap] = []
+    with connect(worker, autocommit=True) as conn:
+        for overlap in (False, True) if table.kind is TableKind.DIRECTOR else (False,):
+            parent = overlap_table_name(table) if overlap else table.sql_name
+            staged_chunks = _staged_chunks(conn, txn, overlap=overlap)
+            if table.kind is TableKind.CHILD and table.key_column:
+                live = f"{catalog.sql_name}.{parent}"
+                _check_child_keys(conn, table.key_column, txn, live, staged_chunks)
+            part = partition_name(table, 0, overlap=overlap)  # (no partitions on Citus)
+            swaps += [(chunk, overlap, part, None, True) for chunk in staged_chunks]
+    return swaps
+
+
+def _check_child_keys(
+    conn: psycopg.Connection, key: str, txn: int, live: str, chunks: list[int]
+) -> None:
+    """A child's keys must be new to their chunk (where a reloaded row would land): one
+    join of the staged rows with the live partitions of ``chunks``."""
+    if not chunks:
+        return
+    rows = _first_common_keys(
+        conn, key.lower(), f"qserv_stage.{stage_name(txn)}", live, chunks=chunks
+    )
     if rows:
         raise _DuplicateKeys(key, "already in the catalog", rows)
 
 
 def _first_common_keys(
-    conn: psycopg.Connection, column: str, stage: str, live: str
+    conn: psycopg.Connection,
+    column: str,
+    stage: str,
+    live: str,
+    *,
+    chunks: list[int] | None = None,
 ) -> list[tuple[object, ...]]:
-    """The first 5 values of ``column`` in both ``stage`` and ``live`` (none: the usual).
+    """The first 5 values of ``column`` in both ``stage`` and ``live`` (none: the usual);
+    with ``chunks``, only rows of those chunks, matched within their chunk.
 
     The join is a MATERIALIZED CTE, planned to run to its end (a hash or merge join).
     Written as a join under ``ORDER BY … LIMIT 5``, PostgreSQL expects to find five
@@ -223,11 +293,28 @@ def _first_common_keys(
     table, held in memory: quadratic when, as it should be, nothing matches (an append
     of 400k objects to 200k stalled for minutes there).
     """
+    on, where = f"USING ({column})", ""
+    params: tuple[list[int], ...] = ()
+    if chunks is not None:
+        on = f"USING ({CHUNK_ID}, {column})"
+        where = f" WHERE l.{CHUNK_ID} = ANY(%s) AND s.{CHUNK_ID} = ANY(%s)"
+        params = (chunks, chunks)
     return conn.execute(
         f"WITH common AS MATERIALIZED (SELECT s.{column} AS key FROM {stage} s"
-        f" JOIN {live} l USING ({column}))"
-        " SELECT key FROM common ORDER BY key LIMIT 5"
+        f" JOIN {live} l {on}{where})"
+        " SELECT key FROM common ORDER BY key LIMIT 5",
+        params,
     ).fetchall()
+
+
+def _live_partitions(conn: psycopg.Connection, schema: str, parent: str) -> set[str]:
+    """The names of the partitions of ``schema.parent`` (one catalog query, not one a chunk)."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = %s::regclass",
+        (f"{schema}.{parent}",),
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def _staged_chunks(conn: psycopg.Connection, txn: int, *, overlap: bool) -> list[int]:
@@ -255,6 +342,7 @@ def _drop_built(conn: psycopg.Connection, catalog: Catalog, txn: int) -> None:
 
 def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]):  # type: ignore[no-untyped-def]
     schema = catalog.sql_name
+    stored = ", ".join([c.sql_name for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
 
     def work(conn: psycopg.Connection) -> None:
         if not table.partitioned:
@@ -264,7 +352,11 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
                 f" SELECT {columns} FROM qserv_stage.{stage_name(txn)}"
             )
             return
+        appended: tuple[list[int], list[int]] = ([], [])
         for chunk, overlap, part, new, replaces in swaps:
+            if new is None:
+                appended[overlap].append(chunk)
+                continue
             parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
             if replaces:
                 conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {schema}.{part}")
@@ -273,6 +365,16 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
             conn.execute(
                 f"ALTER TABLE {parent} ATTACH PARTITION {schema}.{part}"
                 f" FOR VALUES IN ({int(chunk)})"
+            )
+        for overlap, chunks in ((False, appended[0]), (True, appended[1])):
+            if not chunks:
+                continue
+            parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
+            conn.execute(
+                f"INSERT INTO {parent} ({stored}) SELECT {stored}"
+                f" FROM qserv_stage.{stage_name(txn, overlap=overlap)}"
+                f" WHERE {CHUNK_ID} = ANY(%s) ORDER BY {SPATIAL_INDEX}",
+                (chunks,),
             )
 
     return work
