@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from qserv_py.api import errors
+from qserv_py.api.auth import Access
 from qserv_py.api.routes import (
     admin,
     cluster,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(Access)  # users, per-user limits, the access log (api/auth.py)
     for module in (tap, jobs, vosi, query, admin, health):
         app.include_router(module.router)
     app.include_router(xmatch.router)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
+from qserv_py.api.forms import read_form
 from qserv_py.api.service import Service
 from qserv_py.errors import QueryRefused
 
@@ -66,7 +67,8 @@ async def tap_params(request: Request) -> TapParams:
     if request.method == "POST":
         kind = request.headers.get("content-type", "")
         if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form(max_files=100, max_fields=1000, max_part_size=1 << 30)
+            limit = get_service(request).settings.upload_max_bytes
+            form = await read_form(request, limit, max_files=100, max_fields=1000)
             for name, item in form.multi_items():
                 if isinstance(item, UploadFile):
                     params.files[name] = await item.read()

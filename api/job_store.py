@@ -159,12 +159,17 @@ class JobStore(ABC):
         phases: list[str] | None = None,
         after: datetime | None = None,
         last: int | None = None,
+        of_owner: tuple[str | None] | None = None,
     ) -> list[JobRef]:
         """The jobs, newest first (the UWS 1.1 filters: any of ``phases``, created
         after ``after``, the ``last`` most recently created). Without ``phases``,
-        ARCHIVED jobs are left out."""
+        ARCHIVED jobs are left out. ``of_owner=(name,)``: only the jobs of that owner
+        (None: the anonymous ones)."""
         where: list[str] = []
         args: list[object] = []
+        if of_owner is not None:
+            where.append("owner IS NOT DISTINCT FROM %s")
+            args.append(of_owner[0])
         if phases:
             where.append("phase = ANY(%s)")
             args.append(phases)
@@ -213,9 +218,9 @@ class JobStore(ABC):
 
     # --- creating and changing ------------------------------------------------------------
 
-    def create(self, params: TapParams) -> Job:
-        """A new PENDING job with ``params`` (and the files sent with them); queued at once
-        when PHASE=RUN is among them.
+    def create(self, params: TapParams, owner: str | None = None) -> Job:
+        """A new PENDING job of ``owner`` (None: anonymous) with ``params`` (and the files
+        sent with them); queued at once when PHASE=RUN is among them.
 
         Only the UWS values (PHASE, EXECUTIONDURATION, DESTRUCTION) are refused here. The
         DALI ones are not: TAP 1.1 (§3.1) has a job with a bad query — or a wrong LANG,
@@ -231,12 +236,13 @@ class JobStore(ABC):
         try:
             with self._conn() as conn:
                 conn.execute(
-                    "INSERT INTO qserv_meta.uws_jobs (id, run_id, parameters, uploads,"
-                    " execution_duration, destruction) VALUES (%(id)s, %(run)s, %(params)s,"
-                    " %(uploads)s, %(duration)s, least(%(wanted)s::timestamptz,"
+                    "INSERT INTO qserv_meta.uws_jobs (id, run_id, owner, parameters, uploads,"
+                    " execution_duration, destruction) VALUES (%(id)s, %(run)s, %(owner)s,"
+                    " %(params)s, %(uploads)s, %(duration)s, least(%(wanted)s::timestamptz,"
                     " now() + make_interval(secs => %(retention)s)))",
                     {
                         "id": job_id,
+                        "owner": owner,
                         "run": params.get("runid"),
                         "params": Jsonb(values),
                         "uploads": Jsonb(uploads),

@@ -251,6 +251,7 @@ class Jobs(JobStore):
             owner=owner_of(job.id),
             uploads=request_uploads(params, self.settings),
             partial=params.flag("partial"),
+            mode="async",
         )
 
     def _outcome(self, job: Job) -> tuple[str, dict[str, object]]:

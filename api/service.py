@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 import pyarrow as pa
@@ -20,10 +20,11 @@ import pyarrow as pa
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.config import Settings
-from qserv_py.errors import InstanceUnreachable, QueryRefused
+from qserv_py.errors import InstanceUnreachable, QueryRefused, ResultTooLarge
 from qserv_py.exec import uploads as upload_tables
 from qserv_py.exec.dispatch import close_pools
 from qserv_py.exec.uploads import execute
+from qserv_py.query.guard import PlanLimits
 
 if TYPE_CHECKING:
     from qserv_py.api.uploads import Upload
@@ -87,6 +88,7 @@ class Service:
             spec,
             settings.default_catalog,
             director_index_memory_keys=settings.director_index_memory_keys,
+            limits=PlanLimits.from_settings(settings),
         )
         try:  # upload tables a crashed process left on the workers
             upload_tables.sweep(self.spec)
@@ -118,9 +120,14 @@ class Service:
         owner: str = "",
         uploads: Mapping[str, Upload] | None = None,
         partial: bool = False,
+        mode: Literal["sync", "rest", "async"] = "sync",
+        on_start: Callable[[int], None] | None = None,
     ) -> Outcome:
         """Plan and run a query with the service's limits (``maxrec`` already capped);
-        ``uploads`` are the tables it reads as ``TAP_UPLOAD.<name>`` (``read_uploads``)."""
+        ``uploads`` are the tables it reads as ``TAP_UPLOAD.<name>`` (``read_uploads``).
+        ``mode`` chooses the result's byte limit (``result_max_bytes_<mode>``);
+        ``on_start(query_id)``: see :func:`qserv_py.exec.dispatch.execute`."""
+        max_bytes: int = getattr(self.settings, f"result_max_bytes_{mode}")
         tables = {name: u.table for name, u in (uploads or {}).items()}
         try:
             plan = self.client.plan(text, lang, uploads=tables or None, oracle=False)
@@ -132,8 +139,16 @@ class Service:
                 owner=owner,
                 timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
                 max_rows=self.maxrec(maxrec),
+                max_bytes=max_bytes,
                 partial=partial,
+                on_start=on_start,
             )
+        except ResultTooLarge as exc:
+            raise ResultTooLarge(
+                f"{exc.message} (setting result_max_bytes_{mode}"
+                + ("; an async job may return more)" if mode != "async" else ")"),
+                limit=exc.limit,
+            ) from exc
         except psycopg.OperationalError as exc:  # (a worker's failures come as our errors)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InstanceUnreachable(

@@ -392,6 +392,33 @@ def cmd_kill(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.users import add_user
+
+    token = add_user(_spec(settings), args.name, admin=args.admin)
+    print(f"user {args.name}{' (admin)' if args.admin else ''}: token (shown only now):")
+    print(token)
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.users import list_users
+
+    for user, created in list_users(_spec(settings)):
+        print(f"{user.name:<32} {'admin' if user.admin else 'user':<6} {created}")
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.cluster.users import remove_user
+
+    if not remove_user(_spec(settings), args.name):
+        print(f"there is no user {args.name}", file=sys.stderr)
+        return 1
+    print(f"user {args.name}: removed (their token no longer works)")
+    return 0
+
+
 # --- the service and the main job ----------------------------------------------------------
 
 
@@ -743,6 +770,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("kill", help="kill a running query (and its worker statements)")
     p.add_argument("id", type=int)
     p.set_defaults(handler=cmd_kill)
+
+    users = sub.add_parser("user", help="users of a service with auth = token")
+    usub = users.add_subparsers(dest="user_command", required=True)
+    p = usub.add_parser("add", help="add a user (or give one a new token); prints the token once")
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true", help="sees and kills everybody's work")
+    p.set_defaults(handler=cmd_user_add)
+    p = usub.add_parser("list", help="list users")
+    p.set_defaults(handler=cmd_user_list)
+    p = usub.add_parser("remove", help="remove a user (their jobs and queries stay)")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_user_remove)
 
     add_commands(sub)  # worker, replicate, rebalance (qserv_py.ops.commands)
 

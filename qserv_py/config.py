@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -171,6 +171,63 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of the admin routes (load transactions); without one they "
         "answer 401 to everybody.",
+    )
+    # --- resource limits, users (docs/security.md) ---
+    result_max_bytes_sync: int = Field(
+        default=200_000_000,
+        ge=1,
+        description="Most bytes of rows (as PostgreSQL stores them) a TAP sync query returns; "
+        "the servers stop a larger one (an error that names the limit).",
+    )
+    result_max_bytes_rest: int = Field(
+        default=200_000_000, ge=1, description="The same for POST /api/v1/query."
+    )
+    result_max_bytes_async: int = Field(
+        default=1_000_000_000, ge=1, description="The same for an async (UWS) job."
+    )
+    reader_work_mem: str = Field(
+        default="64MB",
+        pattern=r"^[0-9]+ ?(kB|MB|GB)?$",
+        description="work_mem of the read-only role on every worker (each sort or hash of a "
+        "query may use this much memory before spilling to disk).",
+    )
+    reader_temp_file_limit: str = Field(
+        default="10GB",
+        pattern=r"^(-1|[0-9]+ ?(kB|MB|GB|TB)?)$",
+        description="temp_file_limit of the read-only role on every worker: the most temporary "
+        "file space one session's statement may use (-1: no limit).",
+    )
+    auth: Literal["none", "token"] = Field(
+        default="none",
+        description="none: no users, everything open (a private service); token: users with "
+        "bearer tokens (`qserv-py user add`), who own their jobs and queries.",
+    )
+    anonymous_routes: list[Literal["sync", "metadata", "async", "uploads", "queries"]] = Field(
+        default=["sync", "metadata"],
+        description="With auth=token, what a request without a token may do: sync (TAP sync "
+        "and POST /api/v1/query), metadata (VOSI, catalogs, examples, the portal), async "
+        "(UWS jobs), uploads (queries with UPLOAD, cross-matches), queries (list the running "
+        "queries: anonymous ones only).",
+    )
+    user_max_queries: int = Field(
+        default=8,
+        ge=0,
+        description="Queries one user may run at once in one service process (0: no limit).",
+    )
+    user_max_jobs: int = Field(
+        default=8,
+        ge=0,
+        description="Async jobs one user may have QUEUED or EXECUTING at once (0: no limit).",
+    )
+    user_max_result_bytes_per_day: int = Field(
+        default=0,
+        ge=0,
+        description="Bytes of results one user may receive per UTC day (0: no limit).",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="Log one JSON line per request (user, route, query id, status, rows, "
+        "bytes, seconds) to the logger qserv_py.access.",
     )
     # --- the replication loop of the service (qserv_py.ops.loop) ---
     replication_interval_s: float = Field(

@@ -221,6 +221,36 @@ class QueryKilled(QueryError):
     http_status = 409
 
 
+class ResultTooLarge(QueryError):
+    """A result over a byte limit (settings ``result_max_bytes_*``): the query was
+    stopped where its rows were produced; the message names the limit."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class LimitExceeded(QservError):
+    """A per-user limit (concurrent queries or jobs, result bytes a day) is reached; the
+    message names the limit and its setting."""
+
+    http_status = 429
+
+
+class NotAuthenticated(QservError):
+    """A route that needs a user was called without a valid bearer token."""
+
+    http_status = 401
+
+
+class Forbidden(QservError):
+    """The user may not do this (another user's job or query, an admin route)."""
+
+    http_status = 403
+
+
 class UnknownQuery(QueryError):
     """A query id that the czar has no record of."""
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 
+from qserv_py.api.auth import caller_of, check_job_limit, check_owner, require_user
 from qserv_py.api.deps import ParamsDep
 from qserv_py.api.formats import VOTABLE_MEDIA, error_document
 from qserv_py.api.job_store import MAX_WAIT_S
@@ -40,7 +41,20 @@ from qserv_py.errors import ClusterError, JobError, UnknownJob
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/tap/async", tags=["TAP async (UWS)"])
+async def job_access(request: Request) -> None:
+    """A job's routes are its owner's (and an admin's): anyone else gets 403 (see
+    api/auth.py; with auth = none everybody is an admin)."""
+    job_id = request.path_params.get("job_id")
+    caller = caller_of(request)
+    if job_id is None or caller.admin:
+        return
+    job = await run_in_threadpool(get_jobs(request).get, job_id)
+    check_owner(caller, job.owner, f"job {job_id}")
+
+
+router = APIRouter(
+    prefix="/tap/async", tags=["TAP async (UWS)"], dependencies=[Depends(job_access)]
+)
 
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -125,7 +139,12 @@ def see_other(url: str) -> Response:
 
 @router.post("", summary="Create a job (PHASE=RUN also runs it)", status_code=303)
 def create_job(request: Request, params: ParamsDep, jobs: JobsDep) -> Response:
-    job = jobs.create(params)
+    caller = caller_of(request)
+    if params.all("upload"):
+        require_user(jobs.settings, caller, "uploads")
+    if (params.get("phase") or "").strip().upper() == "RUN":
+        check_job_limit(jobs.settings, jobs.service.spec, caller.name)
+    job = jobs.create(params, owner=caller.name)
     return see_other(job_url(request, jobs, job.id))
 
 
@@ -136,8 +155,12 @@ def job_list(request: Request, params: ParamsDep, jobs: JobsDep) -> Response:
     last = params.int("last")
     if last is not None and last < 1:
         raise JobError(f"LAST={last} is not a positive number of jobs")
+    caller = caller_of(request)
     refs = jobs.job_list(
-        phases or None, parse_time("AFTER", after) if after is not None else None, last
+        phases or None,
+        parse_time("AFTER", after) if after is not None else None,
+        last,
+        of_owner=None if caller.admin else (caller.name,),
     )
     return _xml(jobs_document(refs, list_url(request, jobs)))
 
@@ -183,6 +206,8 @@ def get_phase(job_id: str, jobs: JobsDep) -> str:
 
 @router.post("/{job_id}/phase", summary="PHASE=RUN or PHASE=ABORT", status_code=303)
 def post_phase(request: Request, job_id: str, params: ParamsDep, jobs: JobsDep) -> Response:
+    if (params.get("phase") or "").strip().upper() == "RUN":
+        check_job_limit(jobs.settings, jobs.service.spec, jobs.get(job_id).owner)
     jobs.set_phase(job_id, params)
     return see_other(job_url(request, jobs, job_id))
 
@@ -217,7 +242,9 @@ def get_quote(job_id: str, jobs: JobsDep) -> str:
     return ""
 
 
-@router.get("/{job_id}/owner", summary="No owner (empty)", response_class=PlainTextResponse)
+@router.get(
+    "/{job_id}/owner", summary="The job's user (empty: anonymous)", response_class=PlainTextResponse
+)
 def get_owner(job_id: str, jobs: JobsDep) -> str:
     return jobs.get(job_id).owner or ""
 

@@ -21,18 +21,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from qserv_py.api.auth import ANONYMOUS_OPEN, Caller, caller_of
+from qserv_py.api.cancel import Cancel, run_cancellable
 from qserv_py.api.deps import ServiceDep
-from qserv_py.api.service import Outcome
+from qserv_py.api.routes.tap import engine_owner
+from qserv_py.api.service import Outcome, Service
 from qserv_py.cluster.catalogs import get_catalog, list_catalogs
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.stats import catalog_stats
-from qserv_py.errors import QueryError, QueryFinished, UnknownQuery
-from qserv_py.exec.tracking import ACTIVE, FINAL, QueryInfo, get_query, kill_query, list_queries
+from qserv_py.errors import Forbidden, QueryError, QueryFinished, UnknownQuery
+from qserv_py.exec.tracking import (
+    ACTIVE,
+    FINAL,
+    QueryInfo,
+    get_query,
+    kill_query,
+    list_queries,
+    query_user,
+)
 from qserv_py.sky.healpix import order_ipix
 
 router = APIRouter(prefix="/api/v1", tags=["REST"])
@@ -147,14 +158,29 @@ def choose_format(requested: str | None, accept: str | None) -> str:
         400: {"description": "The query is wrong or cannot be answered (the reason)."},
     },
 )
-def run_query(
+async def run_query(
+    request: Request,
     body: QueryRequest,
     service: ServiceDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
-    outcome = service.run(
-        body.query, body.lang, maxrec=body.maxrec, owner="rest", partial=body.partial
+    """Run the query (killed if the client goes away) and answer its result."""
+    return await run_cancellable(
+        request, service.spec, lambda cancel: answer(body, service, accept, cancel)
     )
+
+
+def answer(body: QueryRequest, service: Service, accept: str | None, cancel: Cancel) -> Response:
+    outcome = service.run(
+        body.query,
+        body.lang,
+        maxrec=body.maxrec,
+        owner=engine_owner("rest", cancel.caller),
+        partial=body.partial,
+        mode="rest",
+        on_start=cancel.on_start,
+    )
+    cancel.rows = outcome.table.num_rows
     fmt = choose_format(body.format, accept)
     if fmt == "json":
         return Response(json_result(outcome), media_type=JSON_MEDIA)
@@ -400,8 +426,9 @@ def _status(info: QueryInfo) -> QueryStatus:
     return QueryStatus.model_validate(asdict(info))
 
 
-@router.get("/queries", summary="Running and recent queries, newest first")
+@router.get("/queries", summary="Running and recent queries, newest first (yours, or all: admin)")
 def queries(
+    request: Request,
     service: ServiceDep,
     status: Annotated[
         Literal["queued", "running", "completed", "failed", "killed"] | None,
@@ -409,23 +436,31 @@ def queries(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
 ) -> list[QueryStatus]:
+    caller = caller_of(request)
+    mine = None if caller.admin else (caller.name,)
     if status in ACTIVE:
-        found = list_queries(service.spec, active_only=True, limit=limit)
+        found = list_queries(service.spec, active_only=True, limit=limit, of_user=mine)
         if status == "queued":
             found = [q for q in found if q.status == "queued"]
     elif status is not None:  # among the newest 1000
-        newest = list_queries(service.spec, active_only=False, limit=1000)
+        newest = list_queries(service.spec, active_only=False, limit=1000, of_user=mine)
         found = [q for q in newest if q.status == status][:limit]
     else:
-        found = list_queries(service.spec, active_only=False, limit=limit)
+        found = list_queries(service.spec, active_only=False, limit=limit, of_user=mine)
     return [_status(q) for q in found]
 
 
-def _query(service: ServiceDep, query_id: int) -> QueryInfo:
+def _query(service: ServiceDep, query_id: int, caller: Caller = ANONYMOUS_OPEN) -> QueryInfo:
+    """The query's record, if ``caller`` may see it (its own, or any for an admin)."""
     try:
-        return get_query(service.spec, query_id)
+        info = get_query(service.spec, query_id)
     except QueryError as exc:  # get_query's only error: no such record
         raise UnknownQuery(f"there is no query {query_id}; GET /api/v1/queries lists them") from exc
+    if not caller.admin:
+        served, user = query_user(service.spec, info.owner)
+        if not served or user != caller.name:
+            raise Forbidden(f"query {query_id} belongs to another user")
+    return info
 
 
 @router.get(
@@ -433,8 +468,8 @@ def _query(service: ServiceDep, query_id: int) -> QueryInfo:
     summary="One query's state and progress",
     responses={404: {"description": "There is no such query."}},
 )
-def query(query_id: int, service: ServiceDep) -> QueryStatus:
-    return _status(_query(service, query_id))
+def query(request: Request, query_id: int, service: ServiceDep) -> QueryStatus:
+    return _status(_query(service, query_id, caller_of(request)))
 
 
 @router.delete(
@@ -445,10 +480,11 @@ def query(query_id: int, service: ServiceDep) -> QueryStatus:
         409: {"description": "The query has already finished (completed, failed or killed)."},
     },
 )
-def kill(query_id: int, service: ServiceDep) -> QueryStatus:
+def kill(request: Request, query_id: int, service: ServiceDep) -> QueryStatus:
     """Kill the query: its statements on the workers and the czar are cancelled at once,
-    and its client gets an error (QueryKilled). Answers the query's record, now killed."""
-    info = _query(service, query_id)
+    and its client gets an error (QueryKilled). Answers the query's record, now killed.
+    A user kills only their own queries; an admin any."""
+    info = _query(service, query_id, caller_of(request))
     if info.status not in FINAL:
         try:
             kill_query(service.spec, query_id, reason="killed on request (REST)")

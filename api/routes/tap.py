@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from qserv_py.api import formats
+from qserv_py.api.auth import ANONYMOUS_OPEN, Caller, require_user
+from qserv_py.api.cancel import Cancel, run_cancellable
 from qserv_py.api.deps import ParamsDep, ServiceDep, TapParams
 from qserv_py.api.service import Service, language
 from qserv_py.api.uploads import request_uploads
@@ -26,27 +28,39 @@ def query_text(params: TapParams) -> str:
 
 
 @router.get("/sync", summary="Run a query (parameters in the URL), answer its result")
-def sync_get(params: ParamsDep, service: ServiceDep) -> Response:
-    return sync(params, service)
+async def sync_get(request: Request, params: ParamsDep, service: ServiceDep) -> Response:
+    return await run_cancellable(request, service.spec, lambda c: sync(params, service, c))
+
+
+def engine_owner(route: str, caller: Caller) -> str:
+    """The owner recorded with a query (``tap``, ``tap:<user>``; see api/auth.py)."""
+    return route if caller.name is None else f"{route}:{caller.name}"
 
 
 @router.post("/sync", summary="Run a query (form or multipart, with uploads), answer its result")
-def sync_post(params: ParamsDep, service: ServiceDep) -> Response:
-    return sync(params, service)
+async def sync_post(request: Request, params: ParamsDep, service: ServiceDep) -> Response:
+    return await run_cancellable(request, service.spec, lambda c: sync(params, service, c))
 
 
-def sync(params: TapParams, service: Service) -> Response:
-    """A TAP sync request: DALI parameters in, the result (or a DALI error) out."""
+def sync(params: TapParams, service: Service, cancel: Cancel | None = None) -> Response:
+    """A TAP sync request: DALI parameters in, the result (or a DALI error) out; the query
+    is killed if its client goes away (``cancel``)."""
     text = query_text(params)
     fmt = formats.parse_format(params.get("responseformat") or params.get("format"))
+    caller = cancel.caller if cancel is not None else ANONYMOUS_OPEN
+    if params.all("upload"):
+        require_user(service.settings, caller, "uploads")
     uploads = request_uploads(params, service.settings)
     outcome = service.run(
         text,
         language(params.get("lang")),
         maxrec=params.int("maxrec"),
-        owner="tap",
+        owner=engine_owner("tap", caller),
         uploads=uploads,
         partial=params.flag("partial"),
+        on_start=cancel.on_start if cancel is not None else None,
     )
+    if cancel is not None:
+        cancel.rows = outcome.table.num_rows
     body = formats.render(outcome.table, fmt, truncated=outcome.truncated, info=outcome.info)
     return Response(body, media_type=fmt.media_type)

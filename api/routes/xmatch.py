@@ -45,6 +45,7 @@ from starlette.datastructures import UploadFile
 
 from qserv_py.api import formats
 from qserv_py.api.deps import ServiceDep
+from qserv_py.api.forms import read_body, read_form
 from qserv_py.api.service import Service
 from qserv_py.api.uploads import read_table
 from qserv_py.errors import QueryRefused, UnknownName, UploadError
@@ -153,9 +154,10 @@ def _json_targets(value: Any) -> pa.Table:
 async def xmatch_request(request: Request) -> XmatchRequest:
     """The parameters and targets of a request: multipart form, or JSON."""
     kind = request.headers.get("content-type", "")
+    limit = request.app.state.service.settings.upload_max_bytes
     if kind.startswith("application/json"):
         try:
-            body = json.loads(await request.body())
+            body = json.loads(await read_body(request, limit))
         except ValueError as exc:
             raise QueryRefused(f"the JSON body does not parse: {exc}") from None
         if not isinstance(body, dict) or "targets" not in body:
@@ -165,7 +167,7 @@ async def xmatch_request(request: Request) -> XmatchRequest:
         raise QueryRefused(
             "send the targets as multipart/form-data (a file part named targets) or as JSON"
         )
-    form = await request.form(max_files=10, max_fields=100, max_part_size=1 << 30)
+    form = await read_form(request, limit, max_files=10, max_fields=100)
     values: dict[str, Any] = {}
     data: bytes | None = None
     for name, item in form.multi_items():

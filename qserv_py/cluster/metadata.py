@@ -100,6 +100,17 @@ def install_common(conn: psycopg.Connection, spec: ClusterSpec, settings: Settin
         conn.execute(
             sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(role, sql.Literal(timeout))
         )
+        # what one query's sessions may spend: memory per sort or hash, temporary files
+        # (temp_file_limit is a superuser's setting: ALTER ROLE needs a superuser)
+        for name, value in (
+            ("work_mem", settings.reader_work_mem),
+            ("temp_file_limit", settings.reader_temp_file_limit),
+        ):
+            conn.execute(
+                sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    role, sql.Identifier(name), sql.Literal(value)
+                )
+            )
         dbname = conn.info.dbname
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), role)

@@ -101,6 +101,24 @@ class _Layout:
     empty: pa.Table
 
 
+_GUARD = ResultColumn("qserv_guard")  # the guard column of a size-limited statement
+_with_guards: dict[int, tuple[Sequence[ResultColumn], tuple[ResultColumn, ...]]] = {}
+
+
+def _with_guard(columns: Sequence[ResultColumn]) -> tuple[ResultColumn, ...]:
+    """``columns`` and the guard column: the same tuple for the same columns (layouts
+    are cached by the columns' identity)."""
+    found = _with_guards.get(id(columns))
+    if found is not None and found[0] is columns:
+        return found[1]
+    extended = (*columns, _GUARD)
+    with _layouts_lock:
+        if len(_with_guards) >= _LAYOUTS:
+            _with_guards.clear()
+        _with_guards[id(columns)] = (columns, extended)
+    return extended
+
+
 _LAYOUTS = 256  # cached layouts at most; more clear the cache
 _layouts: dict[tuple[int, tuple[str, ...], tuple[int, ...]], _Layout] = {}
 _layouts_lock = threading.Lock()
@@ -141,13 +159,19 @@ def to_table(
     names: Sequence[str],
     oids: Sequence[int],
     columns: Sequence[ResultColumn] = (),
+    *,
+    guarded: bool = False,
 ) -> pa.Table:
     """An Arrow table of ``rows`` (tuples) whose columns are named ``names`` with type
     ``oids``.
 
     When ``columns`` is given, it names the fields (one per column) and gives their
-    metadata.
+    metadata. ``guarded``: the last column is the (always NULL) guard of a result-size
+    limit (:mod:`qserv_py.exec.limits`), left out of the table.
     """
+    if guarded:
+        table = to_table(rows, names, oids, _with_guard(columns) if columns else ())
+        return table.remove_column(table.num_columns - 1)
     layout = _layout(tuple(names), tuple(oids), columns)
     if not rows:
         return layout.empty
@@ -170,8 +194,10 @@ def fetch_table(
     params: Sequence[Any] | None = None,
     *,
     columns: Sequence[ResultColumn] = (),
+    guarded: bool = False,
 ) -> pa.Table:
-    """Run ``sql`` on ``conn``, fetching in binary, and return its rows as Arrow."""
+    """Run ``sql`` on ``conn``, fetching in binary, and return its rows as Arrow
+    (``guarded``: without the last column, see :func:`to_table`)."""
     with conn.cursor(binary=True) as cur:
         cur.execute(sql, params)
         result = cur.pgresult
@@ -182,4 +208,4 @@ def fetch_table(
         names = tuple((result.fname(i) or b"").decode(encoding) for i in fields)
         oids = tuple(result.ftype(i) for i in fields)
         rows = cur.fetchall()
-    return to_table(rows, names, oids, columns)
+    return to_table(rows, names, oids, columns, guarded=guarded)

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from qserv_py.exec import pools, tracking
+from qserv_py.exec import limits, pools, tracking
 from qserv_py.exec.plan import worker_sql
 from qserv_py.exec.pools import borrow
 from qserv_py.exec.run import BatchDone, Failure, Run, chunk_moved, sever, worker_failure
@@ -141,7 +141,10 @@ class Scheduler:
         """Copy the worker SQL's rows for the batch into the merge table, in one czar
         transaction that commits only if the batch was not given up; how many rows."""
         run = self.run
-        copy_out = f"{run.tag}COPY ({worker_sql(run.plan, batch.chunks)}) TO STDOUT (FORMAT BINARY)"
+        rows = worker_sql(run.plan, batch.chunks)
+        if run.max_bytes is not None:  # a row is one message through this process
+            rows = limits.capped_rows(rows, run.max_bytes)
+        copy_out = f"{run.tag}COPY ({rows}) TO STDOUT (FORMAT BINARY)"
         where = tracking.CZAR
         try:
             with czar.transaction(), czar.cursor() as into_cur:

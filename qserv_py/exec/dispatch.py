@@ -40,7 +40,7 @@ from psycopg import sql
 
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled
-from qserv_py.exec import pools, tracking, watchdog
+from qserv_py.exec import limits, pools, tracking, watchdog
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.batches import Prepare, run_batches
 from qserv_py.exec.plan import ExecPlan
@@ -78,17 +78,23 @@ def execute(
     owner: str = "",
     timeout_s: float | None = None,
     max_rows: int | None = None,
+    max_bytes: int | None = None,
     batch_chunks: int = 16,
     per_worker: int = 2,
     on_progress: Progress | None = None,
     partial: bool = False,
     prepare: Prepare | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> QueryResult:
     """Run ``plan`` on the cluster and return its result (see the module's docstring).
 
     ``partial``: answer from the live chunks when some have no live replica (listed in
     ``missing_chunks``) instead of failing. ``prepare(worker, chunks)`` runs before a
-    worker reads chunks (uploads ship their rows there first).
+    worker reads chunks (uploads ship their rows there first). ``max_bytes``: the most
+    bytes of rows the result may have; the servers stop the query beyond it
+    (:mod:`qserv_py.exec.limits`, ResultTooLarge). ``on_start(query_id)`` is called once
+    the query has its id (a caller that may kill it, e.g. when its client goes away); it
+    may raise QueryKilled to stop the query at once.
 
     Raises WorkerError (a worker's SQL failed), ChunksUnavailable, QueryTimeout,
     QueryKilled, QueryError (the merge failed) or InstanceUnreachable; the query is
@@ -109,10 +115,12 @@ def execute(
         query = tracking.start(
             spec, text=text, lang=lang, owner=owner, chunks_total=total, czar=czar
         )
-    run = Run(spec, plan, query, timeout_s, router)
+    run = Run(spec, plan, query, timeout_s, router, max_bytes)
     table_made, failure = False, None
     try:
         try:
+            if on_start is not None:
+                on_start(query.id)
             table: pa.Table | None = None
             while worker is not None and table is None:
                 table = _run_direct(run, worker, max_rows, prepare)
@@ -206,9 +214,13 @@ def _run_direct(
     plan = run.plan
     statement = worker_sql(plan, plan.chunks.get(worker, ()))
     if plan.passthrough and max_rows is None:  # the merge would only name the columns
-        text = run.tag + statement
+        text = statement
     else:
-        text = run.tag + _merge_sql(plan, f"({statement}) AS qserv_partials", max_rows)
+        text = _merge_sql(plan, f"({statement}) AS qserv_partials", max_rows)
+    guarded = run.max_bytes is not None
+    if run.max_bytes is not None:
+        text = limits.capped_total(text, run.max_bytes)
+    text = run.tag + text
     late: list[bool] = []
     try:
         if prepare is not None:
@@ -218,7 +230,7 @@ def _run_direct(
                 raise run.killed()
             try:
                 with run.watchdog(conn, lambda: late.append(True)):
-                    return fetch_table(conn, text, columns=plan.columns)
+                    return fetch_table(conn, text, columns=plan.columns, guarded=guarded)
             except psycopg.Error as exc:
                 raise Failure(worker, exc) from exc
     except BaseException as exc:
@@ -267,6 +279,8 @@ def _make_table(run: Run, czar: psycopg.Connection, prepare: Prepare | None) -> 
         fields.append(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)))
     table = sql.Identifier(RESULT_SCHEMA, f"q{run.query_id}")
     czar.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, sql.SQL(", ").join(fields)))
+    if run.max_bytes is not None:  # sizes as sent, not as compressed there (see limits)
+        czar.execute(limits.uncompressed(run.table))
 
 
 def _probe_columns(
@@ -305,14 +319,19 @@ def _merge(run: Run, czar: psycopg.Connection, max_rows: int | None) -> pa.Table
     """Run the merge SQL on the czar: at most ``max_rows + 1`` rows."""
     if not run.query.add_backend(tracking.CZAR, czar.info.backend_pid, czar):
         raise run.killed()
-    merge = run.tag + _merge_sql(run.plan, run.table, max_rows)
+    merge = _merge_sql(run.plan, run.table, max_rows)
+    if run.max_bytes is not None:
+        merge = limits.capped_total(merge, run.max_bytes)
+    merge = run.tag + merge
     try:
         with czar.transaction():
             if run.deadline is not None:
                 if (left := run.deadline - time.monotonic()) <= 0:
                     raise run.timed_out()
                 czar.execute(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
-            return fetch_table(czar, merge, columns=run.plan.columns)
+            return fetch_table(
+                czar, merge, columns=run.plan.columns, guarded=run.max_bytes is not None
+            )
     except psycopg.Error as exc:
         raise Failure(tracking.CZAR, exc) from exc
 

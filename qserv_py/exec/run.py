@@ -23,7 +23,7 @@ from psycopg import pq
 
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import InstanceUnreachable, QueryKilled, QueryTimeout
-from qserv_py.exec import tracking, watchdog
+from qserv_py.exec import limits, tracking, watchdog
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.pools import POOL_TIMEOUT_S, borrow, czar_pool, worker_pool
 from qserv_py.exec.routing import Router
@@ -109,9 +109,12 @@ class Run:
         query: tracking.Query,
         timeout_s: float | None,
         router: Router,
+        max_bytes: int | None = None,
     ) -> None:
         self.spec, self.plan, self.query, self.timeout_s = spec, plan, query, timeout_s
         self.router = router
+        #: the result's byte limit, enforced by the servers (:mod:`qserv_py.exec.limits`)
+        self.max_bytes = max_bytes
         self.batch_deadline_s = router.view.settings.batch_deadline_s
         self.query_id = query.id
         self.tag = tracking.tag(query.id)
@@ -206,6 +209,8 @@ class Run:
         if not isinstance(exc, Failure):
             return exc
         error, where = exc.error, exc.where
+        if (over := limits.too_large(error, self.max_bytes)) is not None:
+            return over
         message = getattr(error.diag, "message_primary", None) or str(error).strip() or repr(error)
         if isinstance(error, psycopg.errors.QueryCanceled) and "timeout" in message:
             return self.timed_out(f" ({where}: {message})")

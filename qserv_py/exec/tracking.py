@@ -117,16 +117,63 @@ def _info(row: tuple) -> QueryInfo:
     )
 
 
+def user_owners(user: str | None) -> tuple[str, list[object]]:
+    """The condition on ``qserv_meta.queries`` (and its parameters) of the queries of
+    service user ``user`` (None: of anonymous requests): those of its sync requests
+    (owner ``tap:<user>``, ``rest:<user>``, or ``tap``/``rest`` when anonymous) and of
+    its async jobs (``uws:<job>`` of a job the user owns)."""
+    if user is None:
+        return (
+            "(owner IN ('tap', 'rest') OR (owner LIKE 'uws:%%' AND substr(owner, 5) IN"
+            " (SELECT id FROM qserv_meta.uws_jobs WHERE owner IS NULL)))",
+            [],
+        )
+    return (
+        "(owner IN ('tap:' || %s, 'rest:' || %s) OR (owner LIKE 'uws:%%' AND substr(owner, 5)"
+        " IN (SELECT id FROM qserv_meta.uws_jobs WHERE owner = %s)))",
+        [user, user, user],
+    )
+
+
 def list_queries(
-    spec: ClusterSpec, *, active_only: bool = True, limit: int = 100
+    spec: ClusterSpec,
+    *,
+    active_only: bool = True,
+    limit: int = 100,
+    of_user: tuple[str | None] | None = None,
 ) -> list[QueryInfo]:
     """The newest queries first (by id): the running ones, or (``active_only=False``)
-    all. Those of this process are written first (:func:`flush`)."""
+    all; ``of_user=(name,)``: only those of a service user (:func:`user_owners`). Those
+    of this process are written first (:func:`flush`)."""
     flush()
-    where = " WHERE status IN ('queued', 'running')" if active_only else ""
+    conditions, args = [], []
+    if active_only:
+        conditions.append("status IN ('queued', 'running')")
+    if of_user is not None:
+        condition, params = user_owners(of_user[0])
+        conditions.append(condition)
+        args.extend(params)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     with connect(spec.czar, autocommit=True) as czar:
-        rows = czar.execute(f"{_INFO}{where} ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+        rows = czar.execute(
+            f"{_INFO}{where} ORDER BY id DESC LIMIT %s", (*args, limit)
+        ).fetchall()
     return [_info(r) for r in rows]
+
+
+def query_user(spec: ClusterSpec, owner: str) -> tuple[bool, str | None]:
+    """Whose query a query of ``owner`` is: (True, user) for a service user's (None: an
+    anonymous request's), (False, None) for one of no service request (CLI, Python)."""
+    kind, _, name = owner.partition(":")
+    if kind in ("tap", "rest"):
+        return True, name or None
+    if kind == "uws" and name:
+        with connect(spec.czar, autocommit=True) as czar:
+            row = czar.execute(
+                "SELECT owner FROM qserv_meta.uws_jobs WHERE id = %s", (name,)
+            ).fetchone()
+        return (True, row[0]) if row else (False, None)
+    return False, None
 
 
 def get_query(spec: ClusterSpec, query_id: int) -> QueryInfo:

@@ -1,0 +1,70 @@
+"""Reading a request's form with its size checked while it streams in.
+
+``request.form()`` reads all of a body before anything can look at its size, and a file
+part is then read whole into memory by the route. :func:`read_form` parses the same
+form (urlencoded or multipart, Starlette's parsers) from the body's stream counted as it
+arrives: a body larger than the upload limit (``upload_max_bytes``) plus ``FIELDS_SLACK``
+for the other fields is refused at the first byte over it (and at once when its
+Content-Length says so), before it is all received. File parts are spooled by the
+parser (to disk past 1 MB), so what a route reads of them is bounded by the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from fastapi import Request
+from starlette.datastructures import FormData
+from starlette.formparsers import FormParser, MultiPartParser
+
+from qserv_py.errors import UploadError
+
+#: bytes a form may have besides its uploads (the query text and the other parameters)
+FIELDS_SLACK = 16 << 20
+
+
+def too_large(limit: int, seen: int | None = None) -> UploadError:
+    size = f" ({seen:,} bytes or more)" if seen is not None else ""
+    return UploadError(
+        f"the request body is too large{size}: uploads may have {limit:,} bytes (setting "
+        f"upload_max_bytes) and the other parameters {FIELDS_SLACK:,}; send a smaller table"
+    )
+
+
+async def counted(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, refused once more than ``limit + FIELDS_SLACK`` bytes came."""
+    most = limit + FIELDS_SLACK
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > most:
+            raise too_large(limit, seen)
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body of ``request`` (a JSON document), its size checked as it comes."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + FIELDS_SLACK:
+        raise too_large(limit, int(length))
+    return b"".join([chunk async for chunk in counted(request, limit)])
+
+
+async def read_form(
+    request: Request, limit: int, *, max_files: int = 100, max_fields: int = 1000
+) -> FormData:
+    """The form of ``request`` (urlencoded or multipart), its size checked as it comes."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + FIELDS_SLACK:
+        raise too_large(limit, int(length))
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        parser = MultiPartParser(
+            request.headers,
+            counted(request, limit),
+            max_files=max_files,
+            max_fields=max_fields,
+            max_part_size=limit + FIELDS_SLACK,
+        )
+        return await parser.parse()
+    return await FormParser(request.headers, counted(request, limit)).parse()

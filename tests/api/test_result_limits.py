@@ -1,0 +1,175 @@
+"""Resource limits at the service: result bytes (TAP sync, REST) and the memory of a
+service process under a huge result; upload bytes counted while the body streams in."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+from qserv_py.api.app import SETTINGS_ENV, create_app
+from qserv_py.api.forms import FIELDS_SLACK, read_form
+from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.config import Settings
+from qserv_py.errors import UploadError
+
+HANG_GUARD_S = 120.0
+BIG = "SELECT repeat('x', {n}) AS big"
+FACTORY = "qserv_py.api.app:create_app_from_environment"
+
+
+@pytest.fixture(scope="module")
+def small(api_settings: Settings, spec: ClusterSpec, client: object) -> Iterator[TestClient]:
+    """The service with small result and upload limits."""
+    settings = api_settings.model_copy(
+        update={
+            "result_max_bytes_sync": 1_000_000,
+            "result_max_bytes_rest": 2_000_000,
+            "upload_max_bytes": 1000,
+        }
+    )
+    with TestClient(create_app(settings, spec)) as test_client:
+        yield test_client
+
+
+def test_result_over_the_byte_limit_is_a_clear_4xx(small: TestClient) -> None:
+    ok = small.get("/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=900_000)})
+    assert ok.status_code == 200 and len(ok.content) > 900_000
+    tap = small.get("/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=1_500_000)})
+    assert tap.status_code == 400 and 'value="ERROR"' in tap.text
+    assert "limit of 1,000,000 bytes" in tap.text and "result_max_bytes_sync" in tap.text
+    rest = small.post(
+        "/api/v1/query", json={"query": BIG.format(n=1_500_000), "lang": "postgresql"}
+    )
+    assert rest.status_code == 200  # REST has its own limit (2 MB here)
+    over = small.post(
+        "/api/v1/query", json={"query": BIG.format(n=2_500_000), "lang": "postgresql"}
+    )
+    assert over.status_code == 400 and over.json()["error"] == "ResultTooLarge"
+    assert "result_max_bytes_rest" in over.json()["message"]
+
+
+def multipart_chunks(total_mb: int) -> Iterator[bytes]:
+    """A multipart body with an upload part of ``total_mb`` MB, in 1 MB chunks."""
+    yield b'--XyZ\r\nContent-Disposition: form-data; name="QUERY"\r\n\r\nSELECT 1\r\n'
+    yield b'--XyZ\r\nContent-Disposition: form-data; name="UPLOAD"\r\n\r\nt,param:t\r\n'
+    yield b'--XyZ\r\nContent-Disposition: form-data; name="t"; filename="t.csv"\r\n\r\n'
+    for _ in range(total_mb):
+        yield b"a,b\n" + b"1,2\n" * (1 << 18)
+    yield b"\r\n--XyZ--\r\n"
+
+
+def test_upload_refused_while_it_streams() -> None:
+    """The form reader pulls the body from the server (ASGI receive) only until it is over
+    upload_max_bytes + the fields' slack, and refuses it then (no Content-Length: the
+    size is only known by counting)."""
+    total = 3 * (FIELDS_SLACK >> 20)
+    pulled = 0
+
+    async def read() -> None:
+        nonlocal pulled
+        chunks = multipart_chunks(total)
+
+        async def receive() -> dict[str, object]:
+            nonlocal pulled
+            chunk = next(chunks, None)
+            pulled += chunk is not None
+            return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/tap/sync",
+            "headers": [(b"content-type", b"multipart/form-data; boundary=XyZ")],
+        }
+        with pytest.raises(UploadError, match="upload_max_bytes"):
+            await read_form(Request(scope, receive), 1000)
+
+    asyncio.run(read())
+    assert pulled < total / 2  # about FIELDS_SLACK of the three times as much
+
+
+def test_upload_over_the_limit_is_a_400(small: TestClient) -> None:
+    response = small.post(
+        "/tap/sync",
+        content=multipart_chunks(FIELDS_SLACK >> 19),
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
+    )
+    assert response.status_code == 400 and "upload_max_bytes" in response.text
+
+
+def test_declared_upload_size(small: TestClient) -> None:
+    declared = small.post(
+        "/tap/sync",
+        content=b"x",
+        headers={
+            "Content-Type": "multipart/form-data; boundary=XyZ",
+            "Content-Length": str(FIELDS_SLACK + 10_000),
+        },
+    )
+    assert declared.status_code == 400 and "upload_max_bytes" in declared.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def peak_rss(pid: int) -> int:
+    """The peak resident memory of process ``pid`` (VmHWM), bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_huge_result_leaves_the_service_memory_bounded(
+    api_settings: Settings, client: object
+) -> None:
+    """One ``SELECT repeat('x', 200000000)`` (200 MB in one value): the service process
+    (uvicorn, its own process) answers 400, and its peak memory grows by far less than
+    the value (without the limit, libpq alone holds all of it)."""
+    settings = api_settings.model_copy(update={"result_max_bytes_sync": 10_000_000})
+    port = _free_port()
+    env = dict(os.environ, **{SETTINGS_ENV: settings.model_dump_json()})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", FACTORY, "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + HANG_GUARD_S
+        with httpx.Client(base_url=url, timeout=HANG_GUARD_S) as http:
+            while True:
+                try:
+                    if http.get("/tap/availability").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and server.poll() is None, "no service"
+                time.sleep(0.1)
+            warm = http.get("/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=10)})
+            assert warm.status_code == 200
+            before = peak_rss(server.pid)
+            huge = http.get(
+                "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=200_000_000)}
+            )
+            assert huge.status_code == 400 and "result_max_bytes_sync" in huge.text
+            grown = peak_rss(server.pid) - before
+        print(f"service peak RSS {before / 1e6:.0f} MB, grown by {grown / 1e6:.1f} MB")
+        assert grown < 100_000_000
+    finally:
+        server.terminate()
+        server.wait(30)
