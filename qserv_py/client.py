@@ -25,6 +25,7 @@ from qserv_py.exec.uploads import execute
 from qserv_py.query.cache import PlanCache
 from qserv_py.query.context import PlanContext
 from qserv_py.query.dirindex import MEMORY_KEYS
+from qserv_py.query.guard import PlanLimits
 from qserv_py.query.planner import plan
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,11 @@ class Client:
         default_catalog: str | None = None,
         *,
         director_index_memory_keys: int = MEMORY_KEYS,
+        limits: PlanLimits | None = None,
     ) -> None:
         self.spec = spec
+        #: the planning limits (qserv_py.query.guard; the service's come from its settings)
+        self.limits = limits if limits is not None else PlanLimits()
         self.default_catalog = default_catalog
         #: director indexes of at most this many keys are looked up in memory once used
         #: often (see qserv_py.query.dirindex); 0: always on the czar
@@ -87,7 +91,7 @@ class Client:
         if self._context is None or version != self._version:
             self._follow_workers(version[-1] if version else None)
             self._context = PlanContext.load(
-                self.spec, self.default_catalog, self.director_index_memory_keys
+                self.spec, self.default_catalog, self.director_index_memory_keys, self.limits
             )
             self._version = version
         return self._context

@@ -146,6 +146,29 @@ class Settings(BaseSettings):
         "director index in memory (12 bytes a key, made after its third lookup) when it has "
         "at most this many rows, instead of asking the czar each time; 0: always the czar.",
     )
+    # --- planning limits (qserv_py.query.guard) ---
+    max_query_chars: int = Field(
+        default=2_000_000, ge=100, description="Longest query text, in characters."
+    )
+    max_query_terms: int = Field(
+        default=250_000,
+        ge=10,
+        description="Most tokens (names, numbers, strings, operators) of a query text.",
+    )
+    max_query_nesting: int = Field(
+        default=32,
+        ge=4,
+        le=40,
+        description="Deepest nesting of parentheses and CASE expressions in a query text "
+        "(at most 40: the parser needs Python stack for each level).",
+    )
+    max_query_depth: int = Field(
+        default=300,
+        ge=20,
+        le=2000,
+        description="Deepest syntax tree of a query, long AND / OR chains balanced (a chain "
+        "of n arithmetic operators is n deep).",
+    )
     # --- worker health and failover (qserv_py.ops.health, qserv_py.exec.dispatch) ---
     worker_connect_timeout_s: int = Field(
         default=2,

@@ -63,6 +63,7 @@ from qserv_py.query import params
 from qserv_py.query.analysis import Analysis, Derived, restrict
 from qserv_py.query.chunking import assign_chunks, chunk_set, region_ranges
 from qserv_py.query.context import PlanContext
+from qserv_py.query.guard import check_text
 from qserv_py.query.parse import dialect, parse
 from qserv_py.query.planner import plan as plan_query
 from qserv_py.query.render import index_ranges_sql
@@ -133,6 +134,7 @@ class PlanCache:
         """The plan of ``text`` (as :func:`qserv_py.query.planner.plan` with
         ``oracle=False`` would make it)."""
         name = lang.strip().lower()
+        check_text(text, lang, ctx.limits)  # a template's numbers may be longer
         skeleton, spans, values = _numbers(text)
         with self._lock:
             key = self._known.get((name, skeleton))

@@ -15,6 +15,7 @@ from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.query.dirindex import MEMORY_KEYS, DirectorIndexes
+from qserv_py.query.guard import PlanLimits
 from qserv_py.query.qualify import CatalogSet
 from qserv_py.schema.ddl import overlap_table_name
 from qserv_py.sky.layout import Layout
@@ -44,10 +45,16 @@ class PlanContext:
     memory_keys: int = MEMORY_KEYS
     #: the context this one was derived from (its director indexes do the lookups)
     _base: PlanContext | None = field(default=None, repr=False)
+    #: the planning limits (text length, terms, nesting, depth: qserv_py.query.guard)
+    limits: PlanLimits = field(default_factory=PlanLimits)
 
     @classmethod
     def load(
-        cls, spec: ClusterSpec, default_catalog: str | None = None, memory_keys: int = MEMORY_KEYS
+        cls,
+        spec: ClusterSpec,
+        default_catalog: str | None = None,
+        memory_keys: int = MEMORY_KEYS,
+        limits: PlanLimits | None = None,
     ) -> PlanContext:
         with connect(spec.czar, autocommit=True) as czar:
             names = [
@@ -55,7 +62,13 @@ class PlanContext:
             ]
             catalogs = {name: get_catalog(czar, name) for name in names}
             states = {name: _state(czar, name) for name in names}
-        return cls(spec, CatalogSet(catalogs, default_catalog), states, memory_keys)
+        return cls(
+            spec,
+            CatalogSet(catalogs, default_catalog),
+            states,
+            memory_keys,
+            limits=limits if limits is not None else PlanLimits(),
+        )
 
     @cached_property
     def director_indexes(self) -> DirectorIndexes:
@@ -65,7 +78,9 @@ class PlanContext:
     def with_catalogs(self, catalogs: CatalogSet) -> PlanContext:
         """This context seeing other catalogs (a query's uploads besides the cluster's)."""
         base = self._base or self
-        return PlanContext(self.spec, catalogs, self.states, self.memory_keys, _base=base)
+        return PlanContext(
+            self.spec, catalogs, self.states, self.memory_keys, _base=base, limits=self.limits
+        )
 
     def lookup_keys(self, catalog: str, director: str, keys: Iterable[int]) -> set[int]:
         """Chunks holding the given director keys (the director's index: on the czar, or

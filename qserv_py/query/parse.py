@@ -25,6 +25,9 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from qserv_py.errors import QueryError, QueryParseError, QueryRefused
 from qserv_py.query.dialects import Adql, Qserv
+from qserv_py.query.guard import PlanLimits, check_text, check_tokens, check_tree
+
+DEFAULT_LIMITS = PlanLimits()
 
 #: query language names (lower case) → dialect class
 LANGUAGES: dict[str, type[Dialect]] = {
@@ -50,15 +53,18 @@ def dialect(lang: str) -> Dialect:
         ) from None
 
 
-def parse(text: str, lang: str) -> exp.Expression:
+def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expression:
     """The tree of the single statement ``text`` in ``lang`` ("adql", "postgresql",
-    "qserv", any case; also "ADQL-2.0", "ADQL-2.1", "pg")."""
+    "qserv", any case; also "ADQL-2.0", "ADQL-2.1", "pg"), within the planning
+    ``limits`` (see :mod:`qserv_py.query.guard`)."""
     d = dialect(lang)
+    check_text(text, lang, limits)
     tokenizer = d.tokenizer()
     try:
         tokens = tokenizer.tokenize(text)
     except TokenError as exc:
         raise _token_error(text, tokenizer, exc) from exc
+    check_tokens(text, tokens, limits)
     parser = d.parser(error_level=ErrorLevel.IMMEDIATE, error_message_context=len(text) + 1)
     try:
         statements = [s for s in parser.parse(tokens, text) if s is not None]
@@ -73,7 +79,7 @@ def parse(text: str, lang: str) -> exp.Expression:
     statement = statements[0]
     if not isinstance(statement, exp.Expression):
         raise QueryRefused(f"only one SELECT statement is allowed per query, not {statement!r}")
-    return statement
+    return check_tree(statement, limits)
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:

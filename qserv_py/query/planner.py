@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import pyarrow as pa
 from sqlglot import exp
 
+from qserv_py.errors import QueryLimitExceeded
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.query import params
 from qserv_py.query.analysis import (
@@ -56,17 +57,24 @@ def plan(
     schemas are enough to plan; with the data, cross-matches narrow the chunk set).
     ``oracle=False`` leaves out ``oracle_sql`` (writing it costs a copy of the tree:
     execution does not need it, EXPLAIN and the tests do)."""
-    state = Uploads(ctx, uploads) if uploads else None
-    if state is not None:
-        ctx = state.ctx
-        return state.finish(_plan(text, lang, ctx, state, oracle))
-    return _plan(text, lang, ctx, None, oracle)
+    try:
+        state = Uploads(ctx, uploads) if uploads else None
+        if state is not None:
+            ctx = state.ctx
+            return state.finish(_plan(text, lang, ctx, state, oracle))
+        return _plan(text, lang, ctx, None, oracle)
+    except RecursionError:  # the guard's limits keep the known shapes away; a backstop
+        raise QueryLimitExceeded(
+            "the query is nested too deeply to plan: lower its nesting of parentheses, "
+            "subqueries and function calls (settings max_query_nesting, max_query_depth)",
+            setting="max_query_depth",
+        ) from None
 
 
 def _plan(
     text: str, lang: str, ctx: PlanContext, uploads: Uploads | None, oracle: bool
 ) -> ExecPlan:
-    tree = qualify(normalize(parse(text, lang), copy=False), catalogs=ctx.catalogs)
+    tree = qualify(normalize(parse(text, lang, ctx.limits), copy=False), catalogs=ctx.catalogs)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)
     annotate(tree, catalogs=ctx.catalogs)

@@ -17,6 +17,7 @@ User comments are never written: only SQL generated from the tree reaches a work
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -117,13 +118,46 @@ TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
 }
 
 
+#: PostgreSQL's reserved key words (Appendix C: "reserved" and "reserved (can be function
+#: or type)"): as a table, column or alias name they must be quoted
+_PG_RESERVED_WORDS = """
+    all analyse analyze and any array as asc asymmetric both case cast check collate column
+    constraint create current_catalog current_date current_role current_time
+    current_timestamp current_user default deferrable desc distinct do else end except false
+    fetch for foreign from grant group having in initially intersect into lateral leading
+    limit localtime localtimestamp not null offset on only or order placing primary
+    references returning select session_user some symmetric table then to trailing true
+    union unique user using variadic when where window with authorization binary collation
+    concurrently cross current_schema freeze full ilike inner is isnull join left like
+    natural notnull outer overlaps right similar tablesample verbose
+"""
+PG_RESERVED = frozenset(_PG_RESERVED_WORDS.split())
+#: a name PostgreSQL reads unquoted as itself
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
 class QservPostgresGenerator(PostgresGenerator):
-    """PostgreSQL, with the geometry and photometry nodes as ``qserv.*`` functions."""
+    """PostgreSQL, with the geometry and photometry nodes as ``qserv.*`` functions.
+
+    Every name that needs quoting is quoted, whatever the tree says: a reserved word
+    (an alias ``order``, a WITH query named ``select``) and a name PostgreSQL would not
+    read unquoted (a backtick, a space, a capital letter of a delimited name). Quoting a
+    lower-case name changes nothing else: PostgreSQL folds unquoted names to lower case.
+
+    >>> to_postgres(exp.select(exp.column("a", table="order")).from_("x"))
+    'SELECT "order".a FROM x'
+    """
 
     TRANSFORMS: ClassVar[dict[type[exp.Expr], Callable[..., str]]] = {
         **PostgresGenerator.TRANSFORMS,
         **TRANSFORMS,
     }
+
+    def identifier_sql(self, expression: exp.Identifier) -> str:
+        name = expression.name
+        if not expression.quoted and (name in PG_RESERVED or not _PLAIN_NAME.fullmatch(name)):
+            expression = exp.Identifier(this=name.lower(), quoted=True)
+        return super().identifier_sql(expression)
 
 
 class QservPostgres(Postgres):
