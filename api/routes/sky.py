@@ -3,16 +3,15 @@
 
 Each chunk is a HEALPix cell (nested scheme, NUNIQ id): the answer gives its order and
 pixel, the rows of the catalog's director tables in it (from the chunk statistics the czar
-keeps, so nothing is counted at request time), its area, and its boundary as a polygon of
-(ra, dec) vertices, so that a client can draw the catalog's density in any projection
-without HEALPix code of its own. The director tables' position columns come with it, for
-writing spatial constraints.
+keeps in ``qserv_meta.chunk_stats``: nothing is counted at request time), its area, and its
+boundary as a polygon of (ra, dec) vertices, so that a client can draw the catalog's density
+in any projection without HEALPix code of its own. The director tables' position columns
+come with it, for writing spatial constraints.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import numpy as np
 from cdshealpix.nested import vertices
@@ -22,7 +21,6 @@ from pydantic import BaseModel, Field
 from qserv_py.api.deps import ServiceDep
 from qserv_py.cluster.catalogs import get_catalog
 from qserv_py.cluster.db import connect
-from qserv_py.cluster.stats import catalog_stats
 from qserv_py.schema.model import TableKind
 from qserv_py.sky.healpix import order_ipix
 
@@ -70,12 +68,16 @@ def chunk_map(
 ) -> ChunkMap:
     with connect(service.spec.czar, autocommit=True) as czar:
         catalog = get_catalog(czar, name)
-    directors = [t for t in catalog.tables if t.kind is TableKind.DIRECTOR]
-    director_names = {t.sql_name for t in directors}
-    rows: dict[int, int] = defaultdict(int)
-    for chunk in catalog_stats(service.spec, name).chunks:
-        if chunk.table in director_names and chunk.rows > 0:
-            rows[chunk.chunk_id] += chunk.rows
+        directors = [t for t in catalog.tables if t.kind is TableKind.DIRECTOR]
+        rows = {
+            int(chunk): int(count)
+            for chunk, count in czar.execute(
+                "SELECT chunk_id, sum(rows) FROM qserv_meta.chunk_stats"
+                " WHERE catalog = %s AND table_name = ANY(%s) AND chunk_id > 0"
+                " GROUP BY chunk_id HAVING sum(rows) > 0",
+                (catalog.sql_name, [t.sql_name for t in directors]),
+            )
+        }
     return ChunkMap(
         catalog=catalog.name,
         overlap_arcsec=catalog.overlap_arcsec,

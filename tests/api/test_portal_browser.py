@@ -207,6 +207,11 @@ def test_open_an_example_and_run_it(page: Any, served: Served, client: Client) -
     assert page.is_hidden("#error"), page.inner_text("#error")
     expected = client.query(query)
     assert page.inner_text("#rowcount").startswith(f"{expected.num_rows} row")
+    # the schema browser lists the example's tables with their columns
+    page.click("#tabs button[data-view=schema]")
+    page.click("#schema summary >> text=qt.Object")
+    assert page.locator("#schema details[open] td", has_text="coord_ra").count() >= 1
+    shot(page, "schema")
 
 
 def test_draw_a_circle_and_run_the_query_it_wrote(page: Any, client: Client) -> None:

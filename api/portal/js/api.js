@@ -4,6 +4,26 @@
 
 const UWS = "http://www.ivoa.net/xml/UWS/v1.0";
 
+// --- who calls: with the service's auth = token, the user's bearer token ----------------
+
+const TOKEN_KEY = "qserv_py.token";
+let token = sessionStorage.getItem(TOKEN_KEY) || "";
+
+/** Sign in with a token (kept for the browser tab's session), or out with "". */
+export function setToken(value) {
+  token = value.trim();
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+export const signedIn = () => Boolean(token);
+
+/** fetch, with the user's token when signed in. */
+export function call(url, init = {}) {
+  if (!token) return fetch(url, init);
+  return fetch(url, { ...init, headers: { ...(init.headers || {}), Authorization: `Bearer ${token}` } });
+}
+
 /** A failed request: its message as the service wrote it, and the line and column of a
  *  query error when the message names them ("... (line 2, column 7)"). */
 export class ServiceError extends Error {
@@ -38,7 +58,7 @@ async function checked(response) {
 }
 
 export async function getJSON(url) {
-  return (await checked(await fetch(url))).json();
+  return (await checked(await call(url))).json();
 }
 
 /** A TAP JSON result {metadata, data, query_status} as the page's result object. */
@@ -61,7 +81,7 @@ function tapForm(query, { lang, maxrec, format = "json" }) {
 /** Run a query synchronously (TAP sync); the result. */
 export async function runSync(query, options, signal) {
   const started = performance.now();
-  const response = await checked(await fetch("tap/sync", {
+  const response = await checked(await call("tap/sync", {
     method: "POST", body: tapForm(query, options), signal }));
   const doc = await response.json();
   return tapResult(doc, { seconds: (performance.now() - started) / 1000 });
@@ -99,18 +119,18 @@ async function xml(response) {
 export async function createJob(query, options) {
   const form = tapForm(query, options);
   form.set("PHASE", "RUN");
-  const response = await checked(await fetch("tap/async", { method: "POST", body: form }));
+  const response = await checked(await call("tap/async", { method: "POST", body: form }));
   return jobFields(await xml(response)).id;
 }
 
 /** The job's state; with wait, blocks up to that many seconds while it is active. */
 export async function getJob(id, wait = 0) {
   const url = wait ? `tap/async/${id}?WAIT=${wait}` : `tap/async/${id}`;
-  return jobFields(await xml(await checked(await fetch(url))));
+  return jobFields(await xml(await checked(await call(url))));
 }
 
 export async function listJobs() {
-  const doc = await xml(await checked(await fetch("tap/async?LAST=50")));
+  const doc = await xml(await checked(await call("tap/async?LAST=50")));
   return [...doc.getElementsByTagNameNS(UWS, "jobref")].map((ref) => ({
     id: ref.getAttribute("id"),
     phase: ref.getElementsByTagNameNS(UWS, "phase")[0]?.textContent ?? "",
@@ -119,22 +139,22 @@ export async function listJobs() {
 }
 
 export async function abortJob(id) {
-  await checked(await fetch(`tap/async/${id}/phase`, {
+  await checked(await call(`tap/async/${id}/phase`, {
     method: "POST", body: new URLSearchParams({ PHASE: "ABORT" }) }));
 }
 
 export async function deleteJob(id) {
-  await checked(await fetch(`tap/async/${id}`, { method: "DELETE" }));
+  await checked(await call(`tap/async/${id}`, { method: "DELETE" }));
 }
 
 /** The result of a completed job (it must have been run with RESPONSEFORMAT=json). */
 export async function jobResult(id) {
-  return tapResult(await (await checked(await fetch(`tap/async/${id}/results/result`))).json());
+  return tapResult(await (await checked(await call(`tap/async/${id}/results/result`))).json());
 }
 
 /** The job's error message, from its DALI error document. */
 export async function jobError(id) {
-  const response = await fetch(`tap/async/${id}/error`);
+  const response = await call(`tap/async/${id}/error`);
   return (await errorOf(response)).message;
 }
 
@@ -142,7 +162,7 @@ export async function jobError(id) {
 
 /** The output formats the service declares in its capabilities: [{alias, mime}]. */
 export async function outputFormats() {
-  const doc = await xml(await checked(await fetch("tap/capabilities")));
+  const doc = await xml(await checked(await call("tap/capabilities")));
   return [...doc.getElementsByTagName("outputFormat")].map((f) => ({
     mime: f.getElementsByTagName("mime")[0]?.textContent.trim() ?? "",
     alias: f.getElementsByTagName("alias")[0]?.textContent.trim() ?? "",
@@ -152,7 +172,7 @@ export async function outputFormats() {
 /** The service's DALI examples: [{id, name, query, upload}]. */
 export async function examples() {
   const doc = new DOMParser().parseFromString(
-    await (await checked(await fetch("tap/examples"))).text(), "text/html");
+    await (await checked(await call("tap/examples"))).text(), "text/html");
   return [...doc.querySelectorAll('[typeof="example"]')].map((el) => ({
     id: el.id,
     name: el.querySelector('[property="name"]')?.textContent.trim() ?? el.id,
@@ -178,7 +198,7 @@ export const chunkMap = (name) => getJSON(`api/v1/catalogs/${encodeURIComponent(
 export const queries = () => getJSON("api/v1/queries?limit=30");
 
 export async function killQuery(id) {
-  await checked(await fetch(`api/v1/queries/${id}`, { method: "DELETE" }));
+  await checked(await call(`api/v1/queries/${id}`, { method: "DELETE" }));
 }
 
 /** Cross-match an uploaded file (multipart, as the REST API takes it); the result. */
@@ -190,7 +210,7 @@ export async function crossMatch(file, fields) {
   }
   form.set("format", "json");
   const started = performance.now();
-  const response = await checked(await fetch("api/v1/xmatch", { method: "POST", body: form }));
+  const response = await checked(await call("api/v1/xmatch", { method: "POST", body: form }));
   return tapResult(await response.json(), {
     seconds: (performance.now() - started) / 1000,
     queryId: response.headers.get("X-Query-Id"),

@@ -170,26 +170,38 @@ function renderDownloads() {
     const name = format.alias || format.mime;
     let link;
     if (state.source?.query) {
+      const url = api.downloadURL(state.source.query, state.source.options, format.mime);
       link = document.createElement("a");
-      link.href = api.downloadURL(state.source.query, state.source.options, format.mime);
+      link.href = url;
       link.download = `result.${extension(format.mime)}`;
+      if (api.signedIn()) { // a link cannot carry the token: fetch, then save
+        link.addEventListener("click", (event) => {
+          event.preventDefault();
+          save(() => api.call(url).then((r) => r.blob()), link.download);
+        });
+      }
     } else if (state.source?.xmatch) {
       link = document.createElement("a");
       link.href = "#";
-      link.addEventListener("click", async (event) => {
+      link.addEventListener("click", (event) => {
         event.preventDefault();
-        const blob = await state.source.xmatch(format.alias || format.mime);
-        const url = URL.createObjectURL(blob);
-        const a = Object.assign(document.createElement("a"),
-          { href: url, download: `xmatch.${extension(format.mime)}` });
-        a.click();
-        setTimeout(() => URL.revokeObjectURL(url), 10000);
+        save(() => state.source.xmatch(format.alias || format.mime),
+          `xmatch.${extension(format.mime)}`);
       });
     } else continue;
     link.textContent = name;
     link.dataset.format = name;
     box.append(link, " ");
   }
+}
+
+/** Save the blob a request answers as a file. */
+async function save(request, name) {
+  try {
+    const url = URL.createObjectURL(await request());
+    Object.assign(document.createElement("a"), { href: url, download: name }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (error) { setStatus(`download: ${error.message}`); }
 }
 
 function extension(mime) {
@@ -352,7 +364,7 @@ $("#xmatch-form").addEventListener("submit", async (event) => {
       const form = new FormData();
       form.set("targets", file);
       for (const [k, v] of Object.entries({ ...fields, format })) if (v !== "") form.set(k, v);
-      const response = await fetch("api/v1/xmatch", { method: "POST", body: form });
+      const response = await api.call("api/v1/xmatch", { method: "POST", body: form });
       return response.blob();
     };
     showResult(result, { xmatch: fetcher, catalog });
@@ -481,6 +493,23 @@ function renderSchema() {
     root.append(section);
   }
 }
+
+// --- signing in (services with auth = token) ----------------------------------------------
+
+function showSignIn() {
+  $("#token").hidden = api.signedIn();
+  $("#signin").textContent = api.signedIn() ? "Sign out" : "Sign in";
+}
+
+$("#signin").addEventListener("click", () => {
+  if (api.signedIn()) api.setToken("");
+  else if ($("#token").value.trim()) api.setToken($("#token").value);
+  else { $("#token").focus(); return; }
+  $("#token").value = "";
+  showSignIn();
+  if (document.body.dataset.view === "jobs") refreshLists();
+});
+showSignIn();
 
 // --- start --------------------------------------------------------------------------------
 
