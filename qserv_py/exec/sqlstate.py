@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import psycopg
 
-from qserv_py.errors import QservError, QuerySqlError, WorkerBusy, WorkerError
+from qserv_py.errors import QservError, QueryRefused, QuerySqlError, WorkerBusy, WorkerError
 
 #: SQLSTATE classes caused by the query's own SQL, and what each means to its author
 USER_CLASSES: dict[str, str] = {
@@ -80,6 +80,12 @@ def database_error(where: str, error: psycopg.Error, doing: str = "") -> QservEr
     place = f"worker {where}" if where != "czar" else "the czar"
     if doing:
         place += f" {doing}"
+    if error.sqlstate == "53400" and "temp_file_limit" in _describe(error):
+        return QueryRefused(
+            f"the query needs more temporary file space on {place} than a query may use "
+            "(setting reader_temp_file_limit): make it cheaper (fewer rows to sort, join, "
+            f"group or recurse over): {_describe(error)}"
+        )
     if (error.sqlstate or "").startswith(BUSY_CLASS):
         return WorkerBusy(f"{place} is short of resources, try again later: {_describe(error)}")
     return WorkerError(f"{place}: {_describe(error)}")

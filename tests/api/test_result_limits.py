@@ -137,9 +137,10 @@ def peak_rss(pid: int) -> int:
 def test_a_huge_result_leaves_the_service_memory_bounded(
     api_settings: Settings, client: object
 ) -> None:
-    """One ``SELECT repeat('x', 200000000)`` (200 MB in one value): the service process
+    """One ``SELECT repeat('x', 100000000)`` (100 MB in one value): the service process
     (uvicorn, its own process) answers 400, and its peak memory grows by far less than
-    the value (without the limit, libpq alone holds all of it)."""
+    the value (without the limit, libpq alone holds all of it; bench/limits.py runs the
+    same with 1 GB)."""
     settings = api_settings.model_copy(update={"result_max_bytes_sync": 10_000_000})
     port = _free_port()
     env = dict(os.environ, **{SETTINGS_ENV: settings.model_dump_json()})
@@ -164,12 +165,12 @@ def test_a_huge_result_leaves_the_service_memory_bounded(
             assert warm.status_code == 200
             before = peak_rss(server.pid)
             huge = http.get(
-                "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=200_000_000)}
+                "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=100_000_000)}
             )
             assert huge.status_code == 400 and "result_max_bytes_sync" in huge.text
             grown = peak_rss(server.pid) - before
         print(f"service peak RSS {before / 1e6:.0f} MB, grown by {grown / 1e6:.1f} MB")
-        assert grown < 100_000_000
+        assert grown < 50_000_000
     finally:
         server.terminate()
         server.wait(30)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -35,7 +38,9 @@ def tokens(spec: ClusterSpec) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def app(api_settings: Settings, spec: ClusterSpec, client: object) -> Iterator[TestClient]:
-    settings = api_settings.model_copy(update={"auth": "token", "user_max_jobs": 1})
+    settings = api_settings.model_copy(
+        update={"auth": "token", "user_max_jobs": 1, "user_max_queries": 1}
+    )
     with TestClient(create_app(settings, spec)) as test_client:
         yield test_client
 
@@ -93,6 +98,7 @@ def test_who_may_do_what(app: TestClient, tokens: dict[str, str]) -> None:
             data={"QUERY": "SELECT * FROM TAP_UPLOAD.t", "UPLOAD": "t,param:t"},
             files={"t": ("t.csv", b"a\n1\n")},
         ),
+        app.post("/api/v1/xmatch", json={"targets": {"ra": [1.0], "dec": [2.0]}, "radius": 1}),
     ):
         assert response.status_code == 401, response.text
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -119,6 +125,11 @@ def test_jobs_belong_to_their_user(app: TestClient, tokens: dict[str, str]) -> N
         ("GET", f"{base}/parameters", None),
         ("GET", f"{base}/owner", None),
         ("GET", f"{base}/error", None),
+        ("GET", f"{base}/quote", None),
+        ("GET", f"{base}/executionduration", None),
+        ("GET", f"{base}/destruction", None),
+        ("POST", f"{base}/executionduration", {"EXECUTIONDURATION": "10"}),
+        ("POST", f"{base}/parameters", {"MAXREC": "1"}),
         ("POST", f"{base}/phase", {"PHASE": "ABORT"}),
         ("POST", f"{base}/destruction", {"DESTRUCTION": "2030-01-01T00:00:00Z"}),
         ("POST", base, {"ACTION": "DELETE"}),
@@ -179,6 +190,43 @@ def test_concurrent_jobs_limit(app: TestClient, tokens: dict[str, str]) -> None:
     finally:
         app.post(f"/tap/async/{first}/phase", data={"PHASE": "ABORT"}, headers=bob)
     assert wait_phase(app, bob, first, "ABORTED") == "ABORTED"
+
+
+def test_concurrent_queries_limit_and_killing_ones_own(
+    app: TestClient, tokens: dict[str, str]
+) -> None:
+    """user_max_queries = 1: while alice's query runs, her next one is refused (bob's is
+    not); bob cannot kill hers, she can."""
+    alice, bob = auth(tokens, "t13alice"), auth(tokens, "t13bob")
+    label = uuid.uuid4().hex[:12]
+    answers: dict[str, httpx.Response] = {}
+
+    def run() -> None:
+        slow = SLOW.replace("COUNT(*)", f"COUNT(*) AS n_{label}")
+        answers["slow"] = app.post("/api/v1/query", json={"query": slow}, headers=alice)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+
+        def running() -> int | None:
+            listed = app.get("/api/v1/queries", params={"status": "running"}, headers=alice)
+            found = [q["id"] for q in listed.json() if label in q["text"]]
+            return found[0] if found else None
+
+        deadline = time.monotonic() + HANG_GUARD_S
+        while (query_id := running()) is None:
+            assert time.monotonic() < deadline and thread.is_alive(), "the query never ran"
+            time.sleep(0.05)
+        refused = app.get("/tap/sync", params={"QUERY": QUERY}, headers=alice)
+        assert refused.status_code == 429 and "user_max_queries" in refused.text
+        assert app.get("/tap/sync", params={"QUERY": QUERY}, headers=bob).status_code == 200
+        assert app.delete(f"/api/v1/queries/{query_id}", headers=bob).status_code == 403
+        killed = app.delete(f"/api/v1/queries/{query_id}", headers=alice)
+        assert killed.status_code == 200 and killed.json()["status"] == "killed"
+    finally:
+        thread.join(HANG_GUARD_S)
+    assert answers["slow"].status_code == 409 and "killed" in answers["slow"].text
 
 
 def test_result_bytes_per_day(

@@ -11,6 +11,8 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.metadata import install_common
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.config import Settings
+from qserv_py.errors import QueryRefused
+from qserv_py.exec.sqlstate import database_error
 
 # a sort of ~40 MB of rows: spills to temporary files under a small work_mem
 BIG_SORT = "SELECT g, md5(g::text) FROM generate_series(1, 600000) g ORDER BY 2 DESC LIMIT 1"
@@ -36,8 +38,11 @@ def test_temp_file_limit_stops_a_reader(spec: ClusterSpec, settings: Settings) -
         install_common(admin, spec, tight)
     try:
         limit = pytest.raises(psycopg.errors.ConfigurationLimitExceeded, match="temp_file_limit")
-        with reader(spec, worker) as conn, limit:
+        with reader(spec, worker) as conn, limit as caught:
             conn.execute(BIG_SORT)
+        seen = database_error(worker.name, caught.value)  # what a query's user is told
+        assert isinstance(seen, QueryRefused) and seen.http_status == 400
+        assert "reader_temp_file_limit" in seen.message
     finally:
         with connect(worker) as admin:
             install_common(admin, spec, settings)
