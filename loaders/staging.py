@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from qserv_py.cluster.db import connect
+from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.loaders.pgcopy import HEADER, TRAILER
 from qserv_py.schema.ddl import overlap_table_name
@@ -295,25 +295,30 @@ def lost_staging(
         ).fetchone()
         expected[spec.czar.name] = int(row[0]) if row else 0
         targets.append((spec.czar, f"{stage_name(txn)}_dirindex"))
-    lost = []
-    for inst, name in targets:
+
+    def held(target: tuple[Instance, str]) -> int:
+        inst, name = target
         with connect(inst, autocommit=True) as conn:
             found = conn.execute(
                 f"SELECT count(*) FROM qserv_stage.{name} WHERE {FILE_COLUMN} = ANY(%s)", (done,)
             ).fetchone()
-        held, recorded = int(found[0]) if found else 0, int(expected.get(inst.name, 0))
-        if held != recorded:
-            lost.append((inst.name, held, recorded))
-    return lost
+        return int(found[0]) if found else 0
+
+    counts = on_each(targets, held)  # (a connection each: at once, not one after another)
+    return [
+        (inst.name, n, int(expected.get(inst.name, 0)))
+        for (inst, _), n in zip(targets, counts, strict=True)
+        if n != int(expected.get(inst.name, 0))
+    ]
 
 
 def drop_staging(spec: ClusterSpec, txn: int) -> None:
     """Drop every staging table of load ``txn`` on the workers and the czar."""
 
+    names = ", ".join(f"qserv_stage.s{int(txn)}{suffix}" for suffix in ("", "_o", "_dirindex"))
+
     def drop(inst: Instance) -> None:
         with connect(inst, autocommit=True) as conn:
-            for suffix in ("", "_o", "_dirindex"):
-                conn.execute(f"DROP TABLE IF EXISTS qserv_stage.s{int(txn)}{suffix} CASCADE")
+            conn.execute(f"DROP TABLE IF EXISTS {names} CASCADE")
 
-    for inst in spec.instances:
-        drop(inst)
+    on_each(spec.instances, drop)
