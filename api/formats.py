@@ -1,9 +1,11 @@
-"""Result and error documents: VOTable (BINARY2, TABLEDATA), CSV, TSV, JSON, Parquet.
+"""Result and error documents: VOTable (BINARY2, TABLEDATA), CSV, TSV, JSON, Parquet,
+FITS and ECSV.
 
 :func:`parse_format` reads a RESPONSEFORMAT value into a :class:`Format`; :func:`render`
 turns an Arrow result table into the bytes of that format. This module holds the formats,
 their parsing, and the CSV, TSV, JSON and Parquet writers; the VOTable writer is
-:mod:`qserv_py.api.votable`, and the columns as the writers take them
+:mod:`qserv_py.api.votable`, the FITS and ECSV ones (astropy's)
+:mod:`qserv_py.api.astropy_formats`, and the columns as the writers take them
 :mod:`qserv_py.api.columns`. Every format is produced by whole-column Arrow/numpy
 operations (no Python loop over cells), so that a large result renders in well under a
 second; the output is checked against astropy and pyvo in the tests.
@@ -34,9 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from qserv_py.api.astropy_formats import ecsv_bytes, fits_bytes
 from qserv_py.api.columns import Column, chunks, float_text, hex_text, joined, text_scalar
 from qserv_py.api.votable import VOTABLE_NS, binary2_data, tabledata, votable_document
 from qserv_py.errors import QueryRefused
+from qserv_py.tables import astropy_parquet_metadata
 
 VOTABLE_MEDIA = "application/x-votable+xml"
 
@@ -63,7 +67,9 @@ CSV = Format("csv", "text/csv;header=present", "csv")
 TSV = Format("tsv", "text/tab-separated-values", "tsv")
 JSON = Format("json", "application/json", "json")
 PARQUET = Format("parquet", "application/vnd.apache.parquet", "parquet")
-FORMATS = (VOTABLE, VOTABLE_TD, CSV, TSV, JSON, PARQUET)
+FITS = Format("fits", "application/fits", "fits")
+ECSV = Format("ecsv", "text/x-ecsv", "ecsv")
+FORMATS = (VOTABLE, VOTABLE_TD, CSV, TSV, JSON, PARQUET, FITS, ECSV)
 
 #: the short forms of RESPONSEFORMAT (DALI, RESPONSEFORMAT; and the usual extra VOTable ones)
 SHORT_FORMS: dict[str, Format] = {
@@ -77,6 +83,8 @@ SHORT_FORMS: dict[str, Format] = {
     "tsv": TSV,
     "json": JSON,
     "parquet": PARQUET,
+    "fits": FITS,
+    "ecsv": ECSV,
 }
 
 #: media types accepted in RESPONSEFORMAT, and their format
@@ -88,6 +96,11 @@ MEDIA_TYPES: dict[str, Format] = {
     "application/json": JSON,
     "application/vnd.apache.parquet": PARQUET,
     "application/x-parquet": PARQUET,
+    "application/fits": FITS,
+    "image/fits": FITS,
+    "application/x-fits-bintable": FITS,
+    "text/x-ecsv": ECSV,
+    "text/ecsv": ECSV,
 }
 
 #: ``serialization=`` of a VOTable media type. BINARY is answered with BINARY2 (the
@@ -95,10 +108,10 @@ MEDIA_TYPES: dict[str, Format] = {
 SERIALIZATIONS = {"binary2": VOTABLE, "binary": VOTABLE, "tabledata": VOTABLE_TD}
 
 ACCEPTED = (
-    "votable, votable/td, csv, tsv, json, parquet, "
+    "votable, votable/td, csv, tsv, json, parquet, fits, ecsv, "
     "application/x-votable+xml[;serialization=BINARY2|TABLEDATA], text/xml, "
     "text/csv[;header=present], text/tab-separated-values, application/json, "
-    "application/vnd.apache.parquet, application/x-parquet"
+    "application/vnd.apache.parquet, application/x-parquet, application/fits, text/x-ecsv"
 )
 
 
@@ -143,7 +156,7 @@ def parse_format(value: str | None) -> Format:
 def _harmless(fmt: Format, key: str, setting: str) -> bool:
     """A media type parameter that asks for what the format does anyway."""
     if key == "charset":
-        return setting in ("utf-8", "utf8") and fmt is not PARQUET
+        return setting in ("utf-8", "utf8") and fmt not in (PARQUET, FITS)
     return fmt is CSV and key == "header" and setting == "present"
 
 
@@ -172,6 +185,10 @@ def render(
         return _json(columns, truncated)
     if fmt.name == PARQUET.name:
         return _parquet(table, columns, truncated, info)
+    if fmt.name == FITS.name:
+        return fits_bytes(table, truncated=truncated)
+    if fmt.name == ECSV.name:
+        return ecsv_bytes(table, truncated=truncated, info=info)
     raise ValueError(f"unknown format {fmt.name!r}")
 
 
@@ -279,6 +296,7 @@ def _parquet(
     metadata = dict(table.schema.metadata or {})
     metadata[VOPARQUET_VERSION_KEY] = b"1.0"
     metadata[VOPARQUET_CONTENT_KEY] = votable_document(columns, None, truncated, info)
+    metadata.update(astropy_parquet_metadata(table))  # units for astropy's Table.read
     sink = pa.BufferOutputStream()
     pq.write_table(table.replace_schema_metadata(metadata), sink)
     return bytes(sink.getvalue().to_pybytes())

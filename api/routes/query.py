@@ -45,6 +45,7 @@ from qserv_py.exec.tracking import (
     query_user,
 )
 from qserv_py.sky.healpix import order_ipix
+from qserv_py.tables import astropy_parquet_metadata
 
 router = APIRouter(prefix="/api/v1", tags=["REST"])
 
@@ -215,8 +216,12 @@ def arrow_stream(table: pa.Table) -> bytes:
 
 
 def parquet_file(table: pa.Table) -> bytes:
+    """Parquet: the Arrow schema goes along (field metadata included), and the header
+    astropy's ``Table.read`` takes units, descriptions and UCDs from."""
+    metadata = dict(table.schema.metadata or {})
+    metadata.update(astropy_parquet_metadata(table))
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)  # the Arrow schema, field metadata included, goes along
+    pq.write_table(table.replace_schema_metadata(metadata), sink)
     return bytes(sink.getvalue())
 
 

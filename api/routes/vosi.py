@@ -165,6 +165,8 @@ OUTPUT_FORMATS: tuple[tuple[formats.Format, str | None], ...] = (
     (formats.TSV, None),
     (formats.JSON, None),
     (formats.PARQUET, None),
+    (formats.FITS, None),
+    (formats.ECSV, None),
 )
 UPLOAD_METHODS = (f"{TAPREGEXT}#upload-inline", f"{TAPREGEXT}#upload-http")
 

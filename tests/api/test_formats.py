@@ -140,8 +140,8 @@ def test_parse_format_accepts(value: str | None, expected: Format, media_type: s
 @pytest.mark.parametrize(
     ("value", "said"),
     [
-        ("fits", "'fits' is not supported"),
-        ("application/fits", "is not supported"),
+        ("hdf5", "'hdf5' is not supported"),
+        ("image/png", "is not supported"),
         ("text/html", "is not supported"),
         ("votable/td;serialization=binary2", "is not supported"),
         ("application/x-votable+xml;serialization=FITS", "'serialization=fits'"),
@@ -446,5 +446,7 @@ def test_every_format_renders_all_rows_of_several_chunks(monkeypatch: pytest.Mon
 
 
 def test_every_format_has_its_own_extension() -> None:
-    assert {f.extension for f in formats.FORMATS} == {"xml", "csv", "tsv", "json", "parquet"}
+    assert {f.extension for f in formats.FORMATS} == {
+        "xml", "csv", "tsv", "json", "parquet", "fits", "ecsv",
+    }  # fmt: skip
     assert re.fullmatch(r"[a-z/+.-]+(;[a-z]+=[A-Z0-9a-z]+)?", VOTABLE.media_type)

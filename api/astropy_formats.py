@@ -1,0 +1,106 @@
+"""Result formats that astropy writes: FITS binary tables and ECSV.
+
+Both start from :func:`qserv_py.tables.to_astropy` (units, descriptions, UCDs, NULLs
+masked), then adapt what the format cannot hold:
+
+- **FITS** (``application/fits``): a primary HDU and one BINTABLE. Units are ``TUNITn``
+  (as written, also when not FITS-standard); descriptions ``TCOMMn`` and UCDs ``TUCDn``
+  (the keywords STILTS/TOPCAT read and write). NULL integers get a ``TNULLn``, NULL
+  floats are NaN, NULL strings empty. Timestamps and dates are ISO 8601 strings (as in
+  the VOTable), strings that are not ASCII their UTF-8 bytes (FITS text is ASCII).
+  ``OVERFLOW = T`` in the table header when the result was truncated (MAXREC).
+- **ECSV** 1.0 (``text/x-ecsv``): the YAML header keeps units, descriptions and UCDs
+  (``meta: {ucd: ...}``) and the column types; NULL is an empty field. The table's meta
+  has ``QUERY_STATUS`` (``OK`` or ``OVERFLOW``).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qserv_py.tables import to_astropy
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+#: FITS header values are ASCII: other characters of a description or UCD become '?'
+_ASCII = "ascii"
+
+
+def _plain_table(table: pa.Table) -> Table:
+    """The astropy table of a result, with timestamps and dates as ISO 8601 strings."""
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+        elif pa.types.is_date(field.type):
+            column = column.cast(pa.string())
+        columns.append(column)
+    fields = [
+        pa.field(f.name, c.type, metadata=f.metadata)
+        for f, c in zip(table.schema, columns, strict=True)
+    ]
+    return to_astropy(pa.Table.from_arrays(columns, schema=pa.schema(fields)))
+
+
+def fits_bytes(table: pa.Table, *, truncated: bool) -> bytes:
+    """The result as a FITS file: an empty primary HDU, then the BINTABLE."""
+    from astropy.io import fits
+    from astropy.table import Column, MaskedColumn
+
+    result = _plain_table(table)
+    for name in result.colnames:
+        column = result[name]
+        if column.dtype.kind == "U" and not all(str(v).isascii() for v in np.asarray(column)):
+            kind = MaskedColumn if hasattr(column, "mask") else Column
+            extra = {"mask": column.mask} if hasattr(column, "mask") else {}
+            encoded = np.char.encode(np.asarray(column), "utf-8")
+            result.replace_column(
+                name,
+                kind(
+                    encoded,
+                    name=name,
+                    unit=column.unit,
+                    description=column.description,
+                    meta=column.meta,
+                    **extra,
+                ),
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-standard units are written as they are
+        hdu = fits.table_to_hdu(result)
+        for i, name in enumerate(result.colnames, 1):
+            column = result[name]
+            if column.description:
+                hdu.header[f"TCOMM{i}"] = _ascii(column.description)
+            if column.meta.get("ucd"):
+                hdu.header[f"TUCD{i}"] = _ascii(column.meta["ucd"])
+        hdu.header["OVERFLOW"] = (truncated, "result truncated at MAXREC or the limit")
+        out = io.BytesIO()
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
+    return out.getvalue()
+
+
+def ecsv_bytes(table: pa.Table, *, truncated: bool, info: Sequence[tuple[str, str]]) -> bytes:
+    """The result as ECSV (UTF-8)."""
+    result = _plain_table(table)
+    result.meta.clear()
+    result.meta["QUERY_STATUS"] = "OVERFLOW" if truncated else "OK"
+    for key, value in info:
+        result.meta[key] = value
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result.write(out, format="ascii.ecsv")
+    return out.getvalue().encode()
+
+
+def _ascii(text: str) -> str:
+    return text.encode(_ASCII, "replace").decode(_ASCII).replace("\n", " ")
