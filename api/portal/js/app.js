@@ -404,7 +404,7 @@ async function refreshQueries() {
   const list = $("#queries");
   const found = await api.queries();
   list.replaceChildren();
-  row(list.createTHead(), ["id", "status", "owner", "progress", "elapsed", "rows", "query", ""]);
+  row(list.createTHead(), ["id", "status", "owner", "progress", "elapsed", "rows", "", "query"]);
   for (const q of found) {
     const progress = document.createElement("progress");
     progress.max = Math.max(q.chunks_total, 1);
@@ -413,8 +413,9 @@ async function refreshQueries() {
     label.append(progress, ` ${q.chunks_done}/${q.chunks_total}`);
     const active = q.status === "running" || q.status === "queued";
     const tr = row(list, [String(q.id), q.status, q.owner, label, `${q.elapsed.toFixed(1)} s`,
-      q.rows ?? "", q.text.length > 120 ? `${q.text.slice(0, 120)}…` : q.text,
-      active ? button("Kill", () => api.killQuery(q.id)) : ""]);
+      q.rows ?? "", active ? button("Kill", () => api.killQuery(q.id)) : "",
+      q.text.length > 120 ? `${q.text.slice(0, 120)}…` : q.text]);
+    tr.lastChild.className = "query-text";
     tr.dataset.query = q.id;
     tr.dataset.status = q.status;
     if (q.error) tr.title = q.error;
