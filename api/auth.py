@@ -198,6 +198,13 @@ class Access:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
         self.running = Running()
+        if not access_log.handlers and not logging.getLogger().handlers:
+            # nothing configured logging (uvicorn sets up its own loggers only): the access
+            # log goes to stderr, one JSON document a line
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            access_log.addHandler(handler)
+            access_log.setLevel(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
