@@ -37,6 +37,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "run_as": getattr(args, "run_as", None),
         "workers": getattr(args, "workers", None),
         "port": getattr(args, "port", None),
+        "backend": "citus" if getattr(args, "citus", False) else None,
     }
     settings = load_settings(flags)
     file = cluster_file_path(settings.cluster)
@@ -60,7 +61,14 @@ def cmd_cluster_init(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.cluster.local import LocalCluster
 
     spec = LocalCluster(settings.cluster).init(settings)
-    print(f"cluster {spec.name} ready in {settings.cluster}: czar + {len(spec.workers)} workers")
+    if spec.backend == "citus":
+        print(
+            f"Citus cluster {spec.name} ready in {settings.cluster}: coordinator (with the "
+            f"czar metadata) + {len(spec.citus_workers)} worker nodes"
+        )
+    else:
+        workers = len(spec.workers)
+        print(f"cluster {spec.name} ready in {settings.cluster}: czar + {workers} workers")
     return cmd_cluster_status(args, settings)
 
 
@@ -163,7 +171,9 @@ def cmd_catalog_create(args: argparse.Namespace, settings: Settings) -> int:
 
     path = _schema_file(args.schema)
     catalog = load_catalog(path)
-    create_catalog(_spec(settings), catalog, path.read_text())
+    create_catalog(
+        _spec(settings), catalog, path.read_text(), citus_shard_count=settings.citus_shard_count
+    )
     print(f"created catalog {catalog.name} ({len(catalog.tables)} tables) on every worker")
     return 0
 
@@ -692,6 +702,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--pg-bindir", type=Path, help="PostgreSQL server binaries")
             p.add_argument("--port", type=int, help="first port (default: free ports)")
             p.add_argument("--run-as", help="OS user for the servers when run as root")
+            p.add_argument(
+                "--citus",
+                action="store_true",
+                help="a Citus cluster: coordinator + worker nodes (needs Citus: docs/citus.md)",
+            )
 
     p = sub.add_parser("init", help="set up (or upgrade) the cluster's metadata; safe to rerun")
     p.set_defaults(handler=cmd_init)

@@ -52,6 +52,20 @@ class Settings(BaseSettings):
         "(default: 'postgres' if it exists, else a system user 'qserv' is created).",
     )
     workers: int = Field(default=2, ge=1, le=64, description="Workers of a new local cluster.")
+    backend: str = Field(
+        default="native",
+        pattern=r"^(native|citus)$",
+        description="Workers of a new local cluster: native (plain PostgreSQL instances) or "
+        "citus (a Citus coordinator and worker nodes; `cluster init --citus`, needs Citus in "
+        "the PostgreSQL binaries: docs/citus.md).",
+    )
+    citus_shard_count: int = Field(
+        default=32,
+        ge=1,
+        le=64000,
+        description="On Citus: shards of each distributed table of a new catalog (each holds "
+        "whole chunks; see docs/citus.md).",
+    )
     port: int | None = Field(
         default=None,
         ge=1024,

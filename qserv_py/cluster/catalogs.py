@@ -65,8 +65,14 @@ def get_catalog(czar: psycopg.Connection, name: str) -> Catalog:
     return parse_catalog(row[0], f"catalog {row[1]}")
 
 
-def create_catalog(spec: ClusterSpec, catalog: Catalog, schema_text: str) -> None:
-    """Create ``catalog`` on every worker and register it on the czar."""
+def create_catalog(
+    spec: ClusterSpec, catalog: Catalog, schema_text: str, *, citus_shard_count: int = 32
+) -> None:
+    """Create ``catalog`` on every worker and register it on the czar.
+
+    On Citus its partitioned tables are distributed tables of ``citus_shard_count`` shards
+    and its replicated tables reference tables (:func:`qserv_py.cluster.citus.distribute_ddl`).
+    """
     for table in catalog.tables_of_kind(TableKind.DIRECTOR):
         assert table.key_column is not None
         if table.column(table.key_column).datatype not in ("byte", "short", "int", "long"):
@@ -83,7 +89,13 @@ def create_catalog(spec: ClusterSpec, catalog: Catalog, schema_text: str) -> Non
                 f"catalog {catalog.name} exists already; drop it first "
                 f"(`qserv-py catalog drop {catalog.name}`) or choose another name"
             )
-    statements = create_catalog_ddl(catalog, spec.reader_user)
+    if spec.backend == "citus":
+        from qserv_py.cluster.citus import distribute_ddl
+
+        statements = create_catalog_ddl(catalog, spec.reader_user, list_partitions=False)
+        statements += distribute_ddl(catalog, citus_shard_count)
+    else:
+        statements = create_catalog_ddl(catalog, spec.reader_user)
 
     def on_worker(conn: psycopg.Connection) -> None:
         for statement in statements:

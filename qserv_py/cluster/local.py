@@ -11,6 +11,10 @@ Servers listen on 127.0.0.1 only, on ports recorded in ``local.toml``, with pass
 authentication. Each instance is started and stopped by its data directory, never by
 process name. A :class:`Network` given to :meth:`LocalCluster.init` places instances on
 other addresses, each in its own network namespace (a multi-host test topology).
+
+With ``backend = "citus"`` (``cluster init --citus``) the instances are a Citus
+coordinator (which also holds the czar metadata) and N Citus worker nodes; see
+:mod:`qserv_py.cluster.citus`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import tomli_w
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from qserv_py.cluster import binaries, recovery
+from qserv_py.cluster import binaries, citus, recovery
 from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.osuser import (
     OsUser,
@@ -40,7 +44,13 @@ from qserv_py.cluster.osuser import (
     server_user,
     unreachable_ancestor,
 )
-from qserv_py.cluster.spec import ClusterSpec, Instance, read_cluster_file, write_cluster_file
+from qserv_py.cluster.spec import (
+    COORDINATOR,
+    ClusterSpec,
+    Instance,
+    read_cluster_file,
+    write_cluster_file,
+)
 from qserv_py.config import Settings
 from qserv_py.errors import (
     ClusterDirInUse,
@@ -69,7 +79,7 @@ class Network:
 @dataclass(frozen=True)
 class LocalInstance:
     name: str
-    role: str  # "czar" or "worker"
+    role: str  # "czar" or "worker"; on Citus "coordinator" or "worker"
     port: int
     host: str = "127.0.0.1"  # the address it listens on, and its DSNs name
     netns: str | None = None  # the network namespace it runs in
@@ -150,6 +160,11 @@ class LocalCluster:
     def spec(self) -> ClusterSpec:
         return read_cluster_file(self.root)
 
+    @property
+    def backend(self) -> str:
+        """"native" or "citus"."""
+        return str(self._state().get("backend", "native"))
+
     # --- lifecycle ----------------------------------------------------------------------
 
     def init(self, settings: Settings, *, network: Network | None = None) -> ClusterSpec:
@@ -173,6 +188,8 @@ class LocalCluster:
                 "directory"
             )
         bindir = binaries.find_bindir(settings.pg_bindir)
+        if settings.backend == "citus":
+            citus.require_citus(bindir)
         user = server_user(settings.run_as)
         created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -195,11 +212,13 @@ class LocalCluster:
     ) -> None:
         bindir = self._reachable_bindir(bindir, user)
         ports = _pick_ports(settings.workers + 1, settings.port)
-        names = ["czar"] + [f"worker{i}" for i in range(1, settings.workers + 1)]
+        on_citus = settings.backend == "citus"
+        head = COORDINATOR if on_citus else "czar"
+        names = [head] + [f"worker{i}" for i in range(1, settings.workers + 1)]
         hosts = network.hosts if network else {}
         instances = [
             LocalInstance(
-                name, "czar" if name == "czar" else "worker", port,
+                name, head if name == head else "worker", port,
                 *hosts.get(name, ("127.0.0.1", None)),
             )
             for name, port in zip(names, ports, strict=True)
@@ -207,6 +226,7 @@ class LocalCluster:
         self._write_state(
             {
                 **({"allow": network.allow} if network else {}),
+                **({"backend": "citus"} if on_citus else {}),
                 "state": "initialising",
                 "bindir": str(bindir),
                 "version": binaries.server_version(bindir),
@@ -227,21 +247,35 @@ class LocalCluster:
         finally:
             pwfile.unlink()
         self._start_all()
+        head_dsn = _instance_dsn(instances[0], password)
+        nodes = tuple(_instance_dsn(i, password) for i in instances[1:])
         spec = ClusterSpec(
             name=self.root.name,
-            czar=_instance_dsn(instances[0], password),
-            workers=tuple(_instance_dsn(i, password) for i in instances[1:]),
+            czar=Instance("czar", head_dsn.dsn) if on_citus else head_dsn,
+            workers=(head_dsn,) if on_citus else nodes,
             reader_user=settings.reader_role,
             reader_password=secrets.token_urlsafe(24),
             path=self.root / "cluster.toml",
+            backend=settings.backend,
+            citus_workers=nodes if on_citus else (),
         )
         on_each(instances, lambda inst: _create_database(inst, password))
+        if on_citus:
+            citus.join_nodes(
+                head_dsn,
+                (instances[0].host, instances[0].port),
+                [(dsn, (i.host, i.port)) for dsn, i in zip(nodes, instances[1:], strict=True)],
+                user=SUPERUSER,
+                password=password,
+            )
         write_cluster_file(spec, self.root / "cluster.toml")
         give_to(user, self.root)
 
         from qserv_py.cluster.metadata import initialize_cluster
 
         initialize_cluster(spec, settings)
+        if on_citus and spec.reader_password is not None:
+            citus.allow_role((head_dsn, *nodes), spec.reader_user, spec.reader_password)
         state = self._state()
         state["state"] = "ready"
         self._write_state(state)
@@ -278,7 +312,7 @@ class LocalCluster:
         )  # fmt: skip
         if result.returncode != 0:
             raise ClusterError(f"initdb of {inst.name} failed: {result.stderr.strip()}")
-        conf = _server_conf(inst, settings)
+        conf = _server_conf(inst, settings, on_citus=self.backend == "citus")
         (data / "qserv.conf").write_text(conf)
         with (data / "postgresql.conf").open("a") as out:
             out.write("\ninclude = 'qserv.conf'\n")
@@ -373,7 +407,7 @@ class LocalCluster:
         pid = self.pid(inst)
         version = state.get("version", "?")
         if pid is not None and spec is not None:
-            target = spec.czar if inst.role == "czar" else spec.worker(inst.name)
+            target = _target(spec, inst)
             try:
                 with connect(target, autocommit=True, timeout=3) as conn:
                     row = conn.execute("SHOW server_version").fetchone()
@@ -408,6 +442,11 @@ class LocalCluster:
         registers (:func:`qserv_py.ops.workers.add_local_worker`). On failure nothing is
         left behind."""
         state = self._ready_state()
+        if self.backend == "citus":
+            raise ClusterError(
+                "adding a worker node to a local Citus cluster is not built yet (issue 15); "
+                "add a node with Citus's own citus_add_node on the coordinator"
+            )
         taken = {i.name for i in self.instances()} | {w.name for w in self.spec().workers}
         n = 1
         while f"worker{n}" in taken or (self.root / f"worker{n}").exists():
@@ -447,6 +486,16 @@ class LocalCluster:
                     self.logfile(inst).unlink(missing_ok=True)
 
 
+def _target(spec: ClusterSpec, inst: LocalInstance) -> Instance:
+    """The database of ``spec`` that local instance ``inst`` serves."""
+    if inst.role in ("czar", COORDINATOR):
+        return spec.czar
+    for node in spec.citus_workers:
+        if node.name == inst.name:
+            return node
+    return spec.worker(inst.name)
+
+
 def _instance_dsn(inst: LocalInstance, password: str, dbname: str | None = None) -> Instance:
     return Instance(
         inst.name,
@@ -462,7 +511,7 @@ def _create_database(inst: LocalInstance, password: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(inst.dbname)))
 
 
-def _server_conf(inst: LocalInstance, settings: Settings) -> str:
+def _server_conf(inst: LocalInstance, settings: Settings, *, on_citus: bool = False) -> str:
     values: dict[str, str | int] = {
         "listen_addresses": inst.host,
         "port": inst.port,
@@ -485,6 +534,8 @@ def _server_conf(inst: LocalInstance, settings: Settings) -> str:
         "log_line_prefix": "%m [%p] %q%u@%d ",
         "log_timezone": "UTC",
     }
+    if on_citus:
+        values.update(citus.SERVER_SETTINGS)
     lines = [f"# qserv_py settings for {inst.name} ({inst.role})"]
     for key, value in values.items():
         lines.append(f"{key} = {value}" if isinstance(value, int) else f"{key} = '{value}'")

@@ -16,6 +16,15 @@ the same on both::
     password = "another-secret"
     [settings]                    # any setting of qserv_py.config.Settings (optional)
     statement_timeout_s = 600
+
+A Citus cluster names its coordinator instead (see ``docs/citus.md``): the czar metadata
+lives in the coordinator's database, and qserv_py sends its worker SQL to the coordinator,
+which Citus routes to the shards; ``[[workers]]`` then optionally names the Citus worker
+nodes (for reading shards directly)::
+
+    backend = "citus"
+    [coordinator]
+    dsn = "postgresql://qserv:secret@coord.example.org:5432/qserv"
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from qserv_py.errors import ClusterFileError
 
 CLUSTER_FILE = "cluster.toml"
+BACKENDS = ("native", "citus")
+#: the name under which a Citus coordinator is qserv_py's one worker
+COORDINATOR = "coordinator"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
 
@@ -74,10 +86,22 @@ class ClusterSpec:
     reader_password: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: "native" (PostgreSQL workers) or "citus" (czar and sole worker: the coordinator)
+    backend: str = "native"
+    #: the Citus worker nodes (backend "citus" only; optional in a cluster file)
+    citus_workers: tuple[Instance, ...] = ()
 
     @property
     def instances(self) -> tuple[Instance, ...]:
+        # on Citus: the coordinator's database twice, as the czar and as the one worker
         return (self.czar, *self.workers)
+
+    @property
+    def coordinator(self) -> Instance:
+        """The Citus coordinator (backend "citus" only)."""
+        if self.backend != "citus":
+            raise ValueError(f"cluster {self.name} is not a Citus cluster")
+        return self.czar
 
     def worker(self, name: str) -> Instance:
         for worker in self.workers:
@@ -86,12 +110,16 @@ class ClusterSpec:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "czar": {"dsn": self.czar.dsn},
-            "workers": [{"name": w.name, "dsn": w.dsn} for w in self.workers],
-            "reader": {"user": self.reader_user},
-        }
+        data: dict[str, Any] = {"name": self.name}
+        if self.backend == "citus":
+            data["backend"] = "citus"
+            data["coordinator"] = {"dsn": self.czar.dsn}
+            if self.citus_workers:
+                data["workers"] = [{"name": w.name, "dsn": w.dsn} for w in self.citus_workers]
+        else:
+            data["czar"] = {"dsn": self.czar.dsn}
+            data["workers"] = [{"name": w.name, "dsn": w.dsn} for w in self.workers]
+        data["reader"] = {"user": self.reader_user}
         if self.reader_password is not None:
             data["reader"]["password"] = self.reader_password
         if self.settings:
@@ -127,23 +155,44 @@ def read_cluster_file(path: Path) -> ClusterSpec:
 def parse_cluster(data: Any, file: Path) -> ClusterSpec:
     if not isinstance(data, dict):
         raise ClusterFileError(file, "must be a mapping with `czar` and `workers`")
-    unknown = set(data) - {"name", "czar", "workers", "reader", "settings"}
+    known = ("name", "backend", "czar", "coordinator", "workers", "reader", "settings")
+    unknown = set(data) - set(known)
     if unknown:
+        raise ClusterFileError(file, f"unknown keys {sorted(unknown)}; known: {', '.join(known)}")
+    backend = data.get("backend", "native")
+    if backend not in BACKENDS:
         raise ClusterFileError(
-            file, f"unknown keys {sorted(unknown)}; known: name, czar, workers, reader, settings"
+            file, f"backend {backend!r} is not known; say `backend = \"native\"` or \"citus\""
         )
-    czar = data.get("czar")
-    if not isinstance(czar, dict) or not isinstance(czar.get("dsn"), str):
-        raise ClusterFileError(file, 'needs `[czar]` with `dsn = "postgresql://..."`')
-    workers = data.get("workers")
-    if not isinstance(workers, list) or not workers:
+    if backend == "citus":
+        if "czar" in data:
+            raise ClusterFileError(
+                file, "a Citus cluster keeps the czar metadata on its coordinator: name only "
+                '`[coordinator]` with `dsn = "postgresql://..."`, not `[czar]`'
+            )  # fmt: skip
+        czar = data.get("coordinator")
+        if not isinstance(czar, dict) or not isinstance(czar.get("dsn"), str):
+            raise ClusterFileError(
+                file, 'backend "citus" needs `[coordinator]` with `dsn = "postgresql://..."`'
+            )
+    else:
+        if "coordinator" in data:
+            raise ClusterFileError(
+                file, '`[coordinator]` belongs to a Citus cluster: add `backend = "citus"`, '
+                "or name the czar with `[czar]`"
+            )  # fmt: skip
+        czar = data.get("czar")
+        if not isinstance(czar, dict) or not isinstance(czar.get("dsn"), str):
+            raise ClusterFileError(file, 'needs `[czar]` with `dsn = "postgresql://..."`')
+    workers = data.get("workers", [] if backend == "citus" else None)
+    if not isinstance(workers, list) or (not workers and backend == "native"):
         raise ClusterFileError(file, "needs at least one `[[workers]]` with `name` and `dsn`")
     instances: list[Instance] = []
     for i, entry in enumerate(workers, 1):
         if not isinstance(entry, dict) or not isinstance(entry.get("dsn"), str):
             raise ClusterFileError(file, f"worker #{i} needs a `dsn`")
         name = str(entry.get("name", f"worker{i}"))
-        if not _NAME.match(name) or name == "czar":
+        if not _NAME.match(name) or name in ("czar", COORDINATOR):
             raise ClusterFileError(file, f"worker #{i}: bad name {name!r} (letters, digits, _ -)")
         instances.append(Instance(name, _checked_dsn(entry["dsn"], file, name)))
     names = [w.name for w in instances]
@@ -155,10 +204,14 @@ def parse_cluster(data: Any, file: Path) -> ClusterSpec:
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise ClusterFileError(file, "`settings` must be a mapping")
+    czar_instance = Instance("czar", _checked_dsn(czar["dsn"], file, "czar"))
+    citus = backend == "citus"
     return ClusterSpec(
         name=str(data.get("name", file.stem)),
-        czar=Instance("czar", _checked_dsn(czar["dsn"], file, "czar")),
-        workers=tuple(instances),
+        czar=czar_instance,
+        workers=(Instance(COORDINATOR, czar_instance.dsn),) if citus else tuple(instances),
+        backend=backend,
+        citus_workers=tuple(instances) if citus else (),
         reader_user=str(reader.get("user", "qserv_reader")),
         reader_password=reader.get("password"),
         settings=settings,

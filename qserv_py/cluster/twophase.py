@@ -49,7 +49,14 @@ def commit_two_phase(
     ``qserv_meta.workers``), so no worker can miss a catalog or a load.
 
     Returns the gid. Raises what the work raised (after rolling everything back).
+
+    On Citus (czar and sole worker: the coordinator's database) the work is one ordinary
+    transaction there instead (:func:`qserv_py.cluster.citus.commit_on_coordinator`).
     """
+    if spec.backend == "citus":
+        from qserv_py.cluster.citus import commit_on_coordinator
+
+        return commit_on_coordinator(spec, worker_work, czar_work, label=label)
     gid = f"{GID_PREFIX}{label}:{uuid.uuid4().hex}"
     czar = connect(spec.czar)
     conns: dict[str, psycopg.Connection] = {}

@@ -30,8 +30,14 @@ from qserv_py.schema.model import (
 PG_MAX_IDENTIFIER_BYTES = 63
 
 
-def create_catalog_ddl(catalog: Catalog, reader_role: str) -> list[str]:
-    """Statements creating ``catalog``'s schema and tables, readable by ``reader_role``."""
+def create_catalog_ddl(
+    catalog: Catalog, reader_role: str, *, list_partitions: bool = True
+) -> list[str]:
+    """Statements creating ``catalog``'s schema and tables, readable by ``reader_role``.
+
+    ``list_partitions=False`` makes the partitioned tables plain tables (on Citus they
+    become distributed tables: :func:`qserv_py.cluster.citus.distribute_ddl`).
+    """
     if identifier_problem(reader_role) is not None:
         raise ConfigError(
             f"reader role {reader_role!r}: {identifier_problem(reader_role)}; "
@@ -43,10 +49,12 @@ def create_catalog_ddl(catalog: Catalog, reader_role: str) -> list[str]:
     statements = [f"CREATE SCHEMA {schema}"]
     for table in catalog.tables:
         if table.partitioned:
-            statements += _partitioned_table(schema, table, table.sql_name, names)
+            statements += _partitioned_table(
+                schema, table, table.sql_name, names, list_partitions
+            )
             if table.kind is TableKind.DIRECTOR:
                 overlap = overlap_table_name(table)
-                statements += _partitioned_table(schema, table, overlap, names)
+                statements += _partitioned_table(schema, table, overlap, names, list_partitions)
         else:
             statements.append(_replicated_table(schema, table))
     statements += [
@@ -117,7 +125,9 @@ class _IndexNames:
         return name
 
 
-def _partitioned_table(schema: str, table: Table, name: str, index: _IndexNames) -> list[str]:
+def _partitioned_table(
+    schema: str, table: Table, name: str, index: _IndexNames, list_partitions: bool = True
+) -> list[str]:
     """The parent table ``name`` (``table`` or its overlap table) and its indexes."""
     columns = [_column(c) for c in table.columns]
     columns += [f"{SPATIAL_INDEX} bigint NOT NULL", f"{CHUNK_ID} bigint NOT NULL"]
@@ -125,7 +135,7 @@ def _partitioned_table(schema: str, table: Table, name: str, index: _IndexNames)
     indexed = [SPATIAL_INDEX] + ([_ident(key)] if key else [])
     return [
         f"CREATE TABLE {schema}.{name} (\n    " + ",\n    ".join(columns) + "\n)"
-        f" PARTITION BY LIST ({CHUNK_ID})",
+        + (f" PARTITION BY LIST ({CHUNK_ID})" if list_partitions else ""),
         *(f"CREATE INDEX {index(name, col)} ON {schema}.{name} ({col})" for col in indexed),
     ]
 

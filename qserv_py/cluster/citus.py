@@ -1,0 +1,250 @@
+"""Citus as qserv_py's worker cluster: finding Citus in a PostgreSQL installation, joining a
+local cluster's nodes into one Citus cluster, a catalog's tables as distributed tables, and
+the one-transaction commit that replaces qserv_py's own two-phase commit on Citus.
+
+On Citus the czar metadata lives in the coordinator's database and the coordinator is
+qserv_py's one worker (``ClusterSpec.backend == "citus"``): qserv_py sends its worker SQL
+to the coordinator, which Citus routes to the shards. One transaction on the coordinator
+then covers both a change to the distributed tables (Citus commits its nodes' shares with
+its own two-phase commit) and the czar metadata, which qserv_py's two-phase commit could
+not: Citus refuses ``PREPARE TRANSACTION`` on a transaction that spans its nodes.
+
+Citus itself is not part of qserv_py: it is installed from Citus's own packages or images
+(``docs/citus.md``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from qserv_py.cluster.db import connect
+from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.errors import ClusterError
+from qserv_py.schema.model import CHUNK_ID, Catalog, TableKind
+
+LIBRARY = "citus.so"
+CONTROL = "citus.control"
+HOW_TO_GET = (
+    "install Citus for this PostgreSQL from Citus's own packages (or run its Docker "
+    "images) as docs/citus.md says, or name binaries that have it with --pg-bindir"
+)
+
+#: server settings every node of a local Citus cluster gets (over the native ones):
+#: Citus must be preloaded; shard moves (rebalance, drain) use logical replication
+SERVER_SETTINGS: dict[str, str | int] = {
+    "shared_preload_libraries": "citus",
+    "wal_level": "logical",
+    "max_wal_senders": 10,
+    "max_replication_slots": 10,
+}
+
+Work = Callable[[psycopg.Connection], None]
+
+
+# --- finding Citus -------------------------------------------------------------------------
+
+
+def _pg_config(bindir: Path, option: str) -> Path | None:
+    exe = bindir / "pg_config"
+    if not exe.is_file():
+        return None
+    out = subprocess.run([str(exe), f"--{option}"], capture_output=True, text=True)
+    value = out.stdout.strip()
+    return Path(value) if out.returncode == 0 and value else None
+
+
+def library_dirs(bindir: Path) -> list[Path]:
+    """Where the server of ``bindir`` loads extension libraries from (pkglibdir)."""
+    found = [d for d in [_pg_config(bindir, "pkglibdir")] if d is not None]
+    found += [bindir.parent / "lib", bindir.parent / "lib" / "postgresql"]
+    return list(dict.fromkeys(found))
+
+
+def extension_dirs(bindir: Path) -> list[Path]:
+    """Where the server of ``bindir`` finds extension control files."""
+    share = _pg_config(bindir, "sharedir")
+    found = [share / "extension"] if share is not None else []
+    found += [
+        bindir.parent / "share" / "extension",
+        bindir.parent / "share" / "postgresql" / "extension",
+    ]
+    return list(dict.fromkeys(found))
+
+
+def citus_problem(bindir: Path) -> str | None:
+    """Why the PostgreSQL of ``bindir`` cannot run Citus, or None if it can."""
+    libs = library_dirs(bindir)
+    if not any((d / LIBRARY).is_file() for d in libs):
+        return f"no {LIBRARY} in {', '.join(map(str, libs))}"
+    exts = extension_dirs(bindir)
+    if not any((d / CONTROL).is_file() for d in exts):
+        return f"no {CONTROL} in {', '.join(map(str, exts))}"
+    return None
+
+
+def require_citus(bindir: Path) -> None:
+    """Refuse binaries without Citus, saying where it is missing and how to get it."""
+    problem = citus_problem(bindir)
+    if problem is not None:
+        raise ClusterError(
+            f"the PostgreSQL binaries in {bindir} have no Citus ({problem}); {HOW_TO_GET}"
+        )
+
+
+# --- a local cluster's nodes ---------------------------------------------------------------
+
+
+def join_nodes(
+    coordinator: Instance,
+    coordinator_address: tuple[str, int],
+    workers: Sequence[tuple[Instance, tuple[str, int]]],
+    *,
+    user: str,
+    password: str,
+) -> None:
+    """Create the citus extension on every node and register the workers (and the
+    coordinator's own address) on the coordinator with ``citus_add_node``.
+
+    Nodes reach each other with ``user``'s password, recorded in ``pg_dist_authinfo`` of
+    every node (node 0: any node)."""
+    for node in (coordinator, *(w for w, _ in workers)):
+        with connect(node, autocommit=True) as conn:
+            _create_extension(conn, node)
+            conn.execute(
+                "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo)"
+                " VALUES (0, %s, %s) ON CONFLICT DO NOTHING",
+                (user, f"password={password}"),
+            )
+    with connect(coordinator, autocommit=True) as conn:
+        conn.execute("SELECT citus_set_coordinator_host(%s, %s)", coordinator_address)
+        for _, (host, port) in workers:
+            conn.execute("SELECT citus_add_node(%s, %s)", (host, port))
+
+
+def allow_role(nodes: Sequence[Instance], role: str, password: str) -> None:
+    """Let the coordinator and the nodes reach each other as ``role`` (the read-only
+    role's queries fan out as that role) with its password, in ``pg_dist_authinfo``."""
+    for node in nodes:
+        with connect(node, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)"
+                " ON CONFLICT (rolename, nodeid) DO UPDATE SET authinfo = excluded.authinfo",
+                (role, f"password={password}"),
+            )
+
+
+def _create_extension(conn: psycopg.Connection, node: Instance) -> None:
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+    except psycopg.Error as exc:
+        raise ClusterError(
+            f"{node.name} ({node.public_dsn}) cannot create the citus extension: "
+            f"{exc.diag.message_primary or exc}; the server needs Citus installed and "
+            f"shared_preload_libraries = 'citus'; {HOW_TO_GET}"
+        ) from exc
+
+
+def active_workers(coordinator: Instance) -> list[tuple[str, int]]:
+    """(host, port) of the worker nodes the coordinator routes to."""
+    with connect(coordinator, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT node_name, node_port FROM citus_get_active_worker_nodes()"
+            " ORDER BY node_name, node_port"
+        ).fetchall()
+    return [(str(host), int(port)) for host, port in rows]
+
+
+# --- catalogs ------------------------------------------------------------------------------
+
+
+def distribute_ddl(catalog: Catalog, shard_count: int) -> list[str]:
+    """Statements making the (plain, just created) tables of ``catalog`` Citus tables.
+
+    Partitioned tables (directors, their overlap tables, children) become tables
+    hash-distributed on ``chunk_id`` with ``shard_count`` shards, all in the default
+    colocation group (same shard count and column type): a chunk is never split across
+    shards, and a chunk's rows of every table, overlap included, lie in the same shard on
+    the same node, so joins on ``chunk_id`` equality run on the shards. A shard holds
+    several chunks; an index on ``chunk_id`` finds a chunk's rows inside it. Replicated
+    tables become reference tables (a copy on every node). See docs/decisions.md.
+    """
+    from qserv_py.schema.ddl import index_name, overlap_table_name
+
+    if not 1 <= shard_count <= 64000:
+        raise ClusterError(f"citus shard count {shard_count} must be between 1 and 64000")
+    schema = catalog.sql_name
+    statements = []
+    for table in catalog.tables:
+        names = [table.sql_name]
+        if table.kind is TableKind.DIRECTOR:
+            names.append(overlap_table_name(table))
+        for name in names:
+            if table.partitioned:
+                statements += [
+                    f"CREATE INDEX {index_name(name, CHUNK_ID)} ON {schema}.{name} ({CHUNK_ID})",
+                    sql_call(
+                        "create_distributed_table", f"{schema}.{name}", CHUNK_ID,
+                        shard_count=shard_count,
+                    ),
+                ]  # fmt: skip
+            else:
+                statements.append(sql_call("create_reference_table", f"{schema}.{name}"))
+    return statements
+
+
+def sql_call(function: str, *args: str, **named: int) -> str:
+    """``SELECT function('arg', ..., name => n)`` with the arguments quoted as literals.
+
+    >>> sql_call("create_distributed_table", "dp02.object", "chunk_id", shard_count=8)
+    "SELECT create_distributed_table('dp02.object', 'chunk_id', shard_count => 8)"
+    """
+    parts = [sql.Literal(a).as_string(None) for a in args]
+    parts += [f"{k} => {int(v)}" for k, v in named.items()]
+    return f"SELECT {function}({', '.join(parts)})"
+
+
+def distribution(coordinator: Instance, schema: str) -> list[tuple[str, str, int | None]]:
+    """(table, method, colocation id) of the Citus tables in ``schema``: method ``hash``
+    for a distributed table, ``reference`` for a reference table."""
+    with connect(coordinator, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, CASE p.partmethod WHEN 'h' THEN 'hash' WHEN 'n' THEN"
+            " 'reference' ELSE p.partmethod::text END, p.colocationid"
+            " FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
+            " ORDER BY c.relname",
+            (schema,),
+        ).fetchall()
+    return [(str(t), str(m), c) for t, m, c in rows]
+
+
+# --- atomic changes ------------------------------------------------------------------------
+
+
+def commit_on_coordinator(
+    spec: ClusterSpec, worker_work: Mapping[str, Work], czar_work: Work | None, *, label: str
+) -> str:
+    """What :func:`qserv_py.cluster.twophase.commit_two_phase` does, on a Citus cluster:
+    the workers' share (on the coordinator, qserv_py's one worker) and the czar's share in
+    one transaction of the coordinator's database, which is the decision. Returns ``label``.
+    """
+    unknown = set(worker_work) - {w.name for w in spec.workers}
+    if unknown:
+        raise ClusterError(
+            f"{label}: no worker {', '.join(sorted(unknown))} on Citus cluster {spec.name}"
+        )
+    with connect(spec.coordinator) as conn:
+        # several Citus DDL commands in one transaction must not mix parallel and
+        # sequential shard access
+        conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+        for work in worker_work.values():
+            work(conn)
+        if czar_work is not None:
+            czar_work(conn)
+        conn.commit()
+    return label
