@@ -231,6 +231,8 @@ class Access:
             try:
                 if group != "admin":  # (admin routes check their own token)
                     caller = await self._caller(scope, settings, service.spec)
+                elif settings.auth == "token":
+                    caller = Caller(None, open=False)
                 state["caller"] = caller
                 if needs_user(settings, caller, group):
                     raise unauthenticated(
