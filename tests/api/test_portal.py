@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
+from pathlib import Path, PurePosixPath
 
 from fastapi.testclient import TestClient
 
@@ -78,3 +80,16 @@ def test_chunk_cells_count_the_director_rows(api: TestClient, spec: ClusterSpec)
 def test_chunk_cells_of_an_unknown_catalog_is_a_404(api: TestClient) -> None:
     found = api.get("/api/v1/catalogs/nosuch/chunks")
     assert found.status_code == 404 and "nosuch" in found.json()["message"]
+
+
+def test_every_file_of_the_page_is_package_data() -> None:
+    """An installed package serves the portal: pyproject's package data lists its files."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["qserv_py.api"]
+    files = [p for p in PORTAL_DIR.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    for path in files:
+        if path.name in ("build.sh", "package.json"):  # for rebuilding the vendored files
+            continue
+        relative = PurePosixPath(path.relative_to(PORTAL_DIR.parent).as_posix())
+        assert any(relative.match(pattern) for pattern in patterns), relative

@@ -149,7 +149,13 @@ export async function deleteJob(id) {
 
 /** The result of a completed job (it must have been run with RESPONSEFORMAT=json). */
 export async function jobResult(id) {
-  return tapResult(await (await checked(await call(`tap/async/${id}/results/result`))).json());
+  const response = await checked(await call(`tap/async/${id}/results/result`));
+  const type = response.headers.get("content-type") || "";
+  if (!type.includes("json")) {
+    throw new ServiceError(`job ${id} wrote its result as ${type.split(";")[0]}, which the ` +
+      "page cannot show: download it instead", 415);
+  }
+  return tapResult(await response.json());
 }
 
 /** The job's error message, from its DALI error document. */
