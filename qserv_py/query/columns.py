@@ -1,5 +1,6 @@
 """The result's columns: names as the user expects them (schema spelling, function names
-for expressions, unique) and their metadata (unit, UCD, description, datatype).
+for expressions, unique) and their metadata (unit, UCD, description, datatype; a computed
+column the unit that follows from its inputs, :func:`~qserv_py.query.units.expression_unit`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from sqlglot import exp
 from qserv_py.exec.plan import ResultColumn
 from qserv_py.query.chunking import PARTITION
 from qserv_py.query.context import PlanContext
-from qserv_py.query.units import UNIT_META
+from qserv_py.query.units import expression_unit
 from qserv_py.query.walk import find_all
 from qserv_py.schema.model import Table
 
@@ -19,6 +20,11 @@ def result_columns(
 ) -> tuple[ResultColumn, ...]:
     out = []
     models: dict[str, Table | None] = {}
+
+    def unit_of(column: exp.Column) -> str:
+        model = _source_model(select, ctx, column.table, models) if column.table else None
+        return model.column(column.name).unit if model and model.has_column(column.name) else ""
+
     for projection, name in zip(select.expressions, names, strict=True):
         inner = projection.this if isinstance(projection, exp.Alias) else projection
         col = None
@@ -27,7 +33,7 @@ def result_columns(
             if model is not None and model.has_column(inner.name):
                 col = model.column(inner.name)
         if col is None:
-            out.append(ResultColumn(name, inner.meta_get(UNIT_META, "")))
+            out.append(ResultColumn(name, expression_unit(inner, unit_of)))
         else:
             out.append(
                 ResultColumn(
