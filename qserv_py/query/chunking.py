@@ -14,6 +14,7 @@ from sqlglot import exp
 from qserv_py.errors import QueryError, QueryRefused
 from qserv_py.query.analysis import Analysis, Derived, Ref, from_sources
 from qserv_py.query.context import PlanContext
+from qserv_py.query.neighbours import cell_join
 from qserv_py.query.render import IndexRanges
 from qserv_py.schema.ddl import overlap_table_name
 from qserv_py.sky.regions import Cone, Region
@@ -153,12 +154,34 @@ def rewrite_for_workers(
             join.set("on", exp.and_(join.args["on"], same_chunk))
         else:
             extra.append(same_chunk)
+    extra += near_neighbour_cells(select, refs, analysis, nullable)
     if extra:
         condition = exp.and_(*[exp.Paren(this=e) for e in extra], copy=False)
         where = select.args.get("where")
         if where is not None:
             condition = exp.and_(exp.Paren(this=where.this), condition, copy=False)
         select.where(condition, append=False, copy=False)
+
+
+def near_neighbour_cells(
+    select: exp.Select, refs: list[Ref], analysis: Analysis, nullable: set[str]
+) -> list[exp.Expr]:
+    """The cell join of each near-neighbour edge (see :mod:`qserv_py.query.neighbours`):
+    the o1 side's cells joined after it in FROM, and the conditions matching the o2
+    side's cell. An edge on an outer join's NULL-filled side keeps the plain comparison
+    (o1's cells would multiply its unmatched rows)."""
+    by_alias = {r.alias: r for r in refs}
+    conditions: list[exp.Expr] = []
+    for (a, b), radius in analysis.radius.items():
+        first, second = by_alias.get(a), by_alias.get(b)
+        if first is None or second is None or a in nullable or b in nullable:
+            continue
+        if not (first.ra and first.dec and second.ra and second.dec):
+            continue
+        conditions.append(
+            cell_join(select, a, (first.ra, first.dec), (b, second.ra, second.dec), radius)
+        )
+    return conditions
 
 
 def partition_placeholder(catalog: str, table: str) -> str:
