@@ -101,9 +101,12 @@ class Service:
         the czar's workers change (a worker added or removed, see :class:`Client`)."""
         return self.client.spec
 
-    def maxrec(self, requested: int | None) -> int:
-        """The row cap of a query: MAXREC if given, never above the hard limit."""
-        limit = self.settings.maxrec_limit
+    def maxrec(self, requested: int | None, mode: Literal["sync", "rest", "async"] = "sync") -> int:
+        """The row cap of a query: MAXREC if given, never above the hard limit of the
+        mode (``maxrec_limit``, or ``maxrec_limit_rest`` / ``maxrec_limit_async``)."""
+        s = self.settings
+        override = {"rest": s.maxrec_limit_rest, "async": s.maxrec_limit_async}.get(mode)
+        limit = self.settings.maxrec_limit if override is None else override
         if requested is None:
             return min(self.settings.maxrec_default, limit)
         if requested < 0:
@@ -138,7 +141,7 @@ class Service:
                 lang=lang,
                 owner=owner,
                 timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
-                max_rows=self.maxrec(maxrec),
+                max_rows=self.maxrec(maxrec, mode),
                 max_bytes=max_bytes,
                 partial=partial,
                 on_start=on_start,

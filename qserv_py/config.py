@@ -210,6 +210,15 @@ class Settings(BaseSettings):
         "answer 401 to everybody.",
     )
     # --- resource limits, users (docs/security.md) ---
+    maxrec_limit_rest: int | None = Field(
+        default=None,
+        ge=0,
+        description="Most rows POST /api/v1/query (and a cross-match) may return "
+        "(default: maxrec_limit).",
+    )
+    maxrec_limit_async: int | None = Field(
+        default=None, ge=0, description="Most rows an async job may return (default: maxrec_limit)."
+    )
     result_max_bytes_sync: int = Field(
         default=200_000_000,
         ge=1,

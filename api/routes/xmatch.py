@@ -324,7 +324,7 @@ def xmatch(req: XmatchDep, service: ServiceDep) -> Response:
         lang="adql",
         owner="xmatch",
         timeout_s=service.settings.sync_timeout_s,
-        max_rows=service.maxrec(req.maxrec),
+        max_rows=service.maxrec(req.maxrec, "rest"),
     )
     body = formats.render(result.table, fmt, truncated=result.truncated)
     return Response(body, media_type=fmt.media_type, headers={"X-Query-Id": str(result.query_id)})

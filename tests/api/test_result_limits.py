@@ -36,6 +36,7 @@ def small(api_settings: Settings, spec: ClusterSpec, client: object) -> Iterator
             "result_max_bytes_sync": 1_000_000,
             "result_max_bytes_rest": 2_000_000,
             "upload_max_bytes": 1000,
+            "maxrec_limit_rest": 2,
         }
     )
     with TestClient(create_app(settings, spec)) as test_client:
@@ -57,6 +58,14 @@ def test_result_over_the_byte_limit_is_a_clear_4xx(small: TestClient) -> None:
     )
     assert over.status_code == 400 and over.json()["error"] == "ResultTooLarge"
     assert "result_max_bytes_rest" in over.json()["message"]
+
+
+def test_row_limit_per_mode(small: TestClient) -> None:
+    text = "SELECT TOP 5 objectId FROM Object ORDER BY objectId"
+    rest = small.post("/api/v1/query", json={"query": text, "maxrec": 10}).json()
+    assert len(rest["rows"]) == 2 and rest["truncated"]  # maxrec_limit_rest
+    tap = small.get("/tap/sync", params={"QUERY": text, "MAXREC": "10", "FORMAT": "csv"})
+    assert tap.status_code == 200 and len(tap.text.strip().splitlines()) == 1 + 5
 
 
 def multipart_chunks(total_mb: int) -> Iterator[bytes]:
