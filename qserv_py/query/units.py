@@ -22,8 +22,8 @@ units added, COUNT, an unknown function — has no unit rather than a wrong one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import astropy.units as u
 from sqlglot import exp
 
 from qserv_py.errors import QueryRefused
@@ -31,6 +31,9 @@ from qserv_py.query import geometry as geo
 from qserv_py.query.geometry import InUnit
 from qserv_py.query.qualify import CatalogSet
 from qserv_py.query.walk import find_all
+
+if TYPE_CHECKING:  # astropy.units is imported where a unit is parsed: it is slow to import
+    import astropy.units as u
 
 #: set on the converted node: the unit its values are in (for the result's metadata)
 UNIT_META = "qserv_unit"
@@ -74,6 +77,8 @@ def _table_of(node: exp.Expression, alias: str) -> exp.Table | None:
 
 
 def _parse_unit(text: str) -> u.UnitBase:
+    import astropy.units as u
+
     for fmt in ("vounit", None):
         try:
             return u.Unit(text, format=fmt)
@@ -83,6 +88,8 @@ def _parse_unit(text: str) -> u.UnitBase:
 
 
 def _convert(node: InUnit, unit: str) -> exp.Expression:
+    import astropy.units as u
+
     target = node.args["unit"].name.strip()
     try:
         factor = _parse_unit(unit).to(_parse_unit(target))
@@ -169,6 +176,8 @@ def _same(
 
 
 def _compose(left: str, right: str, *, divide: bool) -> str:
+    import astropy.units as u
+
     try:
         a, b = _parse_unit(left), _parse_unit(right)
     except QueryRefused:

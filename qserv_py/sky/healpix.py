@@ -10,13 +10,16 @@ Chunks are pixels named by their NUNIQ id ``4·4^k + ipix``.
 
 from __future__ import annotations
 
+import functools
+import importlib.machinery
+import importlib.util
 import math
+import sys
+from pathlib import Path
+from typing import Any
 
-import astropy.units as u
 import numpy as np
 import numpy.typing as npt
-from astropy.coordinates import Latitude, Longitude
-from cdshealpix import nested
 
 ORDER = 29
 #: mean pixel size at order 0, in degrees (sqrt of 4π/12 steradians)
@@ -36,10 +39,52 @@ def spatial_index(ra: npt.ArrayLike, dec: npt.ArrayLike) -> IntArray:
 
 
 def pixel_of(ra: npt.ArrayLike, dec: npt.ArrayLike, order: int) -> IntArray:
-    """Nested pixel index at ``order`` of each (ra, dec) in degrees."""
-    lon = Longitude(np.asarray(ra, dtype=np.float64), unit=u.deg)
-    lat = Latitude(np.asarray(dec, dtype=np.float64), unit=u.deg)
-    return nested.lonlat_to_healpix(lon, lat, order, num_threads=0).astype(np.int64)
+    """Nested pixel index at ``order`` of each (ra, dec) in degrees.
+
+    >>> pixel_of([0.0, 360.0, 359.999999, -0.000001, 45.0], [0, 0, 0, 0, 90], 3).tolist()
+    [304, 304, 293, 293, 63]
+    """
+    ra_a = np.asarray(ra, dtype=np.float64)
+    dec_a = np.asarray(dec, dtype=np.float64)
+    if not (np.all(np.isfinite(ra_a)) and np.all(np.abs(dec_a) <= 90.0)):
+        from astropy import units as u  # its errors for NaN, infinities, |dec| > 90
+        from astropy.coordinates import Latitude, Longitude
+        from cdshealpix import nested
+
+        lon, lat = Longitude(ra_a, unit=u.deg), Latitude(dec_a, unit=u.deg)
+        return nested.lonlat_to_healpix(lon, lat, order, num_threads=0).astype(np.int64)
+    lon, lat = np.broadcast_arrays(np.radians(np.mod(ra_a, 360.0)), np.radians(dec_a))
+    lon, lat = np.atleast_1d(lon).astype(np.float64), np.atleast_1d(lat).astype(np.float64)
+    ipix = np.empty(lon.shape, dtype=np.uint64)
+    dx, dy = np.empty(lon.shape), np.empty(lon.shape)
+    core().lonlat_to_healpix(
+        np.full(lon.shape, order, np.uint8), lon, lat, ipix, dx, dy, np.uint16(0)
+    )
+    return ipix.astype(np.int64)
+
+
+@functools.cache
+def core() -> Any:
+    """cdshealpix's compiled core (its Rust functions), loaded without the package's
+    Python wrappers, which import astropy to take astropy angles: that import was most
+    of a ``qserv-py query``'s start. Once loaded, ``import cdshealpix`` finds it."""
+    name = "cdshealpix.cdshealpix"
+    if name in sys.modules:
+        return sys.modules[name]
+    package = importlib.util.find_spec("cdshealpix")
+    folders = package.submodule_search_locations if package else None
+    found = [p for f in folders or () for p in Path(f).glob("cdshealpix*.so")]
+    if not found:  # another layout: through the package
+        from cdshealpix import cdshealpix as module
+
+        return module
+    loader = importlib.machinery.ExtensionFileLoader(name, str(found[0]))
+    spec = importlib.util.spec_from_file_location(name, found[0], loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module
 
 
 def nuniq(order: int | IntArray, ipix: int | IntArray) -> IntArray:
@@ -114,9 +159,10 @@ def neighbours(pixels: IntArray, order: int) -> IntArray:
     """Each pixel and its neighbours at ``order``: shape (n, 9), -1 where there is none."""
     if len(pixels) == 0:
         return np.empty((0, 9), dtype=np.int64)
-    return nested.neighbours(np.asarray(pixels, dtype=np.uint64), order, num_threads=0).astype(
-        np.int64
-    )
+    ipix = np.atleast_1d(np.asarray(pixels, dtype=np.uint64))
+    out = np.zeros((*ipix.shape, 9), dtype=np.int64)
+    core().neighbours(order, ipix, out, np.uint16(0))
+    return out
 
 
 def unit_vectors(ra: npt.ArrayLike, dec: npt.ArrayLike) -> FloatArray:

@@ -25,13 +25,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import astropy.units as u
 import numpy as np
 import numpy.typing as npt
-from astropy.coordinates import Latitude, Longitude
-from cdshealpix import cdshealpix as _core
-from cdshealpix import nested
 
 from qserv_py.errors import RegionError
 from qserv_py.sky import polygon as poly
@@ -41,10 +38,15 @@ from qserv_py.sky.healpix import (
     FloatArray,
     IntArray,
     angular_separation,
+    core,
     index_range,
     spatial_index,
 )
 from qserv_py.sky.layout import Layout
+
+if TYPE_CHECKING:  # cdshealpix's wrappers and astropy are imported where they are used:
+    # a cone needs neither (the compiled core), and their import is slow
+    from astropy.coordinates import Latitude, Longitude
 
 BoolArray = npt.NDArray[np.bool_]
 #: one past the last order-29 index
@@ -165,7 +167,7 @@ def _cone_cells(ra: float, dec: float, radius: float, depth: int) -> tuple[IntAr
     (tests compare the two).
     """
     try:
-        ipix, depth_, _ = _core.cone_search(
+        ipix, depth_, _ = core().cone_search(
             np.uint8(depth),
             np.uint8(2),
             np.float64(math.radians(ra % 360.0)),
@@ -174,6 +176,9 @@ def _cone_cells(ra: float, dec: float, radius: float, depth: int) -> tuple[IntAr
             False,
         )
     except (AttributeError, TypeError):
+        import astropy.units as u
+        from cdshealpix import nested
+
         ipix, depth_, _ = nested.cone_search(_lon(ra), _lat(dec), radius * u.deg, depth)
     return ipix, depth_
 
@@ -187,10 +192,16 @@ def _depth(area_deg2: float, perimeter_deg: float) -> int:
 
 
 def _lon(deg: npt.ArrayLike) -> Longitude:
+    import astropy.units as u
+    from astropy.coordinates import Longitude
+
     return Longitude(np.asarray(deg, float), unit=u.deg)
 
 
 def _lat(deg: npt.ArrayLike) -> Latitude:
+    import astropy.units as u
+    from astropy.coordinates import Latitude
+
     return Latitude(np.clip(np.asarray(deg, float), -90.0, 90.0), unit=u.deg)
 
 
@@ -324,6 +335,8 @@ class LonLatBox(Region):
         else:
             lo, hi = float(_ra_norm(self.ra_min)), float(_ra_norm(self.ra_max))
             zones = [(lo - _GROW_DEG, hi + _GROW_DEG)]
+        from cdshealpix import nested
+
         cells = [
             nested.zone_search(_lon(lo), _lat(dec_min), _lon(hi), _lat(dec_max), depth)
             for lo, hi in zones
@@ -388,6 +401,8 @@ class Polygon(Region):
 
     def _cover(self) -> tuple[IntArray, IntArray]:
         depth = _depth(self.area(), math.degrees(poly.perimeter_rad(self._vectors)))
+        from cdshealpix import nested
+
         ra, dec = poly.to_lonlat(poly.inflate(self._vectors))
         ipix, d, _ = nested.polygon_search(_lon(ra), _lat(dec), depth)
         return _moc_ranges(ipix, d)
