@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qserv_py.api.formats import VOTABLE_MEDIA, error_document
@@ -73,6 +74,10 @@ def install(app: FastAPI) -> None:
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
+
+    @app.exception_handler(MultiPartException)
+    async def bad_form(request: Request, exc: MultiPartException) -> Response:
+        return error_response(request, 400, "BadRequest", f"invalid form body: {exc.message}")
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(request: Request, exc: psycopg.DataError) -> Response:

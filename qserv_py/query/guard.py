@@ -262,3 +262,14 @@ def _check_columns(node: exp.CTE | exp.Subquery) -> None:
                 "column its own name".replace("  ", " ")
             )
         seen.add(name)
+
+
+def check_row_references(tree: exp.Expression) -> None:
+    """Refuse a bare table name used as a value (``SELECT o FROM Object o``): PostgreSQL
+    reads it as the whole row, of the table's composite type, which no result, merge
+    table or client can take. Run after qualify, which marks such a name a TableColumn."""
+    for node in find_all(tree, exp.TableColumn):
+        raise QueryRefused(
+            f"{node.name} names a table, not a column: select {node.name}.* or the columns "
+            "you need"
+        )

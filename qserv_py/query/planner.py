@@ -33,6 +33,7 @@ from qserv_py.query.chunking import (
 )
 from qserv_py.query.columns import display_names, result_columns
 from qserv_py.query.context import PlanContext
+from qserv_py.query.guard import check_row_references
 from qserv_py.query.normalize import normalize
 from qserv_py.query.parse import parse
 from qserv_py.query.qualify import qualify
@@ -75,6 +76,7 @@ def _plan(
     text: str, lang: str, ctx: PlanContext, uploads: Uploads | None, oracle: bool
 ) -> ExecPlan:
     tree = qualify(normalize(parse(text, lang, ctx.limits), copy=False), catalogs=ctx.catalogs)
+    check_row_references(tree)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)
     annotate(tree, catalogs=ctx.catalogs)

@@ -94,6 +94,14 @@ def test_bad_values_in_urls_forms_and_uploads(api: TestClient) -> None:
     assert "1600 columns" in _dali_error(too_wide)
 
 
+def test_a_multipart_body_without_boundary_is_a_400(api: TestClient) -> None:
+    """Found by the schemathesis run: Starlette's MultiPartException was a 500."""
+    for path in ("/tap/sync", "/tap/async", "/api/v1/xmatch"):
+        response = api.post(path, content=b"x", headers={"content-type": "multipart/form-data"})
+        assert response.status_code == 400, response.text
+        assert "invalid form body" in response.text
+
+
 def test_keep_alive_connection_survives_an_error(served: Served) -> None:
     with httpx.Client(base_url=served.url, timeout=60) as http:
         data = {"REQUEST": "doQuery", "LANG": "ADQL", "FORMAT": "csv"}

@@ -61,6 +61,14 @@ def test_select_without_columns_and_row_values_are_refused(client: Client) -> No
         assert isinstance(error, QueryRefused) and "row value" in str(error)
 
 
+def test_a_table_name_as_a_value_is_refused(client: Client) -> None:
+    """PostgreSQL reads it as the whole row, of a composite type the czar's merge table
+    cannot have (the fuzzer found a 500: schema "qt" does not exist)."""
+    error = _refused(client, "SELECT o FROM qt.Object o LIMIT 1", "postgresql")
+    assert "names a table, not a column" in str(error)
+    client.plan("SELECT o.coord_ra AS o FROM qt.Object o ORDER BY o LIMIT 1", "postgresql")
+
+
 def test_duplicate_cte_column_names_are_refused(client: Client) -> None:
     for text in (
         "WITH t(a, a) AS (SELECT coord_ra, coord_dec FROM Object) SELECT TOP 2 a FROM t",
