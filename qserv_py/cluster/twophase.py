@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from qserv_py.cluster.db import connect
+from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import ClusterError
 
@@ -66,9 +66,12 @@ def commit_two_phase(
         czar.commit()
         for name in worker_work:
             conns[name] = connect(spec.worker(name))
-        for name, work in worker_work.items():
+
+        def begin(name: str) -> None:
             conns[name].tpc_begin(gid)
-            work(conns[name])
+            worker_work[name](conns[name])
+
+        on_each(list(worker_work), begin)  # at once: a publish's inserts take a while each
         if czar_work is not None:
             czar_work(czar)
         if every_worker:
