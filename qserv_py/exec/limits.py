@@ -76,7 +76,17 @@ def uncompressed(table: str) -> str:
 def too_large(error: BaseException, max_bytes: int | None) -> ResultTooLarge | None:
     """The :class:`ResultTooLarge` that a server error raised by a cap stands for, if it
     is one (else None)."""
-    if max_bytes is None or not isinstance(error, psycopg.errors.InvalidTextRepresentation):
+    if max_bytes is None:
+        return None
+    too_big = "tuple is too big" in str(error)  # a row near 1 GB: PostgreSQL cannot hold it
+    if isinstance(error, psycopg.errors.ProgramLimitExceeded) and too_big:
+        return ResultTooLarge(
+            f"the result is larger than the limit of {max_bytes:,} bytes (one row is larger "
+            f"than PostgreSQL can hold: {str(error).strip().splitlines()[0]}); the query was "
+            "stopped: select fewer or smaller columns",
+            limit=max_bytes,
+        )
+    if not isinstance(error, psycopg.errors.InvalidTextRepresentation):
         return None
     found = _SIZE.search(str(error))
     if found is None:

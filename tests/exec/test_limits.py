@@ -4,11 +4,13 @@ merge table, then the merge)."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import ResultTooLarge
 from qserv_py.exec.dispatch import execute
+from qserv_py.exec.limits import too_large
 from qserv_py.exec.plan import ExecPlan, ResultColumn
 
 PADDED = "SELECT c AS chunk, repeat('x', {size}) AS pad FROM unnest({{chunks}}) AS c"
@@ -52,3 +54,12 @@ def test_a_row_over_the_limit_never_leaves_its_worker(spec: ClusterSpec) -> None
 def test_no_limit_no_guard(spec: ClusterSpec) -> None:
     plan = plan_of(spec, 10, spread=True)
     assert execute(spec, plan, batch_chunks=1).table.column_names == ["chunk", "pad"]
+
+
+def test_a_row_postgresql_cannot_hold_is_too_large() -> None:
+    """A row near 1 GB fails in PostgreSQL itself where the size sum stores it ("tuple is
+    too big", bench/limits.py); under a byte limit that is the result's size again."""
+    found = too_large(psycopg.errors.ProgramLimitExceeded("tuple is too big"), 1000)
+    assert isinstance(found, ResultTooLarge) and "limit of 1,000 bytes" in found.message
+    assert too_large(psycopg.errors.ProgramLimitExceeded("tuple is too big"), None) is None
+    assert too_large(psycopg.errors.ProgramLimitExceeded("too many columns"), 1000) is None
