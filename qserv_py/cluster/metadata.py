@@ -7,6 +7,7 @@ once, recorded in ``qserv_meta.schema_version``. :func:`initialize_cluster` is w
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib import resources
 
@@ -18,6 +19,8 @@ from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.cluster.twophase import recover_in_doubt
 from qserv_py.config import Settings
 from qserv_py.errors import ClusterError, MetadataError
+
+log = logging.getLogger(__name__)
 
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK = 0x5153_5256  # advisory lock key serialising migrations ("QSRV")
@@ -102,10 +105,18 @@ def install_common(conn: psycopg.Connection, spec: ClusterSpec, settings: Settin
         )
         # what one query's sessions may spend: memory per sort or hash, temporary files
         # (temp_file_limit is a superuser's setting: ALTER ROLE needs a superuser)
-        for name, value in (
-            ("work_mem", settings.reader_work_mem),
-            ("temp_file_limit", settings.reader_temp_file_limit),
-        ):
+        limits = [("work_mem", settings.reader_work_mem)]
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        if (found := row.fetchone()) is not None and found[0]:
+            limits.append(("temp_file_limit", settings.reader_temp_file_limit))
+        else:
+            log.warning(
+                "%s: not a superuser, cannot set temp_file_limit of %s (ask an operator: "
+                "ALTER ROLE %s SET temp_file_limit = '%s')",
+                conn.info.dbname, spec.reader_user, spec.reader_user,
+                settings.reader_temp_file_limit,
+            )  # fmt: skip
+        for name, value in limits:
             conn.execute(
                 sql.SQL("ALTER ROLE {} SET {} = {}").format(
                     role, sql.Identifier(name), sql.Literal(value)
