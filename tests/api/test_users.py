@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import pyvo
+import requests
 from fastapi.testclient import TestClient
 
 from qserv_py.api.app import create_app
@@ -21,6 +23,7 @@ from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.users import add_user, remove_user, user_of_token
 from qserv_py.config import Settings
 from qserv_py.errors import ConfigError
+from tests.api.conftest import Served
 
 HANG_GUARD_S = 120.0
 QUERY = "SELECT TOP 3 objectId FROM Object ORDER BY objectId"
@@ -256,3 +259,28 @@ def test_access_log(
     assert mine[-1]["bytes"] == len(ran.content) and mine[-1]["seconds"] > 0
     refused = [line for line in lines if line["route"] == "/tap/async"]
     assert refused and refused[-1]["status"] == 401 and refused[-1]["user"] is None
+
+
+def test_pyvo_with_a_token(
+    api_settings: Settings, spec: ClusterSpec, tokens: dict[str, str], client: object
+) -> None:
+    """pyvo as docs/security.md tells: a requests session with the Authorization header,
+    used for the service, its async job and the result (a real HTTP server)."""
+    served = Served(api_settings.model_copy(update={"auth": "token"}), spec)
+    served.start()
+    try:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {tokens['t13alice']}"
+        tap = pyvo.dal.TAPService(f"{served.url}/tap", session=session)
+        job = tap.submit_job(QUERY)
+        job.run().wait(timeout=HANG_GUARD_S)
+        assert job.phase == "COMPLETED" and job.owner == "t13alice"
+        assert list(job.fetch_result().to_table()["objectId"]) == list(
+            tap.search(QUERY).to_table()["objectId"]
+        )
+        job.delete()
+        anonymous = pyvo.dal.TAPService(f"{served.url}/tap")
+        with pytest.raises(pyvo.dal.DALServiceError):
+            anonymous.submit_job(QUERY)
+    finally:
+        served.stop()
