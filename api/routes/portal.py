@@ -51,6 +51,8 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url=f"{base}{PORTAL_URL}/vendor/swagger-ui/swagger-ui-bundle.js",
         swagger_css_url=f"{base}{PORTAL_URL}/vendor/swagger-ui/swagger-ui.css",
         swagger_favicon_url=f"{base}{PORTAL_URL}/favicon.svg",
+        # no badge from the public validator service: nothing leaves the service
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
 

@@ -19,5 +19,8 @@ cp "$work/node_modules/swagger-ui-dist/swagger-ui-bundle.js" \
    "$work/node_modules/swagger-ui-dist/LICENSE" swagger-ui/
 cp "$work/node_modules/redoc/bundles/redoc.standalone.js" redoc/
 cp "$work/node_modules/redoc/LICENSE" redoc/
+# ReDoc shows its maker's logo from their CDN: an empty image instead (nothing leaves the service)
+sed -i 's#"https://cdn.redoc.ly/redoc/logo-mini.svg"#"data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27/%3E"#' \
+    redoc/redoc.standalone.js
 cp "$work/node_modules/@codemirror/view/LICENSE" codemirror.LICENSE
 echo "built: $(du -sh codemirror.js swagger-ui redoc | tr '\n' ' ')"
