@@ -105,19 +105,20 @@ class Layout:
 class PixelCounts:
     """Rows per pixel at one order, accumulated batch by batch in bounded memory.
 
-    Up to order 10 (12.6M pixels) the counts are one dense array: a fixed 100 MB at most,
-    of which only touched pages are resident, whatever the number of rows. Finer orders
-    keep sparse counts, which grow with the number of non-empty pixels.
+    Counts start sparse (non-empty pixels and their counts). Up to order 10 (12.6M
+    pixels), once more than ``SPARSE_MAX_PIXELS`` pixels are non-empty, they become one
+    dense array: a fixed 100 MB at most, whatever the number of rows. Finer orders stay
+    sparse, growing with the number of non-empty pixels. (Dense from the start, a load
+    of a few rows paid for zeroing and summing the whole array.)
     """
 
     DENSE_MAX_ORDER = 10
+    SPARSE_MAX_PIXELS = 1 << 20
 
     def __init__(self, order: int) -> None:
         _check_order(order)
         self.order = order
-        self._dense = (
-            np.zeros(12 * 4**order, dtype=np.int64) if order <= self.DENSE_MAX_ORDER else None
-        )
+        self._dense: IntArray | None = None
         self._pixels = np.empty(0, np.int64)
         self._counts = np.empty(0, np.int64)
         self._pending: list[tuple[IntArray, IntArray]] = []
@@ -137,6 +138,9 @@ class PixelCounts:
         self._pending_len += len(pix)
         if self._pending_len > max(len(self._pixels), 1 << 20):
             self._merge()
+            if self.order <= self.DENSE_MAX_ORDER and len(self._pixels) > self.SPARSE_MAX_PIXELS:
+                self._dense = np.zeros(12 * 4**self.order, dtype=np.int64)
+                self._dense[self._pixels] = self._counts
 
     def _merge(self) -> None:
         if self._dense is not None:
