@@ -355,20 +355,14 @@ def _write_table(table: pa.Table, fmt: str, out: Path | None) -> None:
         target = str(out) if out else sys.stdout.buffer
         pacsv.write_csv(table, target)
         return
-    if fmt == "json":
-        text = json.dumps(table.to_pylist(), default=str, indent=1)
-    else:
-        text = table.to_pandas().to_string(index=False) if _has_pandas() else _plain(table)
+    # the table format is ours, not pandas' to_string: importing pandas took longer than
+    # most queries
+    json_text = fmt == "json"
+    text = json.dumps(table.to_pylist(), default=str, indent=1) if json_text else _plain(table)
     if out:
         out.write_text(text + "\n")
     else:
         print(text)
-
-
-def _has_pandas() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pandas") is not None
 
 
 def _plain(table: pa.Table) -> str:
