@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from qserv_py.api import errors
 from qserv_py.api.auth import Access
+from qserv_py.api.esatapplus import EsaTapPlus
 from qserv_py.api.routes import (
     admin,
     cluster,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, spec: ClusterSpec | None = None
     )
     errors.install(app)
     app.add_middleware(Access)  # users, per-user limits, the access log (api/auth.py)
+    app.add_middleware(EsaTapPlus)  # /esa/tap: TAP for astroquery's TapPlus (outermost)
     for module in (tap, jobs, vosi, query, admin, health):
         app.include_router(module.router)
     app.include_router(xmatch.router)

@@ -79,6 +79,7 @@ SHORT_FORMS: dict[str, Format] = {
     "votable/td": VOTABLE_TD,
     "votable/tabledata": VOTABLE_TD,
     "votabletd": VOTABLE_TD,
+    "votable_plain": VOTABLE_TD,  # astroquery TapPlus's name (ESA TAP+)
     "csv": CSV,
     "tsv": TSV,
     "json": JSON,
@@ -108,7 +109,7 @@ MEDIA_TYPES: dict[str, Format] = {
 SERIALIZATIONS = {"binary2": VOTABLE, "binary": VOTABLE, "tabledata": VOTABLE_TD}
 
 ACCEPTED = (
-    "votable, votable/td, csv, tsv, json, parquet, fits, ecsv, "
+    "votable, votable/td, votable_plain, csv, tsv, json, parquet, fits, ecsv, "
     "application/x-votable+xml[;serialization=BINARY2|TABLEDATA], text/xml, "
     "text/csv[;header=present], text/tab-separated-values, application/json, "
     "application/vnd.apache.parquet, application/x-parquet, application/fits, text/x-ecsv"
@@ -190,6 +191,13 @@ def render(
     if fmt.name == ECSV.name:
         return ecsv_bytes(table, truncated=truncated, info=info)
     raise ValueError(f"unknown format {fmt.name!r}")
+
+
+def disposition(name: str) -> dict[str, str]:
+    """The ``Content-Disposition`` header that names a result file (``inline``: a browser
+    shows it; a client saving it takes the name — astroquery's TapPlus does, with
+    ``dump_to_file``, so that the file has the extension of its format)."""
+    return {"Content-Disposition": f'inline; filename="{name}"'}
 
 
 def error_document(message: str) -> bytes:

@@ -20,11 +20,18 @@ from xml.sax.saxutils import escape, quoteattr
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from qserv_py.api.auth import caller_of, check_job_limit, check_owner, require_user
 from qserv_py.api.deps import ParamsDep
-from qserv_py.api.formats import VOTABLE_MEDIA, error_document
+from qserv_py.api.esatapplus import GZIP_HEADERS, compressed_file, gzip_for
+from qserv_py.api.formats import VOTABLE_MEDIA, disposition, error_document
 from qserv_py.api.job_store import MAX_WAIT_S
 from qserv_py.api.jobs import SWEEP_S, Jobs
 from qserv_py.api.uws import (
@@ -275,12 +282,17 @@ def get_results(request: Request, job_id: str, jobs: JobsDep) -> Response:
 
 
 @router.get("/{job_id}/results/result", summary="The result of a COMPLETED job")
-def get_result(job_id: str, jobs: JobsDep) -> Response:
+def get_result(request: Request, job_id: str, jobs: JobsDep) -> Response:
     job = jobs.get(job_id)
     path = jobs.result_path(job)
     if not path.is_file():
         raise UnknownJob(f"the result file of job {job_id} is gone; run the query again")
-    return FileResponse(path, media_type=job.result_type)
+    headers = disposition(f"job_{job_id}{path.suffix}")
+    if gzip_for(request.state, job.result_type):  # /esa/tap: as astroquery's TapPlus wants
+        return StreamingResponse(
+            compressed_file(path), media_type=job.result_type, headers={**headers, **GZIP_HEADERS}
+        )
+    return FileResponse(path, media_type=job.result_type, headers=headers)
 
 
 # --- documents -------------------------------------------------------------------------------

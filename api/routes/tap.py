@@ -9,6 +9,7 @@ from qserv_py.api import formats
 from qserv_py.api.auth import ANONYMOUS_OPEN, Caller, require_user
 from qserv_py.api.cancel import Cancel, run_cancellable
 from qserv_py.api.deps import ParamsDep, ServiceDep, TapParams
+from qserv_py.api.esatapplus import for_client
 from qserv_py.api.service import Service, language
 from qserv_py.api.uploads import request_uploads
 from qserv_py.errors import QueryRefused
@@ -29,7 +30,8 @@ def query_text(params: TapParams) -> str:
 
 @router.get("/sync", summary="Run a query (parameters in the URL), answer its result")
 async def sync_get(request: Request, params: ParamsDep, service: ServiceDep) -> Response:
-    return await run_cancellable(request, service.spec, lambda c: sync(params, service, c))
+    answer = await run_cancellable(request, service.spec, lambda c: sync(params, service, c))
+    return for_client(request, answer)
 
 
 def engine_owner(route: str, caller: Caller) -> str:
@@ -39,7 +41,8 @@ def engine_owner(route: str, caller: Caller) -> str:
 
 @router.post("/sync", summary="Run a query (form or multipart, with uploads), answer its result")
 async def sync_post(request: Request, params: ParamsDep, service: ServiceDep) -> Response:
-    return await run_cancellable(request, service.spec, lambda c: sync(params, service, c))
+    answer = await run_cancellable(request, service.spec, lambda c: sync(params, service, c))
+    return for_client(request, answer)
 
 
 def sync(params: TapParams, service: Service, cancel: Cancel | None = None) -> Response:
@@ -63,4 +66,5 @@ def sync(params: TapParams, service: Service, cancel: Cancel | None = None) -> R
     if cancel is not None:
         cancel.rows = outcome.table.num_rows
     body = formats.render(outcome.table, fmt, truncated=outcome.truncated, info=outcome.info)
-    return Response(body, media_type=fmt.media_type)
+    name = f"qserv_{outcome.query_id}.{fmt.extension}"
+    return Response(body, media_type=fmt.media_type, headers=formats.disposition(name))

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from qserv_py.api import formats
 from qserv_py.api.deps import ServiceDep
+from qserv_py.api.esatapplus import wants_esa
 from qserv_py.api.examples import Example, examples_document, find_sample, make_examples
 from qserv_py.api.service import Service
 from qserv_py.api.tap_schema import (
@@ -53,7 +54,12 @@ VOSI_TABLES = "http://www.ivoa.net/xml/VOSITables/v1.0"
 VR = "http://www.ivoa.net/xml/VOResource/v1.0"
 VS = "http://www.ivoa.net/xml/VODataService/v1.1"  # VODataService 1.2 keeps the 1.1 namespace
 TR = "http://www.ivoa.net/xml/TAPRegExt/v1.0"
+#: ESA's TAP+ attributes, which astroquery's TapPlus (astroquery.gaia, astroquery.esa)
+#: requires on every column of /tables (``esatapplus:flags``); only at /esa/tap
+#: (:mod:`qserv_py.api.esatapplus`): VODataService does not allow them
+ESATAPPLUS = "http://esa.int/xml/EsaTapPlus"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
+TABLES_NAMESPACES = {"xmlns:vosi": VOSI_TABLES, "xmlns:vs": VS, "xmlns:xsi": XSI}
 
 TAPREGEXT = "ivo://ivoa.net/std/TAPRegExt"
 GEO = f"{TAPREGEXT}#features-adqlgeo"
@@ -356,29 +362,34 @@ def tableset(service: Service) -> tuple[SchemaMeta, ...]:
     return describe(ctx.catalogs.catalogs.values(), nrows)
 
 
-def tableset_document(schemas: Iterable[SchemaMeta], *, detail: bool = True) -> bytes:
-    """The VOSI tables document; without ``detail``, tables without their columns."""
-    root = ET.Element(
-        "vosi:tableset", {"xmlns:vosi": VOSI_TABLES, "xmlns:vs": VS, "xmlns:xsi": XSI}
-    )
+def _namespaces(esa: bool) -> dict[str, str]:
+    return {**TABLES_NAMESPACES, "xmlns:esatapplus": ESATAPPLUS} if esa else TABLES_NAMESPACES
+
+
+def tableset_document(
+    schemas: Iterable[SchemaMeta], *, detail: bool = True, esa: bool = False
+) -> bytes:
+    """The VOSI tables document; without ``detail``, tables without their columns; with
+    ``esa``, each column with ESA TAP+'s ``esatapplus:flags``."""
+    root = ET.Element("vosi:tableset", _namespaces(esa))
     for schema in schemas:
         element = _sub(root, "schema")
         _sub(element, "name", schema.name)
         if schema.description:
             _sub(element, "description", schema.description)
         for table in schema.tables:
-            _table(_sub(element, "table"), table, detail=detail)
+            _table(_sub(element, "table"), table, detail=detail, esa=esa)
     return _document(root)
 
 
-def table_document(table: TableMeta) -> bytes:
+def table_document(table: TableMeta, *, esa: bool = False) -> bytes:
     """The VOSI 1.1 document of one table."""
-    root = ET.Element("vosi:table", {"xmlns:vosi": VOSI_TABLES, "xmlns:vs": VS, "xmlns:xsi": XSI})
-    _table(root, table, detail=True)
+    root = ET.Element("vosi:table", _namespaces(esa))
+    _table(root, table, detail=True, esa=esa)
     return _document(root)
 
 
-def _table(element: ET.Element, table: TableMeta, *, detail: bool) -> None:
+def _table(element: ET.Element, table: TableMeta, *, detail: bool, esa: bool) -> None:
     element.set("type", "base_table")
     _sub(element, "name", table.name)
     if table.description:
@@ -388,14 +399,16 @@ def _table(element: ET.Element, table: TableMeta, *, detail: bool) -> None:
     if not detail:
         return
     for column in table.columns:
-        _column(_sub(element, "column"), column)
+        _column(_sub(element, "column"), column, esa=esa)
     for key in table.keys:
         _foreign_key(_sub(element, "foreignKey"), key)
 
 
-def _column(element: ET.Element, column: ColumnMeta) -> None:
+def _column(element: ET.Element, column: ColumnMeta, *, esa: bool) -> None:
     if column.std:
         element.set("std", "true")
+    if esa:
+        element.set("esatapplus:flags", str(esa_flags(column)))
     _sub(element, "name", column.name)
     for tag in ("description", "unit", "ucd"):
         value = getattr(column, tag)
@@ -416,6 +429,32 @@ def _column(element: ET.Element, column: ColumnMeta) -> None:
             _sub(element, "flag", flag)
 
 
+#: ESA TAP+ column flags (as astroquery's TapPlus reads them) by the UCD's first word
+_ESA_UCD_FLAGS = {"pos.eq.ra": 1, "pos.eq.dec": 2, "phot.flux": 4, "phot.mag": 8}
+
+
+def esa_flags(column: ColumnMeta) -> int:
+    """ESA TAP+'s bit flags of a column: 1 right ascension, 2 declination (the main
+    position: UCD ``pos.eq.ra;meta.main``), 4 a flux, 8 a magnitude, 16 the primary key,
+    32 indexed.
+
+    >>> from dataclasses import replace
+    >>> ra = ColumnMeta("coord_ra", "", "deg", "pos.eq.ra;meta.main", "double", None, None,
+    ...                 None, True, False, False, False, False, 2)
+    >>> esa_flags(ra), esa_flags(replace(ra, ucd="pos.eq.ra", indexed=True, primary=True))
+    (1, 48)
+    """
+    words = column.ucd.split(";")
+    flags = _ESA_UCD_FLAGS.get(words[0], 0)
+    if flags in (1, 2) and "meta.main" not in words:
+        flags = 0
+    if column.primary:
+        flags |= 16
+    if column.indexed:
+        flags |= 32
+    return flags
+
+
 def _foreign_key(element: ET.Element, key: KeyMeta) -> None:
     _sub(element, "targetTable", key.target_table)
     for source, target in key.columns:
@@ -427,21 +466,22 @@ def _foreign_key(element: ET.Element, key: KeyMeta) -> None:
 
 
 @router.get("/tables", summary="VOSI tables: the catalogs, tables and columns")
-def tables(service: ServiceDep, detail: str | None = None) -> Response:
+def tables(request: Request, service: ServiceDep, detail: str | None = None) -> Response:
     """``detail=min`` leaves the columns out (VOSI 1.1); they are then at
     ``/tap/tables/{table}``."""
     brief = (detail or "").strip().lower() == "min"
-    return _xml(tableset_document(tableset(service), detail=not brief))
+    esa = wants_esa(request.state)
+    return _xml(tableset_document(tableset(service), detail=not brief, esa=esa))
 
 
 @router.get("/tables/{table_name}", summary="VOSI tables: one table with its columns")
-def table(table_name: str, service: ServiceDep) -> Response:
+def table(request: Request, table_name: str, service: ServiceDep) -> Response:
     schemas = tableset(service)
     found = find_table(schemas, table_name)
     if found is None:
         known = ", ".join(t.name for s in schemas for t in s.tables)
         raise UnknownTable(f"no table {table_name}; name one as schema.table: {known}")
-    return _xml(table_document(found))
+    return _xml(table_document(found, esa=wants_esa(request.state)))
 
 
 # --- examples ------------------------------------------------------------------------------
