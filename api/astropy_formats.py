@@ -6,8 +6,10 @@ masked), then adapt what the format cannot hold:
 - **FITS** (``application/fits``): a primary HDU and one BINTABLE. Units are ``TUNITn``
   (as written, also when not FITS-standard); descriptions ``TCOMMn`` and UCDs ``TUCDn``
   (the keywords STILTS/TOPCAT read and write). NULL integers get a ``TNULLn``, NULL
-  floats are NaN, NULL strings empty. Timestamps and dates are ISO 8601 strings (as in
-  the VOTable), strings that are not ASCII their UTF-8 bytes (FITS text is ASCII).
+  floats are NaN, NULL strings empty; a boolean column with NULLs is written as a short
+  integer column (1, 0, NULL), as astropy writes a NULL logical as true. Timestamps and
+  dates are ISO 8601 strings (as in the VOTable), strings that are not ASCII their UTF-8
+  bytes (FITS text is ASCII).
   ``OVERFLOW = T`` in the table header when the result was truncated (MAXREC).
 - **ECSV** 1.0 (``text/x-ecsv``): the YAML header keeps units, descriptions and UCDs
   (``meta: {ucd: ...}``) and the column types; NULL is an empty field. The table's meta
@@ -34,14 +36,18 @@ if TYPE_CHECKING:
 _ASCII = "ascii"
 
 
-def _plain_table(table: pa.Table) -> Table:
-    """The astropy table of a result, with timestamps and dates as ISO 8601 strings."""
+def _plain_table(table: pa.Table, *, null_booleans: bool = True) -> Table:
+    """The astropy table of a result, with timestamps and dates as ISO 8601 strings;
+    without ``null_booleans``, a boolean column with NULLs becomes a short integer column
+    (1, 0, NULL): astropy writes a NULL FITS logical as true."""
     columns = []
     for field, column in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
             column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
         elif pa.types.is_date(field.type):
             column = column.cast(pa.string())
+        elif pa.types.is_boolean(field.type) and column.null_count and not null_booleans:
+            column = column.cast(pa.int16())
         columns.append(column)
     fields = [
         pa.field(f.name, c.type, metadata=f.metadata)
@@ -55,7 +61,7 @@ def fits_bytes(table: pa.Table, *, truncated: bool) -> bytes:
     from astropy.io import fits
     from astropy.table import Column, MaskedColumn
 
-    result = _plain_table(table)
+    result = _plain_table(table, null_booleans=False)
     for name in result.colnames:
         column = result[name]
         if column.dtype.kind == "U" and not all(str(v).isascii() for v in np.asarray(column)):

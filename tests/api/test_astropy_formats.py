@@ -141,3 +141,12 @@ def test_to_astropy_of_every_engine_type() -> None:
     assert _text(got["s"]) == ["é", None]
     assert _text(got["x"]) == ["\x01", None] and _text(got["i"]) == [1, None]
     assert _text(got["b"]) == [True, None] and got["d"].mask.tolist() == [False, True]
+
+
+def test_fits_keeps_null_booleans_null() -> None:
+    """astropy writes a NULL FITS logical as true: such a column goes as 1/0/NULL."""
+    from qserv_py.api.formats import FITS, render
+
+    table = pa.table({"b": pa.array([True, None, False]), "c": pa.array([True, False, True])})
+    got = Table.read(io.BytesIO(render(table, FITS, truncated=False)), format="fits")
+    assert _text(got["b"]) == [1, None, 0] and _text(got["c"]) == [True, False, True]
