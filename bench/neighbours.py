@@ -205,6 +205,13 @@ def measure(cluster_dir: Path, radius: float, repeat: int, q3c: bool) -> dict[st
     times: dict[str, list[float]] = {"qserv_py": [], "zones": [], "q3c": []}
     counts: dict[str, set[int]] = {k: set() for k in times}
     with psycopg.connect(**info, autocommit=True) as oracle:
+        # the zones algorithm and q3c_join are index nested loops; at 1M objects the
+        # planner's estimates pick a hash join on the zone alone (each o1 against its
+        # whole zone strip: quadratic in the strip), which is not the algorithm
+        oracle.execute("SET enable_hashjoin = off")
+        oracle.execute("SET enable_mergejoin = off")
+        for (line,) in oracle.execute(f"EXPLAIN {zones_sql(radius)}").fetchall()[:8]:
+            print(f"    zones plan: {line}")
 
         def on_oracle(sql: str) -> int:
             row = oracle.execute(sql).fetchone()

@@ -12,7 +12,7 @@ import numpy as np
 from sqlglot import exp
 
 from qserv_py.errors import QueryError, QueryRefused
-from qserv_py.query.analysis import Analysis, Derived, Ref, from_sources
+from qserv_py.query.analysis import Analysis, Derived, Ref, conjuncts, from_sources
 from qserv_py.query.context import PlanContext
 from qserv_py.query.neighbours import cell_join
 from qserv_py.query.render import IndexRanges
@@ -154,7 +154,7 @@ def rewrite_for_workers(
             join.set("on", exp.and_(join.args["on"], same_chunk))
         else:
             extra.append(same_chunk)
-    extra += near_neighbour_cells(select, refs, analysis, nullable)
+    extra += near_neighbour_cells(select, refs, analysis, nullable, extra)
     if extra:
         condition = exp.and_(*[exp.Paren(this=e) for e in extra], copy=False)
         where = select.args.get("where")
@@ -164,12 +164,17 @@ def rewrite_for_workers(
 
 
 def near_neighbour_cells(
-    select: exp.Select, refs: list[Ref], analysis: Analysis, nullable: set[str]
+    select: exp.Select,
+    refs: list[Ref],
+    analysis: Analysis,
+    nullable: set[str],
+    extra: list[exp.Expr],
 ) -> list[exp.Expr]:
     """The cell join of each near-neighbour edge (see :mod:`qserv_py.query.neighbours`):
-    the o1 side's cells joined after it in FROM, and the conditions matching the o2
-    side's cell. An edge on an outer join's NULL-filled side keeps the plain comparison
-    (o1's cells would multiply its unmatched rows)."""
+    the o1 side read with the cells its rows reach (its own restrictions, in WHERE or
+    ``extra``, applied first), and the conditions matching the o2 side's cell. An edge on
+    an outer join's NULL-filled side keeps the plain comparison (o1's cells would
+    multiply its unmatched rows)."""
     by_alias = {r.alias: r for r in refs}
     conditions: list[exp.Expr] = []
     for (a, b), radius in analysis.radius.items():
@@ -178,10 +183,20 @@ def near_neighbour_cells(
             continue
         if not (first.ra and first.dec and second.ra and second.dec):
             continue
+        own = [c for c in [*conjuncts(select.args.get("where")), *extra] if _only(c, a)]
         conditions.append(
-            cell_join(select, a, (first.ra, first.dec), (b, second.ra, second.dec), radius)
+            cell_join(select, a, (first.ra, first.dec), (b, second.ra, second.dec), radius, own)
         )
     return conditions
+
+
+def _only(condition: exp.Expr, alias: str) -> bool:
+    """Whether ``condition`` reads the columns of ``alias`` and nothing else that varies
+    (no other table, subquery, aggregate or window)."""
+    if condition.find(exp.Subquery, exp.Select, exp.AggFunc, exp.Window):
+        return False
+    tables = {c.table for c in condition.find_all(exp.Column)}
+    return tables == {alias}
 
 
 def partition_placeholder(catalog: str, table: str) -> str:

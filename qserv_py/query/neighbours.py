@@ -6,10 +6,13 @@ chunk's rows and its overlap (o2). Compared pair by pair that is quadratic in th
 size. Instead, the worker SQL cuts the sky into *cells* — the zones of Gray & Szalay's
 zones algorithm (height ``h``, a few times r), each cut into RA buckets at least as wide
 as the RA half-width of an r-circle anywhere in the zone — gives each o2 row its one cell
-(two numbers computed from its position) and each o1 row the cells its r-circle can reach
-(usually one, at most 3 zones × 4 buckets), and joins the two on the cell: a hash join,
-so linear in the rows plus the candidates, followed by the exact distance test. No index
-is needed: the cells are computed in the statement, from the position columns.
+(a key computed from its position) and each o1 row one row per cell its r-circle can
+reach (usually one or two, at most 2 zones × 3 buckets), and joins the two on the cell
+key: a hash or merge join, so linear in the rows plus the candidates (n log n for a
+sort), followed by the exact distance test. No index is needed: the cells are computed
+in the statement, from the position columns, so any radius up to the overlap works on
+the data as loaded. o1 becomes a derived table of the columns the query reads from it
+(its own restrictions, e.g. a cone's spatial_index ranges, applied inside first).
 
 Exact at every edge, by construction (each bound is loose, never tight):
 
@@ -39,23 +42,26 @@ chunk and its overlap.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlglot import exp
 
+from qserv_py.query.render import to_postgres
+
 #: the zone height in join radii: the cells are about ``CELL_RADII · r`` wide, so most
-#: o1 rows reach one or two cells, and a cell holds few candidates even where objects
-#: cluster. Measured on the 100k release at 10″ (bench/neighbours.py): 2–8 r within 30%
-#: of each other, 1 r and 20 r slower (more cells per o1; more candidates per cell)
+#: o1 rows reach one or two cells (and never more than two zones: h > 2r'), and a cell
+#: holds few candidates even where objects cluster. Tried on two chunks of the 100k
+#: release at 10″: 1 r clearly slower (up to 9 cells per o1), 2–8 r alike within this
+#: machine's noise, 20 r and more slower in clustered chunks (candidates per cell)
 CELL_RADII = 4.0
 #: a margin on the radius, so that rounding in the cell arithmetic never loses a pair
 MARGIN = 1e-9
 #: the smallest zone height (degrees): zone and bucket numbers stay far below 2**53
 MIN_HEIGHT = 1e-6
-#: the largest: with fewer zones than this a whole-sky self-join compares almost all pairs
-MAX_HEIGHT = 30.0
-#: the alias of the o1 cells in worker SQL
-CELLS_ALIAS = "qserv_nn"
+#: the column of o1's cells in worker SQL
+CELL = "qserv_cell"
+CHUNK_ID = "chunk_id"
 
 
 def _f(value: float) -> str:
@@ -70,11 +76,13 @@ class Cells:
     radius: float
     h: float  # zone height (degrees)
     zones: int
+    ra: str = "ra"  # the position columns of the o1 table
+    dec: str = "dec"
 
     @classmethod
-    def for_radius(cls, radius: float) -> Cells:
-        h = min(max(CELL_RADII * max(radius, 0.0), MIN_HEIGHT), MAX_HEIGHT)
-        return cls(radius, h, max(int(180 // h), 1))
+    def for_radius(cls, radius: float, ra: str = "ra", dec: str = "dec") -> Cells:
+        h = max(CELL_RADII * max(radius, 0.0), MIN_HEIGHT)
+        return cls(radius, h, max(int(180 // h), 1), ra, dec)
 
     @property
     def reach(self) -> float:
@@ -112,40 +120,64 @@ class Cells:
             f"ELSE {_f(8100 * math.sin(math.radians(min(r, 90.0))))} / (90 - ABS({dec})) END"
         )
 
-    def cells_sql(self, ra: str, dec: str) -> str:
-        """A LATERAL subquery of the cells (z, b) that the r-circle around (ra, dec) meets.
+    def key_scale(self) -> int:
+        """The factor of the zone in a cell's key ``zone * scale + bucket`` (more than any
+        zone's buckets; not a power of two, whose keys PostgreSQL's int8 hash folds)."""
+        return int(90 * 360 / (8100 * math.sin(math.radians(self.h)))) + 3
 
-        Each level is kept apart (OFFSET 0) so that PostgreSQL computes each value once
-        per row instead of inlining the expressions into every use."""
+    def cells_sql(self, source: str, columns: list[str], where: str | None) -> str:
+        """The rows of ``source`` with the cells their r-circles meet: ``columns``, and
+        one row per cell with its key ``qserv_cell`` (NULL in the rows of unreached ones).
+
+        Set-level steps, each kept apart (OFFSET 0) so that PostgreSQL computes each
+        value once per row (not inlined into every use), with narrow rows: the zones
+        reached (at most two: the zone height is more than 2r'), their bucket counts, the
+        first bucket and the bucket count reached in each, then the keys of the (at most
+        six) cells, unnested."""
         r = _f(self.reach)
-        zones = (
-            f"SELECT CAST({self.zone(f'{dec} - {r}')} + d.dz AS DOUBLE PRECISION) AS z "
-            f"FROM (VALUES (0), (1), (2)) AS d(dz) "
-            f"WHERE {self.zone(f'{dec} - {r}')} + d.dz <= {self.zone(f'{dec} + {r}')} OFFSET 0"
+        cols = ", ".join(f"t.{c}" for c in columns)
+        first = (
+            f"SELECT {cols}, {self.zone(f't.{self.dec} - {r}')} AS qz, "
+            f"{self.zone(f't.{self.dec} + {r}')} AS qz_hi, {self.reach_ra(f't.{self.dec}')} AS qa "
+            f"FROM {source} AS t" + (f" WHERE {where}" if where else "")
         )
-        counted = f"SELECT a.z, {self.buckets('a.z')} AS n FROM ({zones}) AS a OFFSET 0"
-        alpha = f"LEAST({self.reach_ra(dec)}, 360 / b.n)"
-        lo = self.bucket(f"({ra} - {alpha})", "b.n")
-        hi = self.bucket(f"({ra} + {alpha})", "b.n")
-        ranged = (
-            f"SELECT b.z, b.n, CASE WHEN b.n <= 3 THEN 0 ELSE {lo} END AS lo, "
-            f"CASE WHEN b.n <= 3 THEN b.n ELSE MOD(CAST({hi} - {lo} + b.n AS BIGINT), "
-            f"CAST(b.n AS BIGINT)) + 1 END AS k FROM ({counted}) AS b OFFSET 0"
-        )
-        return (
-            "SELECT CAST(c.z AS BIGINT) AS z, "
-            "MOD(CAST(c.lo AS BIGINT) + j.j, CAST(c.n AS BIGINT)) AS b "
-            f"FROM ({ranged}) AS c CROSS JOIN (VALUES (0), (1), (2), (3)) AS j(j) "
-            "WHERE j.j < c.k OFFSET 0"
+        counted = (
+            f"SELECT t.*, {self.buckets('t.qz')} AS qn0, {self.buckets('(t.qz + 1)')} AS qn1 "
+            f"FROM ({first}) AS t OFFSET 0"
         )
 
-    def cell_match(self, alias: str, ra: str, dec: str) -> str:
-        """The o2 row at (ra, dec) is in the cell ``alias`` (z, b)."""
-        zone = self.zone(dec)
-        return (
-            f"{alias}.z = CAST({zone} AS BIGINT) AND "
-            f"{alias}.b = CAST({self.bucket(ra, f'({self.buckets(zone)})')} AS BIGINT)"
+        def lo(n: str) -> str:
+            return self.bucket(f"(t.{self.ra} - LEAST(t.qa, 360 / {n}))", n)
+
+        def reached(n: str) -> str:
+            hi = self.bucket(f"(t.{self.ra} + LEAST(t.qa, 360 / {n}))", n)
+            return (
+                f"CASE WHEN {n} <= 3 THEN {n} ELSE "
+                f"MOD(CAST({hi} - {lo(n)} + {n} AS BIGINT), CAST({n} AS BIGINT)) + 1 END"
+            )
+
+        ranged = (
+            f"SELECT t.*, CASE WHEN t.qn0 <= 3 THEN 0 ELSE {lo('t.qn0')} END AS qlo0, "
+            f"{reached('t.qn0')} AS qk0, "
+            f"CASE WHEN t.qn1 <= 3 THEN 0 ELSE {lo('t.qn1')} END AS qlo1, "
+            f"CASE WHEN t.qz_hi > t.qz THEN {reached('t.qn1')} ELSE 0 END AS qk1 "
+            f"FROM ({counted}) AS t OFFSET 0"
         )
+        scale = self.key_scale()
+        keys = ", ".join(
+            f"CASE WHEN t.qk{z} > {j} THEN CAST(t.qz + {z} AS BIGINT) * {scale} "
+            f"+ MOD(CAST(t.qlo{z} AS BIGINT) + {j}, CAST(t.qn{z} AS BIGINT)) END"
+            for z in (0, 1)
+            for j in range(3)
+        )
+        cells = f"UNNEST(ARRAY_REMOVE(ARRAY[{keys}], NULL))"
+        return f"SELECT {cols}, {cells} AS {CELL} FROM ({ranged}) AS t"
+
+    def cell_key(self, ra: str, dec: str) -> str:
+        """The key of the cell of the point (ra, dec)."""
+        zone = self.zone(dec)
+        bucket = self.bucket(ra, f"({self.buckets(zone)})")
+        return f"CAST({zone} AS BIGINT) * {self.key_scale()} + CAST({bucket} AS BIGINT)"
 
 
 def cell_join(
@@ -154,29 +186,50 @@ def cell_join(
     first_pos: tuple[str, str],
     second: tuple[str, str, str],
     radius: float,
+    restrictions: Sequence[exp.Expr] = (),
 ) -> exp.Expression:
-    """Join the cells of ``first`` (alias; its ra, dec columns) right after it in the FROM
-    of ``select``; return the condition that matches ``second`` (alias, ra, dec) to them.
+    """Read ``first`` (alias; its ra, dec columns), a chunk partition in ``select``, with
+    the cells its rows reach (see :meth:`Cells.cells_sql`): only the columns the query
+    uses, and ``restrictions`` of it alone (e.g. its spatial_index ranges: copied inside,
+    so that only its rows in the region get cells). Return the condition that matches
+    ``second`` (alias, ra, dec) to them.
 
     >>> import sqlglot
-    >>> s = sqlglot.parse_one("SELECT 1 FROM t AS o1, t AS o2", read="postgres")
-    >>> cond = cell_join(s, "o1", ("ra", "dec"), ("o2", "ra", "dec"), 1 / 3600)
-    >>> [j.this.sql()[:22] for j in s.args["joins"]]
-    ['LATERAL (SELECT CAST(c', 't AS o2']
-    >>> cond.sql()[:27]
-    'qserv_nn.z = CAST(LEAST(GRE'
+    >>> s = sqlglot.parse_one("SELECT t1.id FROM c.t AS t1, c.t AS t2", read="postgres")
+    >>> cond = cell_join(s, "t1", ("ra", "dec"), ("t2", "ra", "dec"), 1 / 3600)
+    >>> s.sql("postgres")[:68]
+    'SELECT t1.id FROM (SELECT t.id, t.ra, t.dec, t.chunk_id, UNNEST(ARRA'
+    >>> cond.sql()[:30]
+    't1.qserv_cell = CAST(LEAST(GRE'
     """
-    cells = Cells.for_radius(radius)
-    ra, dec = (exp.column(c, first).sql(dialect="postgres") for c in first_pos)
+    node = next(s for s in _sources(select) if s.alias_or_name == first)
+    table = node.copy()
+    table.set("alias", None)
+    used = {c.name for c in select.find_all(exp.Column) if c.table == first}
+    for restriction in restrictions:
+        used |= {c.name for c in restriction.find_all(exp.Column)}
+    columns = sorted(used - {CELL}) + [c for c in (*first_pos, CHUNK_ID) if c not in used]
+    inner = [r.copy() for r in restrictions]
+    for restriction in inner:
+        for column in restriction.find_all(exp.Column):
+            column.set("table", exp.to_identifier("t"))
+    where = " AND ".join(f"({to_postgres(r)})" for r in inner if isinstance(r, exp.Expression))
+    cells = Cells.for_radius(radius, *first_pos)
+    body = cells.cells_sql(
+        table.sql(dialect="postgres"),
+        [exp.to_identifier(c).sql("postgres") for c in columns],
+        where,
+    )
+    node.replace(
+        exp.Subquery(
+            this=exp.maybe_parse(body, dialect="postgres"),
+            alias=exp.TableAlias(this=exp.to_identifier(first)),
+        )
+    )
     alias, ra2, dec2 = second
-    lateral: exp.Expression = exp.maybe_parse(
-        f"SELECT 1 FROM t CROSS JOIN LATERAL ({cells.cells_sql(ra, dec)}) AS {CELLS_ALIAS}",
-        dialect="postgres",
-    ).args["joins"][0]
-    sources = [select.args["from_"].this] + [j.this for j in select.args.get("joins") or []]
-    position = next(i for i, s in enumerate(sources) if s.alias_or_name == first)
-    joins = list(select.args.get("joins") or [])
-    joins.insert(position, lateral)
-    select.set("joins", joins)
-    o2 = (exp.column(c, alias).sql(dialect="postgres") for c in (ra2, dec2))
-    return exp.maybe_parse(cells.cell_match(CELLS_ALIAS, *o2), dialect="postgres")
+    ra, dec = (exp.column(c, alias).sql(dialect="postgres") for c in (ra2, dec2))
+    return exp.maybe_parse(f"{first}.{CELL} = {cells.cell_key(ra, dec)}", dialect="postgres")
+
+
+def _sources(select: exp.Select) -> list[exp.Expression]:
+    return [select.args["from_"].this] + [j.this for j in select.args.get("joins") or []]

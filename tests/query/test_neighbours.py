@@ -117,7 +117,7 @@ def test_pairs_match_brute_force(
         "SELECT o1.objectId AS a, o2.objectId AS b FROM Object o1, Object o2 "
         f"WHERE {predicate.format(r=radius)} AND o1.objectId <> o2.objectId"
     )
-    assert "qserv_nn" in client.explain(text).worker_sql  # the cell join, not pair by pair
+    assert "qserv_cell" in client.explain(text).worker_sql  # the cell join, not pair by pair
     result = client.query(text)
     got = list(zip(result["a"].to_pylist(), result["b"].to_pylist(), strict=True))
     assert len(got) == len(set(got))  # each pair once
