@@ -49,6 +49,8 @@ def test_docs_and_redoc_load_their_scripts_from_the_service(api: TestClient) -> 
         assert "fonts.googleapis" not in page.text
     # Swagger UI would fetch a badge from the public validator for a non-local host
     assert '"validatorUrl": null' in api.get("/docs").text
+    for bundle in PORTAL_DIR.glob("vendor/**/*.js"):  # e.g. ReDoc's logo from its CDN
+        assert "https://cdn." not in bundle.read_text(), bundle
     assert api.get("/openapi.json").json()["paths"]["/api/v1/catalogs/{name}/chunks"]
 
 

@@ -57,9 +57,20 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, served: Served) -> Iterator[Any]:
-    """The portal, loaded and ready, in a fresh browser context."""
+    """The portal, loaded and ready, in a fresh browser context that refuses (and the test
+    then fails on) any request to another host."""
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(90_000)
+    elsewhere: list[str] = []
+
+    def only_the_service(route: Any) -> None:
+        if route.request.url.startswith((served.url, "data:", "blob:")):
+            route.continue_()
+        else:  # no CDN, no fonts: a request elsewhere is recorded and refused
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_service)
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
@@ -68,6 +79,7 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
     yield opened
     context.close()
     assert not errors, f"the page raised: {errors}"
+    assert not elsewhere, f"the page asked for something elsewhere: {elsewhere}"
 
 
 def shot(page: Any, name: str) -> None:
@@ -318,33 +330,3 @@ def test_an_error_is_shown_at_its_line_and_column(page: Any) -> None:
     )
     assert (line, column) == (3, 24)
     shot(page, "error")
-
-
-def test_docs_and_redoc_render_without_the_internet(browser: Any, served: Served) -> None:
-    context = browser.new_context()
-    elsewhere: list[str] = []
-
-    def only_the_service(route: Any) -> None:
-        if route.request.url.startswith(served.url):
-            route.continue_()
-        else:  # no CDN, no fonts: a request elsewhere is recorded and refused
-            elsewhere.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_the_service)
-    try:
-        docs = context.new_page()
-        docs.goto(f"{served.url}/docs")
-        docs.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
-        assert "qserv_py" in docs.inner_text(".swagger-ui .info .title")
-        assert docs.locator(".opblock-summary-path", has_text="/api/v1/query").count() >= 1
-        redoc = context.new_page()
-        redoc.goto(f"{served.url}/redoc")
-        redoc.wait_for_selector("h1", timeout=60_000)
-        assert "qserv_py" in redoc.inner_text("h1")
-        portal = context.new_page()
-        portal.goto(f"{served.url}/")
-        portal.wait_for_selector("body[data-ready=true]")
-    finally:
-        context.close()
-    assert elsewhere == []
