@@ -71,11 +71,12 @@ class Router:
         up = [n for n, s in self.view.check(names).items() if s is not WorkerState.DOWN]
         if up:
             return up[0]
+        every = [w.name for w in self.spec.workers]
         raise ChunksUnavailable(
-            f"no worker is reachable ({self._down(names)}); bring one back "
+            f"no worker is reachable ({self._down(every)}); bring one back "
             "(`qserv-py cluster status`)",
             chunks=(),
-            workers=tuple(names),
+            workers=tuple(every),
         )
 
     def fail(self, worker: str, reason: str) -> None:

@@ -184,7 +184,11 @@ class Run:
             with self.lock:
                 self._busy[conn] = name
             try:
-                if not self.query.add_backend(name, conn.info.backend_pid, czar):
+                try:
+                    registered = self.query.add_backend(name, conn.info.backend_pid, czar)
+                except psycopg.Error as exc:  # the czar's failure, not the worker's
+                    raise Failure(tracking.CZAR, exc) from exc
+                if not registered:
                     raise self.killed()
                 yield conn
             finally:
