@@ -141,7 +141,7 @@ class Scheduler:
         """Copy the worker SQL's rows for the batch into the merge table, in one czar
         transaction that commits only if the batch was not given up; how many rows."""
         run = self.run
-        rows = worker_sql(run.plan, batch.chunks)
+        rows = worker_sql(run.plan, batch.chunks, citus=run.spec.backend == "citus")
         if run.max_bytes is not None:  # a row is one message through this process
             rows = limits.capped_rows(rows, run.max_bytes)
         copy_out = f"{run.tag}COPY ({rows}) TO STDOUT (FORMAT BINARY)"

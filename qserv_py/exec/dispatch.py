@@ -212,7 +212,7 @@ def _run_direct(
     table and its round trips. None if the worker failed (or the chunk moved away): the
     router knows, and the plan can be routed again."""
     plan = run.plan
-    statement = worker_sql(plan, plan.chunks.get(worker, ()))
+    statement = worker_sql(plan, plan.chunks.get(worker, ()), citus=run.spec.backend == "citus")
     if plan.passthrough and max_rows is None:  # the merge would only name the columns
         text = statement
     else:
@@ -291,7 +291,8 @@ def _probe_columns(
         if prepare is not None:
             prepare(worker, ())
         with run.worker_session(worker, czar) as conn, watchdog.guard(conn, run.batch_deadline_s):
-            probe = f"SELECT * FROM ({worker_sql(run.plan, ())}) AS qserv_probe LIMIT 0"
+            statement = worker_sql(run.plan, (), citus=run.spec.backend == "citus")
+            probe = f"SELECT * FROM ({statement}) AS qserv_probe LIMIT 0"
             cur = conn.execute(run.tag + probe)  # the tag first, where a kill looks
             res = cur.pgresult
             assert res is not None

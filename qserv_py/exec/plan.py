@@ -11,6 +11,16 @@ see ``partitions``), and reads their UNION ALL. The placeholder ``{chunks}`` is 
 ``ARRAY[...]::bigint[]`` literal of the chunk ids the statement reads. Its rows are
 streamed with binary COPY into a merge table on the czar. ``merge_sql`` then runs on the
 czar, with the placeholder ``{partials}`` replaced by that table's name.
+
+On Citus (docs/citus.md) a chunk has no partition, and the statement is not repeated
+per chunk: each placeholder becomes the batch's rows of the distributed table,
+``(SELECT * FROM catalog.table WHERE chunk_id = ANY(ARRAY[...]))``, in one statement the
+coordinator routes to the shards holding those chunks. The worker SQL joins partitioned
+tables on ``chunk_id`` equality, so one statement over a batch reads what the UNION ALL of
+its chunks' statements would (a UNION ALL of one branch per chunk took Citus 300 times as
+long: each branch planned and run on its own; docs/decisions.md). A statement that reads
+``{chunks}`` elsewhere too (an upload's rows of the chunk, which are not joined on chunk
+equality) is still repeated per chunk, as on native workers.
 """
 
 from __future__ import annotations
@@ -71,14 +81,28 @@ class ExecPlan:
 
 
 _PARTITION = re.compile(r"\.qserv_part__(\w+)\b")  # a literal first: a fast scan
+_ALIASED = re.compile(r"\s+AS\s", re.IGNORECASE)
 
 
-def worker_sql(plan: ExecPlan, chunks: tuple[int, ...]) -> str:
-    """The statement a worker runs for ``chunks`` (see :mod:`qserv_py.exec.plan`)."""
+def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) -> str:
+    """The statement a worker runs for ``chunks`` (see :mod:`qserv_py.exec.plan`);
+    ``citus``: for a Citus coordinator (distributed tables, no chunk partitions).
+
+    >>> plan = ExecPlan("SELECT count(*) AS p0 FROM qt.qserv_part__object AS o", "")
+    >>> print(worker_sql(plan, (16, 17), citus=True).replace(" WHERE", "\\n WHERE"))
+    SELECT count(*) AS p0 FROM (SELECT * FROM qt.object
+     WHERE chunk_id = ANY(ARRAY[16,17]::bigint[])) AS o
+    """
     template = plan.worker_sql.strip().rstrip(";")
     if "qserv_part__" not in template:
         return template.replace("{chunks}", _array(chunks))
     pieces = _pieces(template)
+    if citus and "{chunks}" not in template:
+        return _on_citus(pieces, chunks)
+    if citus:  # the statement reads {chunks} elsewhere too (an upload's chunk): per chunk
+        return " UNION ALL ".join(f"({_on_citus(pieces, (c,))})" for c in chunks) or (
+            _on_citus(pieces, ())
+        )
 
     def one(chunk: int | None) -> str:
         text = list(pieces)
@@ -95,6 +119,18 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...]) -> str:
     if len(chunks) == 1:
         return one(chunks[0])
     return " UNION ALL ".join(f"({one(c)})" for c in chunks)
+
+
+def _on_citus(pieces: list[str], chunks: tuple[int, ...]) -> str:
+    """The worker SQL for a Citus coordinator: one statement over ``chunks``."""
+    text = list(pieces)
+    where = f"chunk_id = ANY({_array(chunks)})" if chunks else "false"
+    for i in range(1, len(pieces), 2):
+        table = pieces[i]
+        # a subquery in FROM needs an alias: the table's own name if none follows
+        alias = "" if _ALIASED.match(pieces[i + 1]) else f" AS {table.split('.')[1]}"
+        text[i] = f"(SELECT * FROM {table} WHERE {where}){alias}"
+    return "".join(text).replace("{chunks}", _array(chunks))
 
 
 def _pieces(template: str) -> list[str]:

@@ -195,6 +195,7 @@ def where_subquery(sub: exp.Select, outer: list[Ref], ctx: PlanContext) -> None:
     """Check an IN, EXISTS or scalar subquery over partitioned tables, and plan it."""
     refs, _ = prepare_subquery(sub, ctx)
     correlated = False
+    pairs: list[tuple[Ref, Ref]] = []
     for conjunct in conjuncts(sub.args.get("where")):
         if isinstance(conjunct, exp.EQ):
             a, b = key_ref(conjunct.this, refs), key_ref(conjunct.expression, outer)
@@ -202,6 +203,16 @@ def where_subquery(sub: exp.Select, outer: list[Ref], ctx: PlanContext) -> None:
             for mine, theirs in ((a, b), (c, d)):
                 if mine and theirs and mine.director == theirs.director:
                     correlated = True
+                    pairs.append((mine, theirs))
+    # the chunk_id equality that every join between partitioned tables carries: a no-op
+    # where each chunk is read alone, and on Citus what shows the correlation shard-local
+    for mine, theirs in pairs[:1]:
+        if type(mine) is Ref and type(theirs) is Ref:
+            same_chunk = exp.EQ(
+                this=exp.column("chunk_id", mine.alias),
+                expression=exp.column("chunk_id", theirs.alias),
+            )
+            sub.where(same_chunk, copy=False)
     wrapper = sub.parent.parent if isinstance(sub.parent, exp.Subquery) else sub.parent
     keyed_in = (
         isinstance(wrapper, exp.In)
