@@ -13,7 +13,7 @@ a server short of a resource is :class:`~qserv_py.errors.WorkerBusy` (503); anyt
 >>> type(e).__name__, e.http_status
 ('QuerySqlError', 400)
 >>> print(e)  # doctest: +NORMALIZE_WHITESPACE
-the query failed in PostgreSQL: division by zero
+the query failed in PostgreSQL on worker worker1: division by zero
 (SQLSTATE 22012 DivisionByZero: a data exception, a value the operation cannot take)
 >>> user_error("worker1", psycopg.errors.lookup("08006")("lost")) is None
 True
@@ -64,8 +64,9 @@ def user_error(where: str, error: psycopg.Error) -> QuerySqlError | None:
     meaning = USER_CLASSES.get(state[:2])
     if meaning is None:
         return None
+    place = "the czar" if where == "czar" else f"worker {where}"
     return QuerySqlError(
-        f"the query failed in PostgreSQL: {_describe(error)}\n"
+        f"the query failed in PostgreSQL on {place}: {_describe(error)}\n"
         f"(SQLSTATE {state} {type(error).__name__}: {meaning})",
         sqlstate=state,
     )

@@ -16,7 +16,7 @@ from psycopg.conninfo import make_conninfo
 from qserv_py.cluster.catalogs import drop_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec, Instance
-from qserv_py.errors import InstanceUnreachable, QueryTimeout, WorkerError
+from qserv_py.errors import InstanceUnreachable, QuerySqlError, QueryTimeout
 from qserv_py.exec import tracking
 from qserv_py.exec.dispatch import close_pools, execute
 from qserv_py.exec.plan import ExecPlan, ResultColumn
@@ -232,16 +232,17 @@ def test_worker_error_names_the_worker(
         chunks,
     )
     text = f"error {uuid.uuid4()}"
-    with pytest.raises(WorkerError) as caught:
+    with pytest.raises(QuerySqlError) as caught:  # the query's error, not the worker's
         execute(spec, plan, text=text, batch_chunks=2)
     message = str(caught.value)
-    assert message == f"worker {bad_worker}: division by zero"
+    assert message.startswith(f"the query failed in PostgreSQL on worker {bad_worker}: division")
+    assert caught.value.http_status == 400 and caught.value.sqlstate == "22012"
     info = record(spec, text)
     assert info.status == "failed" and info.error == message
     assert f"q{info.id}" not in merge_tables(spec)
     assert busy_sessions(spec, info.id) == 0
     # an error in the SQL itself, found when the columns are learnt
-    with pytest.raises(WorkerError, match=r"worker \w+: column \"nope\" does not exist"):
+    with pytest.raises(QuerySqlError, match=r"on worker \w+: column \"nope\" does not exist"):
         execute(spec, ExecPlan(f"SELECT nope FROM {cat}.object", "SELECT 1", chunks))
 
 
