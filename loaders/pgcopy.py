@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 HEADER: bytes = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER: bytes = struct.pack(">h", -1)
@@ -261,6 +260,8 @@ def _convert(
 
 def _cast(column: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array:
     """``column`` as one array of type ``to``; Arrow's safe cast rejects lossy values."""
+    import pyarrow.compute as pc  # (here: slow to import)
+
     if column.type != to:
         column = pc.cast(column, to, safe=True)
     if isinstance(column, pa.ChunkedArray):
@@ -322,6 +323,8 @@ def _timestamps(arr: pa.Array, valid: np.ndarray | None, where: str) -> np.ndarr
 
 def _var(arr: pa.Array, target: _Target, where: str) -> _Var:
     """A large_string / large_binary array as starts, lengths and data; checks the values."""
+    import pyarrow.compute as pc  # (here: slow to import)
+
     n = len(arr)
     valid = _validity(arr)
     bufs = arr.buffers()

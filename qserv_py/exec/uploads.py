@@ -30,7 +30,6 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 from psycopg_pool import PoolTimeout
 
@@ -208,6 +207,8 @@ def _ship(
 ) -> None:
     """Make the plan's upload tables on ``worker`` (``create``), or add to them, in one
     transaction: a cross-match's rows of ``chunks``, every row of the others."""
+    import pyarrow.compute as pc  # (here: slow to import)
+
     wanted = pa.array(chunks, pa.int64())
     where = "?"
     try:

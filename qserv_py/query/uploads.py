@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from qserv_py.errors import QueryError, UploadError
@@ -208,6 +207,8 @@ def prepare(use: UploadUse, data: pa.Table, chunks: set[int] | frozenset[int]) -
 
 
 def _floats(column: pa.ChunkedArray, upload: str, name: str) -> npt.NDArray[np.float64]:
+    import pyarrow.compute as pc  # (here: slow to import)
+
     kind = column.type
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
         raise QueryError(
@@ -220,6 +221,8 @@ def _floats(column: pa.ChunkedArray, upload: str, name: str) -> npt.NDArray[np.f
 
 def shipment_chunks(shipment: pa.Table) -> set[int]:
     """The chunks a cross-match shipment has targets in."""
+    import pyarrow.compute as pc  # (here: slow to import)
+
     return set(pc.unique(shipment.column(CHUNK)).to_pylist())
 
 
@@ -353,6 +356,8 @@ class Uploads:
     def restrict(self, chunks: set[int]) -> set[int]:
         """The chunk set without chunks no cross-matched target (or uploaded director
         key) can reach, when the uploads' data is at hand."""
+        import pyarrow.compute as pc  # (here: slow to import)
+
         for match in self.matches:
             data = self.data.get(match.use.name)
             if isinstance(data, pa.Table):
