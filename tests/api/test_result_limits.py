@@ -37,6 +37,7 @@ def small(api_settings: Settings, spec: ClusterSpec, client: object) -> Iterator
             "result_max_bytes_rest": 2_000_000,
             "upload_max_bytes": 1000,
             "maxrec_limit_rest": 2,
+            "result_max_bytes_async": 3_000_000,
         }
     )
     with TestClient(create_app(settings, spec)) as test_client:
@@ -58,6 +59,20 @@ def test_result_over_the_byte_limit_is_a_clear_4xx(small: TestClient) -> None:
     )
     assert over.status_code == 400 and over.json()["error"] == "ResultTooLarge"
     assert "result_max_bytes_rest" in over.json()["message"]
+
+
+def test_async_job_over_its_byte_limit_ends_in_error(small: TestClient) -> None:
+    data = {"LANG": "PostgreSQL", "QUERY": BIG.format(n=3_500_000), "PHASE": "RUN"}
+    created = small.post("/tap/async", data=data, follow_redirects=False)
+    assert created.status_code == 303
+    job = created.headers["location"].rsplit("/", 1)[-1]
+    deadline = time.monotonic() + HANG_GUARD_S
+    while (phase := small.get(f"/tap/async/{job}/phase").text) not in ("ERROR", "COMPLETED"):
+        assert time.monotonic() < deadline, "the job never ended"
+        time.sleep(0.05)
+    assert phase == "ERROR"
+    error = small.get(f"/tap/async/{job}/error").text
+    assert "limit of 3,000,000 bytes" in error and "result_max_bytes_async" in error
 
 
 def test_row_limit_per_mode(small: TestClient) -> None:
