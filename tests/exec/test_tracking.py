@@ -14,7 +14,7 @@ import pytest
 
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import QueryError, QueryKilled, QueryTimeout, WorkerError
+from qserv_py.errors import QueryError, QueryKilled, QuerySqlError, QueryTimeout
 from qserv_py.exec.dispatch import QueryResult, close_pools, execute
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.pools import WORKER_POOL_SIZE, worker_pool
@@ -214,9 +214,11 @@ def test_failures_of_single_batch_queries_are_recorded(
         {workers[0]: (1,)},
     )
     text = f"failing {uuid.uuid4()}"
-    with pytest.raises(WorkerError) as caught:
+    with pytest.raises(QuerySqlError) as caught:  # the query's error (400), not the worker's
         execute(spec, plan, text=text)
-    assert str(caught.value) == f"worker {workers[0]}: division by zero"
+    assert str(caught.value).startswith(
+        f"the query failed in PostgreSQL on worker {workers[0]}: division by zero"
+    )
     [info] = [q for q in list_queries(spec, active_only=False) if q.text == text]
     assert info.status == "failed" and info.error == str(caught.value)
     # a timeout: the worker statement's limit, set for this query only

@@ -23,7 +23,13 @@ from scipy.spatial import cKDTree
 from qserv_py.cli import main
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import QueryError, QueryRefused, UnknownName, UploadError, WorkerError
+from qserv_py.errors import (
+    QueryError,
+    QueryRefused,
+    QuerySqlError,
+    UnknownName,
+    UploadError,
+)
 from qserv_py.exec import uploads as shipping
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.query.uploads import CHUNK, UploadPlan, upload_table
@@ -503,7 +509,7 @@ def test_tables_are_dropped(client: Client, spec: ClusterSpec, objects: pa.Table
         "SELECT t.id / (t.id - t.id) FROM TAP_UPLOAD.t t JOIN Object o "
         "ON CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE(t.ra, t.dec, 0.01)) = 1"
     )
-    with pytest.raises(WorkerError, match="division by zero"):
+    with pytest.raises(QuerySqlError, match="division by zero"):
         client.query(failing, uploads={"t": targets})
     assert all(not tables for tables in shipping.upload_tables(spec).values())
 
