@@ -18,6 +18,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from qserv_py.api.app import create_app
+from qserv_py.cli import main
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.users import add_user, remove_user, user_of_token
@@ -83,6 +84,21 @@ def test_tokens_are_stored_hashed(spec: ClusterSpec, tokens: dict[str, str]) -> 
     assert user_of_token(spec, tokens["t13alice"] + "x") is None
     with pytest.raises(ConfigError, match="not allowed"):
         add_user(spec, "no spaces")
+
+
+def test_user_commands(spec: ClusterSpec, capsys: pytest.CaptureFixture[str]) -> None:
+    """qserv-py user add prints the token once; list shows the user; remove ends it."""
+    cluster = ["--cluster", str(spec.path), "user"]
+    assert main([*cluster, "add", "t13cli", "--admin"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    user = user_of_token(spec, token)
+    assert user is not None and user.name == "t13cli" and user.admin
+    assert main([*cluster, "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "t13cli" in listed and "admin" in listed and token not in listed
+    assert main([*cluster, "remove", "t13cli"]) == 0
+    assert user_of_token(spec, token) is None
+    assert main([*cluster, "remove", "t13cli"]) == 1
 
 
 def test_who_may_do_what(app: TestClient, tokens: dict[str, str]) -> None:
