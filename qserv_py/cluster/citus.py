@@ -149,6 +149,71 @@ def _create_extension(conn: psycopg.Connection, node: Instance) -> None:
         ) from exc
 
 
+def add_node(
+    spec: ClusterSpec, node: Instance, address: tuple[str, int], *, user: str, password: str
+) -> None:
+    """Join a new, empty PostgreSQL database (same name as the coordinator's) to Citus
+    cluster ``spec`` as a worker node: the extension, the passwords of ``user`` and of
+    the read-only role, and ``citus_add_node`` on the coordinator (which copies the
+    reference tables and Citus's metadata to it)."""
+    with connect(node, autocommit=True) as conn:
+        _create_extension(conn, node)
+        conn.execute(
+            "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo)"
+            " VALUES (0, %s, %s) ON CONFLICT DO NOTHING",
+            (user, f"password={password}"),
+        )
+    with connect(spec.coordinator, autocommit=True) as conn:
+        conn.execute("SELECT citus_add_node(%s, %s)", address)
+    if spec.reader_password is not None:  # the role reached the node with citus_add_node
+        allow_role([node], spec.reader_user, spec.reader_password)
+
+
+def remove_node(spec: ClusterSpec, address: tuple[str, int]) -> None:
+    """Unregister the worker node at ``address`` (it must hold no shards)."""
+    with connect(spec.coordinator, autocommit=True) as conn:
+        conn.execute("SELECT citus_remove_node(%s, %s)", address)
+
+
+def rebalance(spec: ClusterSpec) -> int:
+    """Move shards (groups of whole chunks, with the shards colocated with them) so that
+    every worker node holds its share, with Citus's rebalancer, and wait for the end;
+    how many background tasks (shard moves and their clean-ups) it ran, 0 if none.
+    Writes to a moving shard wait for its move (``block_writes``: no replica identity
+    is needed on the catalog's tables)."""
+    with connect(spec.coordinator, autocommit=True) as conn:
+        started = conn.execute(
+            "SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')"
+        ).fetchone()
+        if started is None or started[0] is None:
+            return 0  # nothing to move
+        conn.execute("SELECT citus_rebalance_wait()")
+        row = conn.execute(
+            "SELECT state::text, count(t.task_id) FROM pg_dist_background_job j"
+            " LEFT JOIN pg_dist_background_task t USING (job_id)"
+            " WHERE j.job_id = %s GROUP BY j.state",
+            (started[0],),
+        ).fetchone()
+    if row is None or row[0] != "finished":
+        raise ClusterError(
+            f"the Citus rebalance (job {started[0]}) ended {row[0] if row else 'unknown'}; "
+            "see citus_rebalance_status() on the coordinator"
+        )
+    return int(row[1])
+
+
+def shards_per_node(coordinator: Instance, table: str) -> dict[int, int]:
+    """Worker node port -> how many shards of ``table`` (``schema.name``) it holds."""
+    with connect(coordinator, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT p.nodeport, count(*) FROM pg_dist_shard_placement p"
+            " JOIN pg_dist_shard s USING (shardid) WHERE s.logicalrelid = %s::regclass"
+            " GROUP BY p.nodeport",
+            (table,),
+        ).fetchall()
+    return {int(port): int(n) for port, n in rows}
+
+
 def active_workers(coordinator: Instance) -> list[tuple[str, int]]:
     """(host, port) of the worker nodes the coordinator routes to."""
     with connect(coordinator, autocommit=True) as conn:

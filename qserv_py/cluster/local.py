@@ -20,6 +20,7 @@ coordinator (which also holds the czar metadata) and N Citus worker nodes; see
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -434,20 +435,49 @@ class LocalCluster:
 
     # --- workers coming and going (qserv_py.ops.workers) ---------------------------------
 
+    def add_citus_node(self, settings: Settings) -> Instance:
+        """A new Citus worker node of this local Citus cluster: an instance made as
+        ``init`` made the others, joined to the cluster with ``citus_add_node`` and
+        recorded in the cluster file. It holds no shards until a rebalance
+        (:func:`qserv_py.cluster.citus.rebalance`). On failure nothing is left behind."""
+        spec = self.spec()
+        node = self.add_worker_instance(settings, _citus_node=True)
+        try:
+            [inst] = [i for i in self.instances() if i.name == node.name]
+            password = str(spec.czar.conninfo["password"])
+            citus.add_node(spec, node, (inst.host, inst.port), user=SUPERUSER, password=password)
+            grown = dataclasses.replace(spec, citus_workers=(*spec.citus_workers, node))
+            write_cluster_file(grown, self.root / "cluster.toml")
+            give_to(self.user, self.root / "cluster.toml")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                citus.remove_node(spec, (inst.host, inst.port))
+            self.remove_worker_instance(node.name, purge=True)
+            raise
+        return node
+
     def add_worker_instance(
-        self, settings: Settings, *, host: str = "127.0.0.1", netns: str | None = None
+        self,
+        settings: Settings,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        _citus_node: bool = False,
     ) -> Instance:
         """A new worker instance made as ``init`` made the others (initdb, a free port,
         started, its database) and recorded in ``local.toml``: its DSN, which the caller
         registers (:func:`qserv_py.ops.workers.add_local_worker`). On failure nothing is
         left behind."""
         state = self._ready_state()
-        if self.backend == "citus":
+        if self.backend == "citus" and not _citus_node:
             raise ClusterError(
-                "adding a worker node to a local Citus cluster is not built yet (issue 15); "
-                "add a node with Citus's own citus_add_node on the coordinator"
+                f"{self.root} is a Citus cluster: add a Citus worker node instead "
+                "(LocalCluster.add_citus_node; its shards move with citus_rebalance_start)"
             )
-        taken = {i.name for i in self.instances()} | {w.name for w in self.spec().workers}
+        spec = self.spec()
+        taken = {i.name for i in self.instances()} | {
+            w.name for w in (*spec.workers, *spec.citus_workers)
+        }
         n = 1
         while f"worker{n}" in taken or (self.root / f"worker{n}").exists():
             n += 1

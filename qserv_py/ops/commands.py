@@ -153,9 +153,22 @@ def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
             )
         if args.name:
             raise ConfigError("--name: a local instance is named workerN by the cluster")
+        if cluster.backend == "citus":  # a Citus worker node (docs/citus.md)
+            node = cluster.add_citus_node(settings)
+            print(
+                f"added Citus worker node {node.name} ({node.public_dsn}), holding no shards "
+                "yet: move some there with `qserv-py rebalance`"
+            )
+            return 0
         info = workers.add_local_worker(cluster, settings, progress=_Progress())
     else:
         spec = read_cluster_file(settings.cluster)
+        if spec.backend == "citus":
+            raise ConfigError(
+                "on a Citus cluster a worker node is added by Citus: run "
+                "`SELECT citus_add_node('<host>', <port>)` on the coordinator (with the citus "
+                "extension created on the node), then `qserv-py rebalance` (docs/citus.md)"
+            )
         info = workers.add_worker(spec, args.dsn, settings, name=args.name, progress=_Progress())
     if args.json:
         print(json.dumps(info.to_json(), indent=2))
@@ -249,6 +262,12 @@ def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.ops.rebalance import rebalance
 
     spec = read_cluster_file(settings.cluster)
+    if spec.backend == "citus":  # Citus's own rebalancer moves the shards (docs/citus.md)
+        from qserv_py.cluster import citus
+
+        moves = citus.rebalance(spec)
+        print(f"rebalance: Citus's rebalancer finished ({moves} background tasks)")
+        return 0
     report = rebalance(spec, catalog=args.catalog, progress=_Progress())
     _show(args, "rebalance:", report)
     return 0 if _complete(report) else INCOMPLETE

@@ -14,8 +14,10 @@ import pyarrow as pa
 import pytest
 
 from qserv_py.client import Client, connect
+from qserv_py.cluster import citus
 from qserv_py.cluster.catalogs import create_catalog, drop_catalog
 from qserv_py.cluster.db import connect as db_connect
+from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
 from qserv_py.errors import QueryError
@@ -117,3 +119,29 @@ def test_cross_match_of_an_upload_on_citus(
     )
     rows = check(citus_client, oracle, text, {"t": targets}, xmatch=True)
     assert len(rows) >= matching(targets)
+
+
+def test_a_new_node_takes_shards_and_answers_stay_exact(
+    citus_cluster: LocalCluster,
+    citus_settings: Settings,
+    citus_client: Client,
+    oracle: psycopg.Connection,
+) -> None:
+    """A worker node added with citus_add_node holds shards after Citus's rebalancer
+    ran, and the answers are the oracle's still. (Last in this folder: the session's
+    Citus cluster keeps the node.)"""
+    spec = citus_cluster.spec()
+    before = citus.shards_per_node(spec.coordinator, f"{CATALOG}.object")
+    assert len(before) == 2
+    node = citus_cluster.add_citus_node(citus_settings)
+    grown = citus_cluster.spec()
+    assert [w.name for w in grown.citus_workers][-1] == node.name
+    assert citus.rebalance(grown) >= 1
+    after = citus.shards_per_node(grown.coordinator, f"{CATALOG}.object")
+    assert len(after) == 3 and sum(after.values()) == citus_settings.citus_shard_count
+    client = connect(grown, default_catalog=CATALOG)
+    for case in [c for c in CASES if c.name in SHAPES[:8]]:
+        got = [tuple(r.values()) for r in client.query(case.text, case.lang).to_pylist()]
+        plan = client.plan(case.text, case.lang)
+        want = oracle.cursor(binary=True).execute(plan.oracle_sql).fetchall()
+        compare(got, want, ordered=case.ordered)
