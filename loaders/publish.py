@@ -30,6 +30,8 @@ own two-phase commit).
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import psycopg
 
 from qserv_py.cluster.catalogs import get_catalog
@@ -92,20 +94,19 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
                 )
             )
         except _DuplicateKeys as exc:
-            message = (
-                f"{table.name}.{exc.key} values occur {exc.where} (e.g. {exc.examples}); "
-                f"nothing was published: abort the load (`qserv-py txn abort {txn}`) and "
-                "load only new rows"
+            _refuse_duplicates(czar, txn, table, exc.key, f"occur {exc.where}", exc.examples)
+        try:
+            commit_two_phase(
+                spec,
+                {name: _swap_worker(catalog, table, txn, swaps) for name, swaps in built.items()},
+                lambda conn: _publish_czar(conn, catalog, table, txn),
+                label=f"publish:{txn}",
+                every_worker=True,
             )
-            txns.set_state(czar, txn, "failed", error=message)
-            raise LoadError(message) from None
-        commit_two_phase(
-            spec,
-            {name: _swap_worker(catalog, table, txn, swaps) for name, swaps in built.items()},
-            lambda conn: _publish_czar(conn, catalog, table, txn),
-            label=f"publish:{txn}",
-            every_worker=True,
-        )
+        except psycopg.errors.UniqueViolation as exc:  # a replicated table's primary key
+            detail = exc.diag.message_detail or str(exc)
+            key = table.key_column or "key"
+            _refuse_duplicates(czar, txn, table, key, "are already in the table", detail)
     # (each new partition was analysed when built; ANALYZE of a partitioned parent would
     # re-analyse every partition of the table on PostgreSQL < 17, at a cost growing with
     # the catalog)
@@ -148,6 +149,19 @@ def _check_staged_rows(czar: psycopg.Connection, spec: ClusterSpec, table: Table
         record = txns.get_txn(czar, txn)
         txns.set_state(czar, txn, record.state, error=message)
         raise LoadError(message)
+
+
+def _refuse_duplicates(
+    czar: psycopg.Connection, txn: int, table: Table, key: str, where: str, examples: str
+) -> NoReturn:
+    """Mark load ``txn`` failed (nothing published) and raise a LoadError saying why."""
+    message = (
+        f"{table.name}.{key} values {where} (e.g. {examples}); "
+        f"nothing was published: abort the load (`qserv-py txn abort {txn}`) and "
+        "load only new rows"
+    )
+    txns.set_state(czar, txn, "failed", error=message)
+    raise LoadError(message) from None
 
 
 class _DuplicateKeys(Exception):

@@ -303,12 +303,19 @@ def test_duplicate_keys_are_refused(
         match=r"ForcedSource\.forcedSourceId values occur already in the catalog \(e\.g\. 3",
     ):
         load(spec, cat, "ForcedSource", [release / "ForcedSource"], SMALL)
+    # a replicated table: its primary key, met in the publish's two-phase commit
+    load(spec, cat, "CcdVisit", [release / "CcdVisit"], SMALL)
+    with pytest.raises(LoadError, match=r"CcdVisit\.ccdVisitId values are already in the table"):
+        load(spec, cat, "CcdVisit", [release / "CcdVisit"], SMALL)
+    assert worker_count(spec, f"{cat}.ccdvisit") == read_table(release / "CcdVisit").num_rows * len(
+        spec.workers
+    )
     assert worker_count(spec, f"{cat}.object") == 4_000
     assert (
         worker_count(spec, f"{cat}.forcedsource") == read_table(release / "ForcedSource").num_rows
     )
     failed = [t for t in list_txns(spec, cat) if t.state == "failed"]
-    assert len(failed) == 3
+    assert len(failed) == 4
     for t in failed:
         abort(spec, t.id)
         assert _staging_tables(spec, t.id) == 0
