@@ -238,6 +238,7 @@ def test_draw_a_circle_and_run_the_query_it_wrote(page: Any, client: Client) -> 
     page.mouse.down()
     page.mouse.move(*canvas_point(page, ra, edge_dec), steps=5)
     page.mouse.up()
+    page.wait_for_function("portal.editor.text.includes('CONTAINS')")  # written asynchronously
     text = editor_text(page)
     found = re.search(
         r"CONTAINS\(POINT\('ICRS', coord_ra, coord_dec\), "
@@ -270,7 +271,9 @@ def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> N
             {"name": "targets.csv", "mimeType": "text/csv", "buffer": "\n".join(lines).encode()}
         ],
     )
-    assert page.input_value("#xm-ra") == "ra_deg" and page.input_value("#xm-dec") == "dec_deg"
+    # the page reads the file's header (asynchronously) and picks the position columns
+    page.wait_for_function("document.querySelector('#xm-dec').value === 'dec_deg'")
+    assert page.input_value("#xm-ra") == "ra_deg"
     page.select_option("#xm-table", "qt.Object")
     assert "60″" in page.inner_text("#xm-limit")
     page.fill("#xm-radius", "1")

@@ -545,6 +545,7 @@ async function start() {
       select.value = "";
     });
   }
+  await editor.ready;
   document.body.dataset.ready = "true";
   // completion: every column of TAP_SCHEMA (after the page is usable)
   api.tapSchemaColumns().then((tables) => editor.setSchema(tables)).catch(() => {});
