@@ -91,7 +91,9 @@ def test_near_neighbour_reads_the_overlap(client: Client) -> None:
         "(SELECT * FROM qt.qserv_part__object UNION ALL "
         "SELECT * FROM qt.qserv_part__object_overlap) AS o2"
     ) in planned.worker_sql
-    assert "qt.qserv_part__object AS o1" in planned.worker_sql
+    # o1: the chunk's rows with the cells they reach, joined to o2's cell
+    assert "FROM qt.qserv_part__object AS t" in planned.worker_sql.split(" AS o1")[0]
+    assert "o1.qserv_cell = " in planned.worker_sql
     assert "o1.chunk_id = o2.chunk_id" in planned.worker_sql
     assert "object_overlap" not in planned.worker_sql.split(" AS o2")[1]
     assert planned.concatenate
