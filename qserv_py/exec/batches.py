@@ -12,17 +12,19 @@ The calling thread watches the lanes. When a worker fails (its server died, refu
 connection, or the link broke), it is marked failed, its unfinished batches — the one
 that failed, whose rows were rolled back, and those still queued — go to other holders
 of their chunks (:class:`~qserv_py.exec.routing.Router`), and lanes start there. A batch
-that runs longer than ``batch_deadline_s`` (a hung host) is given up, its session cut,
-and its worker treated as failed. A batch that finds its partition gone (the chunk moved
-away) runs on the chunk's holders of now. The thread also calls ``on_progress``, stops
-early once a concatenating query with a LIMIT has its rows, enforces ``timeout_s``, and
-on any other error (or kill, or timeout) cancels the worker statements still running,
-waits for the lanes, and raises.
+that runs longer than ``batch_deadline_s`` on a worker that then no longer answers a new
+session (a hung host) is given up, its session cut, and its worker treated as failed; on
+a worker that answers, it is slow, not hung, and goes on. A batch that finds its
+partition gone (the chunk moved away) runs on the chunk's holders of now. The thread
+also calls ``on_progress``, stops early once a concatenating query with a LIMIT has its
+rows, enforces ``timeout_s``, and on any other error (or kill, or timeout) cancels the
+worker statements still running, waits for the lanes, and raises.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -51,8 +53,9 @@ class Batch:
     chunks: tuple[int, ...]
     #: queued | running | committed | abandoned
     state: str = "queued"
-    started: float = 0.0
+    started: float = 0.0  # when it began running, or was last found slow, not hung
     conn: psycopg.Connection | None = field(default=None, repr=False)
+    judging: bool = False  # past its deadline: is its worker still answering?
 
 
 class _Failed(NamedTuple):
@@ -61,6 +64,13 @@ class _Failed(NamedTuple):
     worker: str
     batch: Batch | None
     error: BaseException
+
+
+class _Judged(NamedTuple):
+    """Whether the worker of ``batch``, which ran past the batch deadline, answers."""
+
+    batch: Batch
+    alive: bool
 
 
 class _Abandoned(Exception):
@@ -196,6 +206,8 @@ class Scheduler:
                     self.alive -= 1
                 elif isinstance(event, _Failed):
                     self._failed(event)
+                elif isinstance(event, _Judged):
+                    self._judged(event)
                 elif isinstance(event, BatchDone):
                     done, rows = done + event.chunks, rows + event.rows
                     if event.status == "killed":
@@ -274,22 +286,46 @@ class Scheduler:
         self._start_lanes()
 
     def _check_deadlines(self) -> None:
-        """Give up the batches running past the batch deadline, and their workers."""
-        now, limit = time.monotonic(), self.run.batch_deadline_s
-        with self.run.lock:
-            late = [b for b in self.running if b.state == "running" and now - b.started > limit]
+        """Ask, on a thread of its own, whether the worker of each batch running past the
+        batch deadline still answers (:meth:`_judged` acts on the answer)."""
+        run = self.run
+        now, limit = time.monotonic(), run.batch_deadline_s
+        with run.lock:
+            late = [
+                b
+                for b in self.running
+                if b.state == "running" and not b.judging and now - b.started > limit
+            ]
+            for batch in late:
+                batch.judging = True
         for batch in late:
-            if self.run.stop.is_set():  # stopping: only free the lane stuck on it
+            if run.stop.is_set():  # stopping: only free the lane stuck on it
                 if batch.conn is not None:
                     sever(batch.conn)
                 continue
-            if batch.state != "running":  # given up with an earlier batch of its worker
-                continue
-            why = f"a batch ran longer than the batch deadline ({limit:g} s)"
-            try:
-                self._fail_worker(batch.worker, why, [])
-            except Exception as exc:
-                self.run.halt("error", exc)
+
+            def judge(batch: Batch = batch) -> None:
+                run.events.put(_Judged(batch, run.answers(batch.worker)))
+
+            threading.Thread(target=judge, name="qserv-deadline", daemon=True).start()
+
+    def _judged(self, event: _Judged) -> None:
+        """A batch past the deadline on a worker that answers is slow: it gets the time
+        again. On one that does not (a hung host), it is given up with its worker."""
+        batch, run = event.batch, self.run
+        with run.lock:
+            batch.judging = False
+            if batch.state != "running":  # it ended meanwhile, or was given up
+                return
+            if event.alive:
+                batch.started = time.monotonic()
+                return
+        why = f"a batch ran longer than the batch deadline ({run.batch_deadline_s:g} s)"
+        why += " and its worker no longer answers"
+        try:
+            self._fail_worker(batch.worker, why, [])
+        except Exception as exc:
+            run.halt("error", exc)
 
     def _reroute(
         self, chunks: Iterable[int], exclude: tuple[str, ...], *, moved: bool = False

@@ -18,10 +18,11 @@ the worker SQL as a subquery, straight into Arrow; no probe, no merge table, no 
 does not wait for the czar at all: its id comes from the process's block of ids, and
 :mod:`qserv_py.exec.tracking`'s tracker writes its record in the background (its running
 record only if it still runs after ``TRACK_AFTER_S``; from then on it can be killed as
-any other). If its worker fails (or runs past ``batch_deadline_s``), the plan is routed
-again without that worker and run again: nothing of the failed attempt was kept. The
-worker session's ``statement_timeout`` is set only when it changes; each statement
-starts with the query's tag (a comment, which a kill checks: ``tracking.tag``).
+any other). If its worker fails (or runs past ``batch_deadline_s`` and then no longer
+answers), the plan is routed again without that worker and run again: nothing of the
+failed attempt was kept. The worker session's ``statement_timeout`` is set only when it
+changes; each statement starts with the query's tag (a comment, which a kill checks:
+``tracking.tag``).
 
 Sessions come from the process's pools (:mod:`qserv_py.exec.pools`).
 """
@@ -40,7 +41,7 @@ from psycopg import sql
 
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled
-from qserv_py.exec import limits, pools, tracking, watchdog
+from qserv_py.exec import limits, pools, tracking
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.batches import Prepare, run_batches
 from qserv_py.exec.plan import ExecPlan
@@ -229,7 +230,7 @@ def _run_direct(
             if run.stop.is_set():  # killed while the session was being registered
                 raise run.killed()
             try:
-                with run.watchdog(conn, lambda: late.append(True)):
+                with run.watchdog(conn, worker, lambda: late.append(True)):
                     return fetch_table(conn, text, columns=plan.columns, guarded=guarded)
             except psycopg.Error as exc:
                 raise Failure(worker, exc) from exc
@@ -238,7 +239,10 @@ def _run_direct(
             raise
         why = worker_failure(exc)
         if late:
-            why = f"its statement ran longer than the batch deadline ({run.batch_deadline_s:g} s)"
+            why = (
+                f"its statement ran longer than the batch deadline ({run.batch_deadline_s:g} s)"
+                " and its worker no longer answered"
+            )
         if why is not None:
             run.router.fail(worker, why)
             pools.discard(run.spec, worker)
@@ -290,7 +294,10 @@ def _probe_columns(
     try:
         if prepare is not None:
             prepare(worker, ())
-        with run.worker_session(worker, czar) as conn, watchdog.guard(conn, run.batch_deadline_s):
+        with (
+            run.worker_session(worker, czar) as conn,
+            run.watchdog(conn, worker, lambda: None),
+        ):
             statement = worker_sql(run.plan, (), citus=run.spec.backend == "citus")
             probe = f"SELECT * FROM ({statement}) AS qserv_probe LIMIT 0"
             cur = conn.execute(run.tag + probe)  # the tag first, where a kill looks

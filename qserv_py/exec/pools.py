@@ -32,7 +32,7 @@ from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable
 from qserv_py.exec import watchdog
-from qserv_py.ops.health import health
+from qserv_py.ops.health import WorkerState, health
 
 WORKER_POOL_SIZE = 16
 CZAR_POOL_SIZE = 48
@@ -79,10 +79,13 @@ def _pool(
     size: int,
     options: dict[str, Any] | None = None,
     setup_timeout_s: float = SETUP_TIMEOUT_S,
+    answers: Callable[[], bool] | None = None,
 ) -> ConnectionPool:
     """The cached pool of ``instance``, running ``setup`` on each new session (its session
-    cut if that takes longer than ``setup_timeout_s``: a hung host); ``options`` are libpq
-    options of its sessions (default: a connect timeout of ``CONNECT_TIMEOUT_S``)."""
+    cut if that takes longer than ``setup_timeout_s``: a hung host; with ``answers``, only
+    if the instance then no longer answers a new session, else it is given the time
+    again); ``options`` are libpq options of its sessions (default: a connect timeout of
+    ``CONNECT_TIMEOUT_S``)."""
     key = (os.getpid(), instance.dsn, setup)  # a forked child makes its own
     with _pools_lock:
         pool = _pools.get(key)
@@ -92,8 +95,17 @@ def _pool(
     timeout = int(options["connect_timeout"])
 
     def configure(conn: psycopg.Connection) -> None:
-        with watchdog.guard(conn, setup_timeout_s):
-            conn.execute(setup)
+        try:
+            if answers is None:
+                with watchdog.guard(conn, setup_timeout_s):
+                    conn.execute(setup)
+            else:
+                with watchdog.patient_guard(conn, setup_timeout_s, answers):
+                    conn.execute(setup)
+        except psycopg.Error as exc:  # a wait for a session (borrow) ends on it
+            text = str(exc).strip()
+            _failures[instance.dsn] = (time.monotonic(), text.splitlines()[-1] if text else "")
+            raise
 
     try:  # one session first: fails fast, and says why
         with psycopg.connect(instance.dsn, autocommit=True, **options) as conn:
@@ -171,7 +183,11 @@ def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
         worker, setup = _reader(spec, name)
         view = health(spec)
         deadline = view.settings.batch_deadline_s
-        return _pool(worker, setup, WORKER_POOL_SIZE, view.options, deadline)
+
+        def answers() -> bool:  # a slow setup (a loaded host) is not a hung one
+            return view.check([name]).get(name) is not WorkerState.DOWN
+
+        return _pool(worker, setup, WORKER_POOL_SIZE, view.options, deadline, answers)
 
     return _cached(spec, "reader", name, make)
 

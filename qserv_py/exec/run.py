@@ -29,6 +29,7 @@ from qserv_py.exec.pools import POOL_TIMEOUT_S, borrow, czar_pool, worker_pool
 from qserv_py.exec.routing import Router
 from qserv_py.exec.sqlstate import database_error
 from qserv_py.exec.watchdog import sever as sever  # re-exported
+from qserv_py.ops.health import WorkerState
 
 CANCEL_AGAIN_S = 0.2  # after a kill that the tracker found, cancel once more this late
 RESULT_SCHEMA = "qserv_result"  # the merge tables: qserv_result.q<id>
@@ -157,10 +158,10 @@ class Run:
                     conn.cancel_safe(timeout=5)
 
     def wait(self) -> float:
-        """How long a lane may wait for a pooled session (never past the batch deadline:
-        a pool that cannot set up a session on a hung host waits no longer)."""
+        """How long a lane may wait for a pooled session. A pool that cannot connect to a
+        hung host, or set a session up there, ends the wait at once (see ``borrow``)."""
         left = POOL_TIMEOUT_S if self.deadline is None else self.deadline - time.monotonic()
-        return max(min(left, POOL_TIMEOUT_S, self.batch_deadline_s), 0.001)
+        return max(min(left, POOL_TIMEOUT_S), 0.001)
 
     def killed(self) -> QueryKilled:
         return QueryKilled(f"query {self.query_id} was killed")
@@ -195,15 +196,21 @@ class Run:
                 with self.lock:
                     self._busy.pop(conn, None)
 
+    def answers(self, worker: str) -> bool:
+        """Whether ``worker``'s server answers a new session now (a probe of the health
+        view, which records what it finds): a statement there past the batch deadline is
+        slow, not hung, if it does."""
+        return self.router.view.check([worker]).get(worker) is not WorkerState.DOWN
+
     @contextmanager
-    def watchdog(self, conn: psycopg.Connection, on_expiry: Callable[[], None]) -> Iterator[None]:
-        """Cut ``conn`` if the block runs longer than the batch deadline (a hung host)."""
-
-        def expire() -> None:
-            on_expiry()
-            sever(conn)
-
-        with watchdog.after(self.batch_deadline_s, expire):
+    def watchdog(
+        self, conn: psycopg.Connection, worker: str, on_expiry: Callable[[], None]
+    ) -> Iterator[None]:
+        """Cut ``conn`` (``worker``'s session) if the block runs past the batch deadline
+        and the worker no longer answers (a hung host); a slow statement goes on."""
+        with watchdog.patient_guard(
+            conn, self.batch_deadline_s, lambda: self.answers(worker), on_expiry
+        ):
             yield
 
     def translate(self, exc: BaseException) -> BaseException:

@@ -5,6 +5,11 @@ packets and keepalives) or across some broken links waits forever: the client mu
 up on its own. :func:`guard` shuts a session's socket (:func:`sever`) if a block runs past
 its time, which makes the waiting thread fail at once as if the server had gone. Arming
 costs a heap push, not a thread per statement.
+
+A long statement is not a hung host, though: :func:`patient_guard` asks, once the time is
+up, whether the server still answers a new session (on a thread of its own, so the
+watchdog never waits on a probe), and only if it does not cuts the session; while it
+answers, the block gets the same time again.
 """
 
 from __future__ import annotations
@@ -87,6 +92,46 @@ def after(seconds: float, fn: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         _WATCHDOG.disarm(token)
+
+
+@contextmanager
+def patient_guard(
+    conn: psycopg.Connection,
+    seconds: float,
+    answers: Callable[[], bool],
+    on_expiry: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Sever ``conn`` if the block runs longer than ``seconds`` and ``answers()`` (asked
+    then) says its server no longer answers; ``on_expiry`` is called first. While the
+    server answers, each further ``seconds`` are allowed: the statement is slow, not hung."""
+    done = threading.Event()
+    tokens: list[int] = []
+
+    def arm() -> None:
+        if not done.is_set():
+            tokens.append(_WATCHDOG.arm(time.monotonic() + seconds, expire))
+
+    def expire() -> None:
+        threading.Thread(target=judge, name="qserv-deadline", daemon=True).start()
+
+    def judge() -> None:
+        alive = answers()
+        if done.is_set():
+            return
+        if alive:
+            arm()
+            return
+        if on_expiry is not None:
+            on_expiry()
+        sever(conn)
+
+    arm()
+    try:
+        yield
+    finally:
+        done.set()
+        for token in tokens:
+            _WATCHDOG.disarm(token)
 
 
 @contextmanager

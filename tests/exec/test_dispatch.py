@@ -341,3 +341,29 @@ def test_unreachable_worker(spec: ClusterSpec) -> None:
     assert time.monotonic() - started < 5
     info = record(spec, text)
     assert info.status == "failed" and f"cannot connect to {dead.name}" in (info.error or "")
+
+
+@pytest.mark.parametrize("batch_chunks", [1, 1000], ids=["batches", "one statement"])
+def test_a_slow_statement_on_a_live_worker_is_not_given_up(
+    spec: ClusterSpec, cat: str, chunks: dict[str, tuple[int, ...]], batch_chunks: int
+) -> None:
+    """Past the batch deadline a worker that still answers a new session is slow, not
+    hung: its statement goes on (each batch here sleeps for three deadlines)."""
+    from qserv_py.ops.health import WorkerState, health
+
+    patient = dataclasses.replace(spec, settings={**spec.settings, "batch_deadline_s": 0.5})
+    worker = sorted(chunks)[0]
+    some = {worker: chunks[worker][:2]}
+    plan = ExecPlan(
+        f"SELECT count(*) AS n FROM {cat}.object, pg_sleep(1.5)"
+        " WHERE chunk_id = ANY({chunks})",
+        "SELECT sum(n)::bigint AS n FROM {partials}",
+        some,
+    )
+    got = execute(patient, plan, batch_chunks=batch_chunks).table.column("n")[0].as_py()
+    with connect(spec.worker(worker)) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM {cat}.object WHERE chunk_id = ANY(%s)", (list(some[worker]),)
+        ).fetchone()
+    assert row is not None and got == row[0] > 0
+    assert health(patient).state(worker) is WorkerState.UP
