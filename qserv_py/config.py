@@ -200,9 +200,11 @@ class Settings(BaseSettings):
     batch_deadline_s: float = Field(
         default=60.0,
         gt=0,
-        description="A batch of chunks running longer than this on a worker is cancelled "
-        "and run on another replica (a hung host); make it longer than the slowest "
-        "healthy batch (16 chunks) of your catalogs.",
+        description="A batch of chunks running longer than this on a worker makes this "
+        "process probe the worker (a new session): if it answers, the batch is slow, not "
+        "hung, and goes on for another period; if not (a hung host), the batch is "
+        "cancelled and run on another replica. Also bounds a new session's setup the same "
+        "way.",
     )
     admin_token: str | None = Field(
         default=None,
