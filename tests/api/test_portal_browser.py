@@ -256,6 +256,25 @@ def test_draw_a_circle_and_run_the_query_it_wrote(page: Any, client: Client) -> 
     assert sorted(r[0] for r in got) == sorted(expected.column("objectId").to_pylist())
     assert got and all(separation(ra0, dec0, r[1], r[2]) <= radius + 1e-9 for r in got)
 
+    # a box drawn from corner to corner becomes a POLYGON
+    write(page, POSITIONS)
+    page.check("input[name=skymode][value=box]")
+    top = dec + 6 if dec < 70 else dec - 6
+    page.mouse.move(*canvas_point(page, ra - 6, dec))
+    page.mouse.down()
+    page.mouse.move(*canvas_point(page, ra + 6, top), steps=5)
+    page.mouse.up()
+    page.wait_for_function("portal.editor.text.includes('POLYGON')")
+    text = editor_text(page)
+    assert re.search(
+        r"CONTAINS\(POINT\('ICRS', coord_ra, coord_dec\), POLYGON\('ICRS'(, [-\d.]+){8}\)\) = 1",
+        text,
+    ), text
+    run(page)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    got = page.evaluate("portal.state.result.rows.map(r => r[0])")
+    assert got and sorted(got) == sorted(client.query(text).column("objectId").to_pylist())
+
 
 def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> None:
     objects = client.query(

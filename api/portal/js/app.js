@@ -238,18 +238,24 @@ for (const radio of document.querySelectorAll('input[name="skymode"]')) {
   radio.addEventListener("change", () => { sky.mode = radio.value; });
 }
 sky.onPick = (row) => { showPane("table"); table.reveal(row); };
-sky.onCircle = (ra, dec, r) => writeContains(ra, dec, r);
+sky.onCircle = (ra, dec, r) => writeContains(
+  `CIRCLE('ICRS', ${ra.toFixed(5)}, ${dec.toFixed(5)}, ${r.toFixed(5)})`,
+  `the circle (r = ${r.toFixed(4)}°)`);
+sky.onBox = ({ ra1, dec1, ra2, dec2 }) => {
+  const [a, b] = [ra1, ra2].map((v) => v.toFixed(5));
+  const [c, d] = [dec1, dec2].map((v) => v.toFixed(5));
+  writeContains(`POLYGON('ICRS', ${a}, ${c}, ${b}, ${c}, ${b}, ${d}, ${a}, ${d})`, "the box");
+};
 
-/** Put ``CONTAINS(POINT(ra, dec), CIRCLE(...)) = 1`` into the query's WHERE clause. */
-function writeContains(ra, dec, radius) {
+/** Put ``CONTAINS(POINT(ra, dec), <region>) = 1`` into the query's WHERE clause. */
+function writeContains(region, what) {
   const result = state.result;
   const position = result && positionColumns(result.columns);
   const map = state.chunkMaps.get($("#sky-catalog").value);
   let columns = position ? position.map((i) => result.columns[i].name) : null;
-  const circle = `CIRCLE('ICRS', ${ra.toFixed(5)}, ${dec.toFixed(5)}, ${radius.toFixed(5)})`;
   const write = (director) => {
     columns ??= director ? [director.ra, director.dec] : ["ra", "dec"];
-    const clause = `CONTAINS(POINT('ICRS', ${columns[0]}, ${columns[1]}), ${circle}) = 1`;
+    const clause = `CONTAINS(POINT('ICRS', ${columns[0]}, ${columns[1]}), ${region}) = 1`;
     let text = editor.text.trim();
     if (!text || (state.source && !state.source.query)) {
       const from = director ? director.table : "Object";
@@ -265,7 +271,7 @@ function writeContains(ra, dec, radius) {
     editor.text = text;
     $("#lang").value = "ADQL";
     editor.setDialect("ADQL");
-    setStatus(`the circle (r = ${radius.toFixed(4)}°) is in the query: run it`);
+    setStatus(`${what} is in the query: run it`);
   };
   if (map) map.then((m) => write(m.directors[0])).catch(() => write(null));
   else write(null);

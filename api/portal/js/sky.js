@@ -63,6 +63,8 @@ export class SkyPlot {
     this.mode = "pan";
     this.circle = null; // {ra, dec, r} being drawn or drawn last
     this.onCircle = null; // (ra, dec, radiusDeg) => void
+    this.box = null; // {ra1, dec1, ra2, dec2} being drawn or drawn last
+    this.onBox = null; // (box) => void
     this.onPick = null; // (rowIndex) => void
     this.screen = null; // projected points (for hover)
     this.listen();
@@ -133,6 +135,7 @@ export class SkyPlot {
     this.drawGrid();
     this.drawPoints();
     this.drawCircle();
+    this.drawBox();
     ctx.restore();
     ctx.fillStyle = "#9ab";
     ctx.font = "11px sans-serif";
@@ -226,6 +229,27 @@ export class SkyPlot {
     ctx.stroke();
   }
 
+  /** The box's outline: its corners joined by great-circle-like steps in (ra, dec). */
+  drawBox() {
+    if (!this.box) return;
+    const { ra1, dec1, ra2, dec2 } = this.box;
+    const dra = ((ra2 - ra1 + 540) % 360) - 180; // the short way round in RA
+    const points = [];
+    const edge = (a0, d0, da, dd) => {
+      for (let i = 0; i <= 20; i++) points.push([a0 + (da * i) / 20, d0 + (dd * i) / 20]);
+    };
+    edge(ra1, dec1, dra, 0);
+    edge(ra1 + dra, dec1, 0, dec2 - dec1);
+    edge(ra1 + dra, dec2, -dra, 0);
+    edge(ra1, dec2, 0, dec1 - dec2);
+    const ctx = this.ctx;
+    ctx.beginPath();
+    this.pathOf(points.map(([a, d]) => [((a % 360) + 360) % 360, d]));
+    ctx.strokeStyle = "#7cf";
+    ctx.lineWidth = 2;
+    ctx.stroke();
+  }
+
   nearest(px, py, within = 6) {
     if (!this.screen) return -1;
     const { xs, ys } = this.screen;
@@ -259,13 +283,17 @@ export class SkyPlot {
       this.zoom = next;
       this.requestDraw();
     }, { passive: false });
+    let downAt = [0, 0];
     canvas.addEventListener("mousedown", (event) => {
       const [px, py] = this.pixel(event);
-      if (this.mode === "circle") {
+      downAt = [px, py];
+      if (this.mode === "circle" || this.mode === "box") {
         const at = this.fromScreen(px, py);
         if (!at) return;
-        this.circle = { ra: at[0], dec: at[1], r: 0 };
-        dragging = { kind: "circle" };
+        this.circle = this.mode === "circle" ? { ra: at[0], dec: at[1], r: 0 } : null;
+        this.box = this.mode === "box"
+          ? { ra1: at[0], dec1: at[1], ra2: at[0], dec2: at[1] } : null;
+        dragging = { kind: this.mode };
       } else {
         dragging = { kind: "pan", from: [px, py], pan: [...this.pan] };
       }
@@ -274,12 +302,21 @@ export class SkyPlot {
       if (dragging?.kind === "circle" && this.circle && this.circle.r > 0 && this.onCircle) {
         this.onCircle(this.circle.ra, this.circle.dec, this.circle.r);
       }
+      const box = this.box;
+      if (dragging?.kind === "box" && box && box.ra1 !== box.ra2 && box.dec1 !== box.dec2 &&
+          this.onBox) this.onBox(box);
       dragging = null;
     });
     canvas.addEventListener("mousemove", (event) => {
       const [px, py] = this.pixel(event);
       if (dragging?.kind === "pan") {
         this.pan = [dragging.pan[0] + px - dragging.from[0], dragging.pan[1] + py - dragging.from[1]];
+        this.requestDraw();
+        return;
+      }
+      if (dragging?.kind === "box") {
+        const at = this.fromScreen(px, py);
+        if (at) [this.box.ra2, this.box.dec2] = at;
         this.requestDraw();
         return;
       }
@@ -293,7 +330,10 @@ export class SkyPlot {
     });
     canvas.addEventListener("mouseleave", () => { this.tooltip.hidden = true; });
     canvas.addEventListener("click", (event) => {
-      const index = this.nearest(...this.pixel(event));
+      const [px, py] = this.pixel(event);
+      // the end of a drag (a pan, a circle, a box) is not a click on a point
+      if (this.mode !== "pan" || Math.hypot(px - downAt[0], py - downAt[1]) > 3) return;
+      const index = this.nearest(px, py);
       if (index >= 0 && this.onPick) this.onPick(index);
     });
   }
