@@ -113,13 +113,7 @@ def join_nodes(
     Nodes reach each other with ``user``'s password, recorded in ``pg_dist_authinfo`` of
     every node (node 0: any node)."""
     for node in (coordinator, *(w for w, _ in workers)):
-        with connect(node, autocommit=True) as conn:
-            _create_extension(conn, node)
-            conn.execute(
-                "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo)"
-                " VALUES (0, %s, %s) ON CONFLICT DO NOTHING",
-                (user, f"password={password}"),
-            )
+        _prepare_node(node, user, password)
     with connect(coordinator, autocommit=True) as conn:
         conn.execute("SELECT citus_set_coordinator_host(%s, %s)", coordinator_address)
         for _, (host, port) in workers:
@@ -136,6 +130,17 @@ def allow_role(nodes: Sequence[Instance], role: str, password: str) -> None:
                 " ON CONFLICT (rolename, nodeid) DO UPDATE SET authinfo = excluded.authinfo",
                 (role, f"password={password}"),
             )
+
+
+def _prepare_node(node: Instance, user: str, password: str) -> None:
+    """The citus extension on ``node``, and ``user``'s password for reaching the nodes."""
+    with connect(node, autocommit=True) as conn:
+        _create_extension(conn, node)
+        conn.execute(
+            "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo)"
+            " VALUES (0, %s, %s) ON CONFLICT DO NOTHING",
+            (user, f"password={password}"),
+        )
 
 
 def _create_extension(conn: psycopg.Connection, node: Instance) -> None:
@@ -156,13 +161,7 @@ def add_node(
     cluster ``spec`` as a worker node: the extension, the passwords of ``user`` and of
     the read-only role, and ``citus_add_node`` on the coordinator (which copies the
     reference tables and Citus's metadata to it)."""
-    with connect(node, autocommit=True) as conn:
-        _create_extension(conn, node)
-        conn.execute(
-            "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo)"
-            " VALUES (0, %s, %s) ON CONFLICT DO NOTHING",
-            (user, f"password={password}"),
-        )
+    _prepare_node(node, user, password)
     with connect(spec.coordinator, autocommit=True) as conn:
         conn.execute("SELECT citus_add_node(%s, %s)", address)
     if spec.reader_password is not None:  # the role reached the node with citus_add_node
