@@ -305,7 +305,7 @@ class Scheduler:
                 continue
 
             def judge(batch: Batch = batch) -> None:
-                run.events.put(_Judged(batch, run.answers(batch.worker)))
+                run.events.put(_Judged(batch, run.router.view.answers(batch.worker)))
 
             threading.Thread(target=judge, name="qserv-deadline", daemon=True).start()
 

@@ -17,6 +17,7 @@ tracker writes what it still holds).
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import threading
 import time
@@ -32,7 +33,7 @@ from qserv_py.cluster.db import has_input
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.errors import InstanceUnreachable
 from qserv_py.exec import watchdog
-from qserv_py.ops.health import WorkerState, health
+from qserv_py.ops.health import health
 
 WORKER_POOL_SIZE = 16
 CZAR_POOL_SIZE = 48
@@ -183,10 +184,7 @@ def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
         worker, setup = _reader(spec, name)
         view = health(spec)
         deadline = view.settings.batch_deadline_s
-
-        def answers() -> bool:  # a slow setup (a loaded host) is not a hung one
-            return view.check([name]).get(name) is not WorkerState.DOWN
-
+        answers = functools.partial(view.answers, name)  # slow setup (a loaded host) != hung
         return _pool(worker, setup, WORKER_POOL_SIZE, view.options, deadline, answers)
 
     return _cached(spec, "reader", name, make)

@@ -29,7 +29,6 @@ from qserv_py.exec.pools import POOL_TIMEOUT_S, borrow, czar_pool, worker_pool
 from qserv_py.exec.routing import Router
 from qserv_py.exec.sqlstate import database_error
 from qserv_py.exec.watchdog import sever as sever  # re-exported
-from qserv_py.ops.health import WorkerState
 
 CANCEL_AGAIN_S = 0.2  # after a kill that the tracker found, cancel once more this late
 RESULT_SCHEMA = "qserv_result"  # the merge tables: qserv_result.q<id>
@@ -196,12 +195,6 @@ class Run:
                 with self.lock:
                     self._busy.pop(conn, None)
 
-    def answers(self, worker: str) -> bool:
-        """Whether ``worker``'s server answers a new session now (a probe of the health
-        view, which records what it finds): a statement there past the batch deadline is
-        slow, not hung, if it does."""
-        return self.router.view.check([worker]).get(worker) is not WorkerState.DOWN
-
     @contextmanager
     def watchdog(
         self, conn: psycopg.Connection, worker: str, on_expiry: Callable[[], None]
@@ -209,7 +202,7 @@ class Run:
         """Cut ``conn`` (``worker``'s session) if the block runs past the batch deadline
         and the worker no longer answers (a hung host); a slow statement goes on."""
         with watchdog.patient_guard(
-            conn, self.batch_deadline_s, lambda: self.answers(worker), on_expiry
+            conn, self.batch_deadline_s, lambda: self.router.view.answers(worker), on_expiry
         ):
             yield
 

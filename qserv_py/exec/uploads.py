@@ -17,6 +17,7 @@ process (the service runs it at start).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -42,7 +43,7 @@ from qserv_py.exec.plan import ExecPlan
 from qserv_py.exec.run import Failure, server_failed
 from qserv_py.exec.sqlstate import database_error, user_error
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
-from qserv_py.ops.health import WorkerState, health
+from qserv_py.ops.health import health
 from qserv_py.query.uploads import (
     CHUNK,
     SCHEMA,
@@ -211,15 +212,13 @@ def _ship(
 
     wanted = pa.array(chunks, pa.int64())
     where = " or ".join(use.name for use in plan.uploads) or "?"  # until we know which
-    view = health(spec)
-
-    def answers() -> bool:  # a big upload on a live worker is slow, not hung
-        return view.check([worker.name]).get(worker.name) is not WorkerState.DOWN
-
+    view = health(spec)  # a big upload on a live worker is slow, not hung
     try:
         with (
             _admin(spec, worker) as conn,
-            watchdog.patient_guard(conn, view.settings.batch_deadline_s, answers),
+            watchdog.patient_guard(
+                conn, view.settings.batch_deadline_s, functools.partial(view.answers, worker.name)
+            ),
         ):
             if create:  # in a transaction of its own that never waits (see _create)
                 conn.execute(_create(spec, plan, names))

@@ -121,6 +121,11 @@ class HealthView:
         self._probe(wanted)
         return {w.name: self.state(w.name) for w in wanted}
 
+    def answers(self, name: str) -> bool:
+        """Probe worker ``name`` now: whether its server answers a new session (a
+        statement of it past the batch deadline is then slow, not hung)."""
+        return self.check([name]).get(name) is not WorkerState.DOWN
+
     def snapshot(self) -> list[WorkerHealth]:
         """Every worker's health, in the cluster file's order."""
         self._touch()
