@@ -125,6 +125,39 @@ def test_copy_is_identical_to_its_source(spec: ClusterSpec) -> None:
         copy_chunk(spec, CATALOG, _biggest_chunk(spec, "worker2"), "worker1", "worker3")
 
 
+def test_a_copy_changed_on_the_target_is_refused(spec: ClusterSpec) -> None:
+    """The read-back check is not a formality: a target that stores other rows than the
+    source sent (here an event trigger gives every new copy table a row trigger that
+    shifts spatial_index) fails verification, and nothing is published or left."""
+    chunk = _biggest_chunk(spec, "worker2")
+    before = placement(spec, CATALOG)[chunk]
+    bend = [
+        "CREATE FUNCTION public.qserv_test_bend() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN NEW.spatial_index := NEW.spatial_index + 1; RETURN NEW; END $$",
+        "CREATE FUNCTION public.qserv_test_arm() RETURNS event_trigger LANGUAGE plpgsql AS"
+        " $$ DECLARE r record; BEGIN FOR r IN SELECT * FROM pg_event_trigger_ddl_commands()"
+        " WHERE object_identity LIKE '%qserv_copy_%' LOOP EXECUTE format('CREATE TRIGGER"
+        " bend BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.qserv_test_bend()',"
+        " r.object_identity); END LOOP; END $$",
+        "CREATE EVENT TRIGGER qserv_test_arm ON ddl_command_end WHEN TAG IN ('CREATE TABLE')"
+        " EXECUTE FUNCTION public.qserv_test_arm()",
+    ]
+    with connect(spec.worker("worker3"), autocommit=True) as conn:
+        for statement in bend:
+            conn.execute(statement)
+    try:
+        with pytest.raises(ClusterError, match="does not verify") as refused:
+            copy_chunk(spec, CATALOG, chunk, "worker2", "worker3")
+    finally:
+        with connect(spec.worker("worker3"), autocommit=True) as conn:
+            conn.execute("DROP EVENT TRIGGER IF EXISTS qserv_test_arm")
+            conn.execute("DROP FUNCTION IF EXISTS public.qserv_test_arm()")
+            conn.execute("DROP FUNCTION IF EXISTS public.qserv_test_bend() CASCADE")
+    assert "SHA-256" in str(refused.value) and "nothing was published" in str(refused.value)
+    assert placement(spec, CATALOG)[chunk] == before
+    assert not [p for p in partitions(spec, "worker3", CATALOG) if p.startswith(TEMP_PREFIX)]
+
+
 def test_target_session_killed_mid_copy_leaves_nothing(spec: ClusterSpec) -> None:
     """The target's session is killed while it holds two copied partitions and waits to
     make the third (a lock on the third table's parent, held by the test, stops it
