@@ -34,11 +34,17 @@ class Ref:
 
     @property
     def ra(self) -> str | None:
-        return self.column(self.table.ra_column)
+        """The position columns that place the rows in chunks: a director's only (a
+        child's own position, if it has one, does not say where its rows are)."""
+        return self.column(self.table.ra_column) if self.is_director else None
 
     @property
     def dec(self) -> str | None:
-        return self.column(self.table.dec_column)
+        return self.column(self.table.dec_column) if self.is_director else None
+
+    @property
+    def is_director(self) -> bool:
+        return self.table.kind is TableKind.DIRECTOR
 
     @property
     def director_key(self) -> str | None:
@@ -332,28 +338,34 @@ def check_joined(refs: list[Ref], edges: list[tuple[str, str, bool]]) -> None:
 
 
 def areaspec_restrictions(select: exp.Select, ctx: PlanContext) -> None:
-    """``qserv_areaspec_*(...)`` in WHERE becomes CONTAINS(POINT(ra, dec), region) on the
-    first director table of FROM (then a spatial restrictor like any other)."""
+    """``qserv_areaspec_*(...)`` in WHERE becomes ``CONTAINS(POINT(ra, dec), region)`` on
+    *every* partitioned table of FROM (and its JOINs) that has position columns, each by
+    its own position, as Qserv's QservRestrictorPlugin does (it adds one
+    ``scisql_s2PtIn*(alias.ra, alias.decl, ...) = 1`` per chunked table of the FROM list):
+    both sides of a near-neighbour join are in the region. Directors' conditions then
+    choose chunks like any spatial restrictor; a child's own position (``qserv:ra_column``
+    on a child table) only filters its rows, since they live in their director's chunk.
+    A child without position columns is not restricted by itself (its join to its director
+    is). At least one table must take the restriction, else the query is refused."""
     for spec in conjuncts(select.args.get("where")):
         if not isinstance(spec, geo.AreaSpec):
             continue
-        director = next(
-            (
-                (source, ctx.catalogs.catalogs[source.args["db"].name].table(source.name))
-                for source in from_sources(select)
-                if isinstance(source, exp.Table)
-                and source.args.get("db")
-                and ctx.catalogs.catalogs[source.args["db"].name].table(source.name).kind
-                is TableKind.DIRECTOR
-            ),
-            None,
-        )
-        if director is None:
-            raise QueryRefused("qserv_areaspec_* needs a director table (e.g. Object) in FROM")
-        source, table = director
-        alias = source.alias_or_name
-        point = geo.Point(
-            ra=exp.column((table.ra_column or "").lower(), alias),
-            dec=exp.column((table.dec_column or "").lower(), alias),
-        )
-        spec.replace(geo.Contains(point=point, region=arguments(spec)[0].copy()))
+        restricted: list[exp.Expression] = []
+        for source in from_sources(select):
+            if not (isinstance(source, exp.Table) and source.args.get("db")):
+                continue
+            table = ctx.catalogs.catalogs[source.args["db"].name].table(source.name)
+            if not (table.partitioned and table.ra_column and table.dec_column):
+                continue
+            alias = source.alias_or_name
+            point = geo.Point(
+                ra=exp.column(table.ra_column.lower(), alias),
+                dec=exp.column(table.dec_column.lower(), alias),
+            )
+            restricted.append(geo.Contains(point=point, region=arguments(spec)[0].copy()))
+        if not restricted:
+            raise QueryRefused(
+                "qserv_areaspec_* needs a partitioned table with position columns "
+                "(a director such as Object) in FROM"
+            )
+        spec.replace(exp.and_(*restricted, copy=False) if len(restricted) > 1 else restricted[0])

@@ -117,7 +117,17 @@ def fold_identifiers(tree: exp.Expression) -> None:
 
 
 def booleans(tree: exp.Expression) -> None:
-    """ADQL's 0/1 CONTAINS → the boolean Contains (see the module docstring)."""
+    """ADQL's 0/1 CONTAINS → the boolean Contains (see the module docstring); Qserv's
+    ``qserv_areaspec_*(...) = 1`` (or ``1 = ...``) → the bare AreaSpec, as Qserv reads it."""
+    for spec in find_all(tree, geo.AreaSpec):
+        outer: exp.Expr = spec
+        while isinstance(outer.parent, exp.Paren):
+            outer = outer.parent
+        equal = outer.parent
+        if isinstance(equal, exp.EQ):
+            other = equal.expression if equal.this is outer else equal.this
+            if _zero_or_one(other) == 1:
+                equal.replace(spec)
     for node in find_all(tree, geo.Contains):
         top: exp.Expr = node
         while isinstance(top.parent, exp.Paren):
@@ -178,7 +188,8 @@ def check_geometry(tree: exp.Expression) -> None:
         if not isinstance(node.parent, exp.Where):
             raise QueryRefused(
                 "qserv_areaspec_* can only be an AND term of a WHERE clause, as in "
-                "WHERE qserv_areaspec_circle(10, 20, 1) AND ..."
+                "WHERE qserv_areaspec_circle(10, 20, 1) AND ... (or "
+                "qserv_areaspec_circle(10, 20, 1) = 1)"
             )
 
 
