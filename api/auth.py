@@ -37,6 +37,7 @@ from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.cluster.users import User, add_usage, usage_today, user_of_token
 from qserv_py.config import Settings
 from qserv_py.errors import Forbidden, LimitExceeded, QservError
+from qserv_py.exec import memory
 
 access_log = logging.getLogger("qserv_py.access")
 log = logging.getLogger(__name__)
@@ -247,7 +248,8 @@ class Access:
             except (StarletteHTTPException, QservError) as exc:
                 await self._refuse(scope, receive, counting_send, exc)
                 return
-            await self.app(scope, receive, counting_send)
+            with memory.request_scope():  # memory granted to the request: until answered
+                await self.app(scope, receive, counting_send)
         finally:
             if entered and caller.user is not None:
                 self.running.leave(caller.user.name)

@@ -6,7 +6,9 @@ form (urlencoded or multipart, Starlette's parsers) from the body's stream count
 arrives: a body larger than the upload limit (``upload_max_bytes``) plus ``FIELDS_SLACK``
 for the other fields is refused at the first byte over it (and at once when its
 Content-Length says so), before it is all received. File parts are spooled by the
-parser (to disk past 1 MB), so what a route reads of them is bounded by the limit.
+parser (to disk past 1 MB), so what a route reads of them is bounded by the limit; and
+before a route reads them, the memory their size needs is granted by the process's
+memory ceiling or the request is refused (:mod:`qserv_py.exec.memory`, 503).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from fastapi import Request
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import FormParser, MultiPartParser
 
 from qserv_py.errors import UploadError
+from qserv_py.exec import memory
 
 #: bytes a form may have besides its uploads (the query text and the other parameters)
 FIELDS_SLACK = 16 << 20
@@ -42,12 +45,24 @@ async def counted(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
         yield chunk
 
 
+def hold_memory(size: int) -> None:
+    """Hold the memory an upload of ``size`` bytes needs (until the request is answered),
+    or refuse it (503) when the service process cannot spare it (``exec/memory.py``)."""
+    with memory.CEILING.upload(size, "the request's upload"):
+        pass
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body of ``request`` (a JSON document), its size checked as it comes."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + FIELDS_SLACK:
         raise too_large(limit, int(length))
-    return b"".join([chunk async for chunk in counted(request, limit)])
+    if length.isdigit():
+        hold_memory(int(length))
+    body = b"".join([chunk async for chunk in counted(request, limit)])
+    if not length.isdigit():
+        hold_memory(len(body))
+    return body
 
 
 async def read_form(
@@ -57,14 +72,21 @@ async def read_form(
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + FIELDS_SLACK:
         raise too_large(limit, int(length))
+    if length.isdigit():
+        hold_memory(int(length))
     kind = request.headers.get("content-type", "")
-    if kind.startswith("multipart/form-data"):
-        parser = MultiPartParser(
-            request.headers,
-            counted(request, limit),
-            max_files=max_files,
-            max_fields=max_fields,
-            max_part_size=limit + FIELDS_SLACK,
+    if not kind.startswith("multipart/form-data"):
+        return await FormParser(request.headers, counted(request, limit)).parse()
+    parser = MultiPartParser(
+        request.headers,
+        counted(request, limit),
+        max_files=max_files,
+        max_fields=max_fields,
+        max_part_size=limit + FIELDS_SLACK,
+    )
+    form = await parser.parse()
+    if not length.isdigit():  # the parts were spooled to disk; their bytes come next
+        hold_memory(
+            sum(item.size or 0 for _, item in form.multi_items() if isinstance(item, UploadFile))
         )
-        return await parser.parse()
-    return await FormParser(request.headers, counted(request, limit)).parse()
+    return form

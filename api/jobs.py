@@ -46,6 +46,7 @@ from qserv_py.api.uploads import request_uploads
 from qserv_py.api.uws import ABORTED, COMPLETED, ERROR, Job
 from qserv_py.cluster.db import has_input
 from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled, QueryTimeout
+from qserv_py.exec import memory
 from qserv_py.exec.tracking import flush, kill_query
 
 log = logging.getLogger(__name__)
@@ -259,10 +260,11 @@ class Jobs(JobStore):
         try:
             params = TapParams(job.parameters)
             fmt = formats.parse_format(params.get("responseformat") or params.get("format"))
-            outcome = self._execute(job)
-            body = formats.render(
-                outcome.table, fmt, truncated=outcome.truncated, info=outcome.info
-            )
+            with memory.request_scope():  # the result's memory is held until written
+                outcome = self._execute(job)
+                body = formats.render(
+                    outcome.table, fmt, truncated=outcome.truncated, info=outcome.info
+                )
             name = f"result.{fmt.extension}"
             folder = self.directory / job.id
             folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,13 @@ import pyarrow as pa
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.config import Settings
-from qserv_py.errors import InstanceUnreachable, QueryRefused, ResultTooLarge
+from qserv_py.errors import (
+    InstanceUnreachable,
+    QueryRefused,
+    ResultTooLarge,
+    ServiceMemoryFull,
+)
+from qserv_py.exec import memory
 from qserv_py.exec import uploads as upload_tables
 from qserv_py.exec.dispatch import close_pools
 from qserv_py.exec.uploads import execute
@@ -83,6 +89,7 @@ class Service:
 
     def __init__(self, settings: Settings, spec: ClusterSpec | None = None) -> None:
         self.settings = settings
+        memory.configure(settings.service_max_memory_mb)
         spec = spec if spec is not None else read_cluster_file(Path(settings.cluster))
         self.client = Client(
             spec,
@@ -132,21 +139,31 @@ class Service:
         ``on_start(query_id)``: see :func:`qserv_py.exec.dispatch.execute`."""
         max_bytes: int = getattr(self.settings, f"result_max_bytes_{mode}")
         tables = {name: u.table for name, u in (uploads or {}).items()}
+        granted = max_bytes
         try:
             plan = self.client.plan(text, lang, uploads=tables or None, oracle=False)
-            result = execute(
-                self.spec,
-                plan,
-                text=text,
-                lang=lang,
-                owner=owner,
-                timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
-                max_rows=self.maxrec(maxrec, mode),
-                max_bytes=max_bytes,
-                partial=partial,
-                on_start=on_start,
-            )
+            with memory.CEILING.result(max_bytes) as granted:
+                result = execute(
+                    self.spec,
+                    plan,
+                    text=text,
+                    lang=lang,
+                    owner=owner,
+                    timeout_s=timeout_s if timeout_s is not None else self.settings.sync_timeout_s,
+                    max_rows=self.maxrec(maxrec, mode),
+                    max_bytes=granted,
+                    partial=partial,
+                    on_start=on_start,
+                )
+                memory.CEILING.check(f"the result of query {result.query_id}")
         except ResultTooLarge as exc:
+            if granted < max_bytes:  # the memory ceiling, not the setting, stopped it
+                raise ServiceMemoryFull(
+                    f"{exc.message}: the limit (setting result_max_bytes_{mode} = "
+                    f"{max_bytes:,}) was lowered to fit under the service process's memory "
+                    f"ceiling (setting {memory.SETTING}) while other queries hold memory; "
+                    "try again when fewer queries run, or ask for fewer rows or columns"
+                ) from exc
             raise ResultTooLarge(
                 f"{exc.message} (setting result_max_bytes_{mode}"
                 + ("; an async job may return more)" if mode != "async" else ")"),

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from qserv_py.api.upload_urls import fetch_upload, is_url
 from qserv_py.errors import UploadError
+from qserv_py.exec import memory
 
 if TYPE_CHECKING:  # FastAPI is not imported to read a file (``qserv-py query --upload``)
     from qserv_py.api.deps import TapParams
@@ -154,6 +155,7 @@ def read_uploads(
     for name, _uri in pairs:
         where, data = sources[name]
         table = read_table(data, where)
+        memory.CEILING.check(where)
         if table.num_rows > max_rows:
             raise UploadError(
                 f"{where} has {table.num_rows:,} rows; the limit is {max_rows:,} rows: "

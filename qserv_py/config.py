@@ -233,6 +233,14 @@ class Settings(BaseSettings):
     result_max_bytes_async: int = Field(
         default=1_000_000_000, ge=1, description="The same for an async (UWS) job."
     )
+    service_max_memory_mb: int | None = Field(
+        default=None,
+        ge=64,
+        description="Memory ceiling of one service process (resident memory, MB; default: "
+        "half of the machine's memory). Each query's result and each upload is granted its "
+        "memory before it runs: a busy process lowers the byte limit of the next results "
+        "to fit, and refuses (503) what cannot fit (docs/security.md).",
+    )
     reader_work_mem: str = Field(
         default="64MB",
         pattern=r"^[0-9]+ ?(kB|MB|GB)?$",

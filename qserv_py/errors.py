@@ -232,6 +232,13 @@ class ResultTooLarge(QueryError):
         self.limit = limit
 
 
+class ServiceMemoryFull(QservError):
+    """A service process has no memory to spare under its ceiling (setting
+    ``service_max_memory_mb``) for a query's result or an upload; try again later."""
+
+    http_status = 503
+
+
 class LimitExceeded(QservError):
     """A per-user limit (concurrent queries or jobs, result bytes a day) is reached; the
     message names the limit and its setting."""

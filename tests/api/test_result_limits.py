@@ -158,14 +158,26 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_a_huge_result_leaves_the_service_memory_bounded(
+def test_the_memory_ceiling_holds_for_huge_results_and_uploads(
     api_settings: Settings, client: object
 ) -> None:
-    """One ``SELECT repeat('x', 100000000)`` (100 MB in one value): the service process
-    (uvicorn, its own process) answers 400, and its peak memory grows by far less than
-    the value (without the limit, libpq alone holds all of it; bench/limits.py runs the
-    same with 1 GB)."""
-    settings = api_settings.model_copy(update={"result_max_bytes_sync": 10_000_000})
+    """A service process (its own, uvicorn) with a memory ceiling of 480 MB and sync
+    limits far above it (2 GB results, 1 GB uploads): ``SELECT repeat('x', 100000000)``
+    and a 60 MB upload (declared, and streamed without a length) are refused with 503
+    naming ``service_max_memory_mb``; a result within the grant and a small upload run;
+    a REST result over its own smaller limit is stopped by the servers (400 naming
+    ``result_max_bytes_rest``); the process's peak resident memory stays under the
+    ceiling (without the limits, libpq alone held the whole value: issue 13's 16 GB;
+    bench/limits.py runs the 1 GB value)."""
+    ceiling_mb = 480
+    settings = api_settings.model_copy(
+        update={
+            "service_max_memory_mb": ceiling_mb,
+            "result_max_bytes_sync": 2_000_000_000,
+            "result_max_bytes_rest": 3_000_000,
+            "upload_max_bytes": 1_000_000_000,
+        }
+    )
     port = _free_port()
     env = dict(os.environ, **{SETTINGS_ENV: settings.model_dump_json()})
     server = subprocess.Popen(
@@ -173,6 +185,7 @@ def test_a_huge_result_leaves_the_service_memory_bounded(
          "--port", str(port), "--log-level", "warning"],
         env=env,
     )  # fmt: skip
+    multipart = {"Content-Type": "multipart/form-data; boundary=XyZ"}
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + HANG_GUARD_S
@@ -185,16 +198,40 @@ def test_a_huge_result_leaves_the_service_memory_bounded(
                     pass
                 assert time.monotonic() < deadline and server.poll() is None, "no service"
                 time.sleep(0.1)
-            warm = http.get("/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=10)})
-            assert warm.status_code == 200
-            before = peak_rss(server.pid)
+            small = http.get(
+                "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=100_000)}
+            )
+            assert small.status_code == 200 and len(small.content) > 100_000
+            granted = http.get(  # within the grant (1/40 of the headroom: ~6 MB here)
+                "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=4_000_000)}
+            )
+            assert granted.status_code == 200 and len(granted.content) > 4_000_000
             huge = http.get(
                 "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=100_000_000)}
             )
-            assert huge.status_code == 400 and "result_max_bytes_sync" in huge.text
-            grown = peak_rss(server.pid) - before
-        print(f"service peak RSS {before / 1e6:.0f} MB, grown by {grown / 1e6:.1f} MB")
-        assert grown < 50_000_000
+            assert huge.status_code == 503 and "service_max_memory_mb" in huge.text, huge.text
+            rest = http.post(
+                "/api/v1/query", json={"query": BIG.format(n=20_000_000), "lang": "postgresql"}
+            )
+            assert rest.status_code == 400 and "result_max_bytes_rest" in rest.text, rest.text
+            body = b"".join(multipart_chunks(60))
+            declared = http.post("/tap/sync", content=body, headers=multipart)
+            assert declared.status_code == 503 and "service_max_memory_mb" in declared.text
+            streamed = http.post("/tap/sync", content=multipart_chunks(60), headers=multipart)
+            assert streamed.status_code == 503 and "service_max_memory_mb" in streamed.text
+            upload = (
+                b'--XyZ\r\nContent-Disposition: form-data; name="QUERY"\r\n\r\n'
+                b"SELECT COUNT(*) AS n FROM TAP_UPLOAD.t\r\n"
+                b'--XyZ\r\nContent-Disposition: form-data; name="UPLOAD"\r\n\r\nt,param:t\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="FORMAT"\r\n\r\ncsv\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="t"; filename="t.csv"\r\n\r\n'
+                b"a,b\n1,2\n3,4\n\r\n--XyZ--\r\n"
+            )
+            ok = http.post("/tap/sync", content=upload, headers=multipart)
+            assert ok.status_code == 200 and ok.text.split() == ["n", "2"], ok.text
+            peak = peak_rss(server.pid)
+        print(f"service peak RSS {peak / 1e6:.0f} MB under a ceiling of {ceiling_mb} MB")
+        assert peak < ceiling_mb << 20
     finally:
         server.terminate()
         server.wait(30)
