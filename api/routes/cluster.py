@@ -137,12 +137,14 @@ def delete_worker(name: str, service: ServiceDep, lost: bool = False) -> dict[st
 async def post_replicate(
     service: ServiceDep, body: ReplicateRequest | None = None
 ) -> dict[str, Any]:
+    from qserv_py.ops import citus_nodes
     from qserv_py.ops.replicate import replicate
 
     request = body or ReplicateRequest()
     spec = await run_in_threadpool(fresh_spec, service)
+    run = citus_nodes.replicate if spec.backend == "citus" else replicate  # Citus's placements
     report = await run_in_threadpool(
-        lambda: replicate(spec, catalog=request.catalog, level=request.level)
+        lambda: run(spec, catalog=request.catalog, level=request.level)
     )
     return _report(report)
 
@@ -151,8 +153,11 @@ async def post_replicate(
 async def post_rebalance(
     service: ServiceDep, body: RebalanceRequest | None = None
 ) -> dict[str, Any]:
+    from qserv_py.ops import citus_nodes
     from qserv_py.ops.rebalance import rebalance
 
     request = body or RebalanceRequest()
     spec = await run_in_threadpool(fresh_spec, service)
+    if spec.backend == "citus":  # Citus's rebalancer moves the shards (docs/citus.md)
+        return _report(await run_in_threadpool(citus_nodes.rebalance, spec))
     return _report(await run_in_threadpool(lambda: rebalance(spec, catalog=request.catalog)))

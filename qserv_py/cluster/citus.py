@@ -35,12 +35,14 @@ HOW_TO_GET = (
 )
 
 #: server settings every node of a local Citus cluster gets (over the native ones):
-#: Citus must be preloaded; shard moves (rebalance, drain) use logical replication
+#: Citus must be preloaded; shard moves (rebalance, drain) may use logical replication;
+#: the rebalancer's background tasks start within half a second (Citus's default: 5 s)
 SERVER_SETTINGS: dict[str, str | int] = {
     "shared_preload_libraries": "citus",
     "wal_level": "logical",
     "max_wal_senders": 10,
     "max_replication_slots": 10,
+    "citus.background_task_queue_interval": "500ms",
 }
 
 Work = Callable[[psycopg.Connection], None]
@@ -174,15 +176,24 @@ def remove_node(spec: ClusterSpec, address: tuple[str, int]) -> None:
         conn.execute("SELECT citus_remove_node(%s, %s)", address)
 
 
-def rebalance(spec: ClusterSpec) -> int:
+#: how Citus copies a moving shard: ``block_writes`` (writes to the shard wait for its
+#: move; no replica identity needed) or ``force_logical`` (logical replication: writes go
+#: on; the catalogs' tables are insert-only, so they need no replica identity either)
+TRANSFER_MODES = ("block_writes", "force_logical")
+
+
+def rebalance(spec: ClusterSpec, *, transfer_mode: str = "block_writes") -> int:
     """Move shards (groups of whole chunks, with the shards colocated with them) so that
     every worker node holds its share, with Citus's rebalancer, and wait for the end;
     how many background tasks (shard moves and their clean-ups) it ran, 0 if none.
-    Writes to a moving shard wait for its move (``block_writes``: no replica identity
-    is needed on the catalog's tables)."""
+    Queries go on during the moves (see ``TRANSFER_MODES`` for writes)."""
+    if transfer_mode not in TRANSFER_MODES:
+        raise ClusterError(
+            f"shard transfer mode {transfer_mode!r}: use one of {', '.join(TRANSFER_MODES)}"
+        )
     with connect(spec.coordinator, autocommit=True) as conn:
         started = conn.execute(
-            "SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')"
+            "SELECT citus_rebalance_start(shard_transfer_mode => %s)", (transfer_mode,)
         ).fetchone()
         if started is None or started[0] is None:
             return 0  # nothing to move

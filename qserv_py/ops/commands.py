@@ -105,6 +105,13 @@ def _summary(report: Any) -> str:
         if report.pending_drops:
             lines.append(f"  {report.pending_drops} old copies are dropped later (by the next run)")
         return "\n".join(lines)
+    if hasattr(report, "shards_before"):  # a drain or rebalance through Citus
+        lines.append(f"  {report.moved} shards moved by Citus in {report.seconds:.1f} s")
+        lines.append(f"  {'NODE':<21} {'SHARDS BEFORE':>14} {'SHARDS AFTER':>14}")
+        for name in sorted(set(report.shards_before) | set(report.shards_after)):
+            before, after = report.shards_before.get(name, 0), report.shards_after.get(name, 0)
+            lines.append(f"  {name:<21} {before:>14,} {after:>14,}")
+        return "\n".join(lines)
     return "\n".join(f"  {k}: {v}" for k, v in _as_json(report).items())
 
 
@@ -126,7 +133,12 @@ def cmd_worker_list(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.cluster.spec import read_cluster_file
     from qserv_py.ops import workers
 
-    found = workers.list_workers(read_cluster_file(settings.cluster))
+    spec = read_cluster_file(settings.cluster)
+    found = workers.list_workers(spec)
+    if spec.backend == "citus":  # qserv_py's one worker, then Citus's nodes (pg_dist_node)
+        from qserv_py.ops import citus_nodes
+
+        found += [citus_nodes.as_worker_info(n) for n in citus_nodes.list_nodes(spec)]
     if args.json:
         print(json.dumps([w.to_json() for w in found], indent=2))
         return 0
@@ -252,6 +264,12 @@ def cmd_replicate(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.ops.replicate import replicate
 
     spec = read_cluster_file(settings.cluster)
+    if spec.backend == "citus":  # Citus holds the placements (docs/citus.md)
+        from qserv_py.ops import citus_nodes
+
+        found = citus_nodes.replicate(spec, catalog=args.catalog, level=args.level)
+        _show(args, "replication (Citus placements):", found)
+        return 0 if found.healthy else INCOMPLETE
     report = replicate(spec, catalog=args.catalog, level=args.level, progress=_Progress())
     _show(args, "replication:", report)
     return 0 if _complete(report) else INCOMPLETE
@@ -263,10 +281,9 @@ def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
 
     spec = read_cluster_file(settings.cluster)
     if spec.backend == "citus":  # Citus's own rebalancer moves the shards (docs/citus.md)
-        from qserv_py.cluster import citus
+        from qserv_py.ops import citus_nodes
 
-        moves = citus.rebalance(spec)
-        print(f"rebalance: Citus's rebalancer finished ({moves} background tasks)")
+        _show(args, "rebalance (Citus):", citus_nodes.rebalance(spec, progress=_Progress()))
         return 0
     report = rebalance(spec, catalog=args.catalog, progress=_Progress())
     _show(args, "rebalance:", report)

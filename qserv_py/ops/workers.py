@@ -342,7 +342,13 @@ def remove_worker(
     spec: ClusterSpec, name: str, *, local: LocalCluster | None = None, purge: bool = False
 ) -> WorkerInfo:
     """Forget worker ``name`` (it must hold no chunk): on the czar and in the cluster file;
-    an instance of local cluster ``local`` is stopped (its data kept unless ``purge``)."""
+    an instance of local cluster ``local`` is stopped (its data kept unless ``purge``).
+    On Citus, a worker node is removed with ``citus_remove_node``
+    (:func:`qserv_py.ops.citus_nodes.remove`)."""
+    if spec.backend == "citus":
+        from qserv_py.ops import citus_nodes
+
+        return citus_nodes.as_worker_info(citus_nodes.remove(spec, name, local=local, purge=purge))
     info = worker_info(spec, name)
     if info.chunks:
         raise WorkerOpError(
@@ -434,6 +440,10 @@ def remove_lost_worker(
     was interrupted."""
     from qserv_py.ops.replicate import replicate
 
+    if spec.backend == "citus":
+        from qserv_py.ops import citus_nodes
+
+        citus_nodes.refuse_lost(spec, name)
     held, lost = declare_lost(spec, name)
     rest = dataclasses.replace(spec, workers=tuple(w for w in spec.workers if w.name != name))
     report, error = None, None
@@ -454,7 +464,12 @@ def remove_lost_worker(
 
 
 def activate_worker(spec: ClusterSpec, name: str) -> WorkerInfo:
-    """Take a draining or removable worker back into service (it gets new chunks again)."""
+    """Take a draining or removable worker back into service (it gets new chunks again);
+    on Citus, a node gets shards again (:func:`qserv_py.ops.citus_nodes.activate`)."""
+    if spec.backend == "citus":
+        from qserv_py.ops import citus_nodes
+
+        return citus_nodes.as_worker_info(citus_nodes.activate(spec, name))
     info = worker_info(spec, name)
     if info.state == "lost":
         raise WorkerOpError(
@@ -474,9 +489,14 @@ def activate_worker(spec: ClusterSpec, name: str) -> WorkerInfo:
 
 
 def drain_worker(spec: ClusterSpec, name: str, progress: Callable[..., None] | None = None) -> Any:
-    """Move every chunk off worker ``name`` (then it is *removable*)."""
+    """Move every chunk off worker ``name`` (then it is *removable*); on Citus, every
+    shard off a node with ``citus_drain_node`` (:func:`qserv_py.ops.citus_nodes.drain`)."""
     from qserv_py.ops.rebalance import drain
 
+    if spec.backend == "citus":
+        from qserv_py.ops import citus_nodes
+
+        return citus_nodes.drain(spec, name, progress=progress)
     info = worker_info(spec, name)
     if info.state in ("lost", "unregistered"):
         raise WorkerOpError(

@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from qserv_py.client import Client, connect
 from qserv_py.cluster import binaries
+from qserv_py.cluster.catalogs import create_catalog, drop_catalog
 from qserv_py.cluster.citus import citus_problem
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings, load_settings
 from qserv_py.errors import NoPostgresBinaries
+from qserv_py.loaders.load import LoadOptions, load
+from qserv_py.schema import default_catalog_path, parse_catalog
+from tests.catalogs import CATALOG, TABLES
 from tests.conftest import record_pids
 
 
@@ -57,3 +62,22 @@ def citus_cluster(citus_settings: Settings) -> Iterator[LocalCluster]:
 @pytest.fixture(scope="session")
 def citus_spec(citus_cluster: LocalCluster) -> ClusterSpec:
     return citus_cluster.spec()
+
+
+@pytest.fixture(scope="session")
+def citus_client(
+    citus_spec: ClusterSpec, citus_settings: Settings, query_release: Path
+) -> Iterator[Client]:
+    """Catalog qt on the Citus cluster, loaded as on native workers (many small chunks)."""
+    text = default_catalog_path("dp02").read_text().replace("name: dp02", f"name: {CATALOG}", 1)
+    create_catalog(
+        citus_spec,
+        parse_catalog(text, CATALOG),
+        text,
+        citus_shard_count=citus_settings.citus_shard_count,
+    )
+    options = LoadOptions(max_rows_per_chunk=120, min_order=2, max_order=9)
+    for table in TABLES:
+        load(citus_spec, CATALOG, table, [query_release / table], options)
+    yield connect(citus_spec, default_catalog=CATALOG)
+    drop_catalog(citus_spec, CATALOG)

@@ -6,24 +6,16 @@ or more queries of each shape, compared with the oracle (the whole corpus with
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pyarrow as pa
 import pytest
 
-from qserv_py.client import Client, connect
-from qserv_py.cluster import citus
-from qserv_py.cluster.catalogs import create_catalog, drop_catalog
+from qserv_py.client import Client
 from qserv_py.cluster.db import connect as db_connect
-from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.config import Settings
 from qserv_py.errors import QueryError
-from qserv_py.loaders.load import LoadOptions, load
-from qserv_py.schema import default_catalog_path, parse_catalog
-from tests.catalogs import CATALOG, TABLES
+from tests.catalogs import CATALOG
 from tests.query.test_corpus import CASES, Case, compare
 from tests.query.test_uploads import ARCSEC, check, edge_targets, matching
 from tests.query.test_uploads import objects as objects  # the fixture (the oracle's objects)
@@ -46,25 +38,6 @@ SHAPES = (
 #: QSERV_CITUS_CORPUS=all runs the whole corpus (minutes) instead of the sample
 WHOLE = os.environ.get("QSERV_CITUS_CORPUS") == "all"
 SAMPLE = CASES if WHOLE else [c for c in CASES if c.name in SHAPES]
-
-
-@pytest.fixture(scope="session")
-def citus_client(
-    citus_spec: ClusterSpec, citus_settings: Settings, query_release: Path
-) -> Iterator[Client]:
-    """Catalog qt on the Citus cluster, loaded as on native workers (many small chunks)."""
-    text = default_catalog_path("dp02").read_text().replace("name: dp02", f"name: {CATALOG}", 1)
-    create_catalog(
-        citus_spec,
-        parse_catalog(text, CATALOG),
-        text,
-        citus_shard_count=citus_settings.citus_shard_count,
-    )
-    options = LoadOptions(max_rows_per_chunk=120, min_order=2, max_order=9)
-    for table in TABLES:
-        load(citus_spec, CATALOG, table, [query_release / table], options)
-    yield connect(citus_spec, default_catalog=CATALOG)
-    drop_catalog(citus_spec, CATALOG)
 
 
 def test_sample_has_every_shape() -> None:
@@ -119,29 +92,3 @@ def test_cross_match_of_an_upload_on_citus(
     )
     rows = check(citus_client, oracle, text, {"t": targets}, xmatch=True)
     assert len(rows) >= matching(targets)
-
-
-def test_a_new_node_takes_shards_and_answers_stay_exact(
-    citus_cluster: LocalCluster,
-    citus_settings: Settings,
-    citus_client: Client,
-    oracle: psycopg.Connection,
-) -> None:
-    """A worker node added with citus_add_node holds shards after Citus's rebalancer
-    ran, and the answers are the oracle's still. (Last in this folder: the session's
-    Citus cluster keeps the node.)"""
-    spec = citus_cluster.spec()
-    before = citus.shards_per_node(spec.coordinator, f"{CATALOG}.object")
-    assert len(before) == 2
-    node = citus_cluster.add_citus_node(citus_settings)
-    grown = citus_cluster.spec()
-    assert [w.name for w in grown.citus_workers][-1] == node.name
-    assert citus.rebalance(grown) >= 1
-    after = citus.shards_per_node(grown.coordinator, f"{CATALOG}.object")
-    assert len(after) == 3 and sum(after.values()) == citus_settings.citus_shard_count
-    client = connect(grown, default_catalog=CATALOG)
-    for case in [c for c in CASES if c.name in SHAPES[:8]]:
-        got = [tuple(r.values()) for r in client.query(case.text, case.lang).to_pylist()]
-        plan = client.plan(case.text, case.lang)
-        want = oracle.cursor(binary=True).execute(plan.oracle_sql).fetchall()
-        compare(got, want, ordered=case.ordered)

@@ -1,0 +1,313 @@
+"""Cluster operations on a Citus cluster, done by Citus's own functions so that Citus's
+tools and qserv_py agree: list the worker nodes, drain one (``citus_drain_node``), take it
+back (``citus_set_node_property(..., 'shouldhaveshards', true)``), remove it
+(``citus_remove_node``), rebalance (``citus_rebalance_start``) and report replication.
+
+On Citus, Citus owns placement: a shard (a group of whole chunks, with the shards
+colocated with it, overlap tables included) lives on one node, moved by Citus with its
+colocated shards. qserv_py's own placement map, chunk copies and two-phase publishes are
+not used. ``pg_dist_node`` is the truth about the nodes; the cluster file's
+``[[workers]]`` only names them (a node it does not name is called ``host:port``).
+
+What Citus cannot do is refused before anything is changed, with what to do instead:
+draining the last node that can hold shards, removing a node that still holds shards,
+removing or draining the coordinator (it holds the czar metadata, not shards), and a
+replication level above 1 (qserv_py's tables are streaming-replicated Citus tables, whose
+shards Citus does not copy: a Citus node is made highly available with PostgreSQL
+standbys, see docs/citus.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from qserv_py.cluster import citus
+from qserv_py.cluster.db import connect
+from qserv_py.cluster.spec import COORDINATOR, ClusterSpec
+from qserv_py.errors import ConfigError, UnknownCatalog, UnknownWorker, WorkerOpError
+from qserv_py.ops.clusterfile import workers_changed
+
+if TYPE_CHECKING:
+    from qserv_py.cluster.local import LocalCluster
+    from qserv_py.ops.workers import WorkerInfo
+
+Progress = Callable[..., None]
+
+#: shard moves block writes to the moving shard only (queries go on); the catalog's
+#: tables need no replica identity, as logical replication would
+TRANSFER_MODE = "block_writes"
+
+
+@dataclass(frozen=True)
+class CitusNode:
+    """A Citus worker node as ``pg_dist_node`` records it, with the shards it holds."""
+
+    name: str  # the cluster file's name, else host:port
+    host: str
+    port: int
+    node_id: int
+    active: bool
+    should_have_shards: bool  # false: drained (or draining), gets no shards
+    shards: int  # placements of distributed (hash) tables' shards
+
+    @property
+    def state(self) -> str:
+        """active | draining (holds shards, gets none) | removable (drained) | inactive."""
+        if not self.active:
+            return "inactive"
+        if self.should_have_shards:
+            return "active"
+        return "draining" if self.shards else "removable"
+
+
+@dataclass(frozen=True)
+class ShardMoveReport:
+    """What a drain or a rebalance through Citus did: shards per node before and after."""
+
+    operation: str
+    shards_before: dict[str, int]
+    shards_after: dict[str, int]
+    seconds: float
+    failed: tuple[str, ...] = ()
+
+    @property
+    def moved(self) -> int:
+        """Shard placements that left a node (each moved with its colocated shards)."""
+        return sum(
+            max(0, n - self.shards_after.get(name, 0)) for name, n in self.shards_before.items()
+        )
+
+
+@dataclass(frozen=True)
+class CitusReplicationReport:
+    """Each catalog's shards and their live placements, as Citus holds them."""
+
+    #: catalog -> (shards of its distributed tables, fewest placements of one, level)
+    catalogs: dict[str, tuple[int, int, int]]
+    #: (table, shard id) with no placement on an active node: unreadable until it is back
+    unavailable: tuple[tuple[str, int], ...] = ()
+    failed: tuple[str, ...] = field(default=())
+    seconds: float = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return not self.unavailable and all(
+            fewest >= level for _, fewest, level in self.catalogs.values()
+        )
+
+
+# --- nodes ---------------------------------------------------------------------------------
+
+
+def list_nodes(spec: ClusterSpec) -> list[CitusNode]:
+    """Every primary worker node of the Citus cluster (the coordinator excluded)."""
+    names = {
+        (str(w.conninfo.get("host")), int(w.conninfo.get("port") or 5432)): w.name
+        for w in spec.citus_workers
+    }
+    with connect(spec.coordinator, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT n.nodename, n.nodeport, n.nodeid, n.isactive, n.shouldhaveshards,"
+            " (SELECT count(*) FROM pg_dist_placement p"
+            "  JOIN pg_dist_shard s USING (shardid)"
+            "  JOIN pg_dist_partition t USING (logicalrelid)"
+            "  WHERE p.groupid = n.groupid AND t.partmethod = 'h')"
+            " FROM pg_dist_node n WHERE n.groupid <> 0 AND n.noderole = 'primary'"
+            " ORDER BY n.nodeid"
+        ).fetchall()
+    return [
+        CitusNode(
+            names.get((str(host), int(port)), f"{host}:{port}"),
+            str(host),
+            int(port),
+            int(node_id),
+            bool(active),
+            bool(should),
+            int(shards),
+        )
+        for host, port, node_id, active, should, shards in rows
+    ]
+
+
+def find_node(spec: ClusterSpec, name: str) -> CitusNode:
+    """Worker node ``name`` (a cluster-file name or ``host:port``); UnknownWorker if
+    Citus has no such node, WorkerOpError for the coordinator."""
+    if name == COORDINATOR:
+        raise WorkerOpError(
+            f"{COORDINATOR} is the Citus coordinator of cluster {spec.name}: it holds the czar "
+            "metadata and no shards, so it is neither drained nor removed; name a worker node "
+            "(`qserv-py worker list`)"
+        )
+    nodes = list_nodes(spec)
+    for node in nodes:
+        if name in (node.name, f"{node.host}:{node.port}"):
+            return node
+    known = ", ".join(n.name for n in nodes) or "none"
+    raise UnknownWorker(
+        f"no Citus worker node {name!r} in cluster {spec.name} (nodes: {known}); name a node "
+        "by its name in the cluster file or as host:port"
+    )
+
+
+def _shards(spec: ClusterSpec) -> dict[str, int]:
+    return {n.name: n.shards for n in list_nodes(spec)}
+
+
+def drain(spec: ClusterSpec, name: str, progress: Progress | None = None) -> ShardMoveReport:
+    """Move every shard off node ``name`` with ``citus_drain_node`` (which first marks it
+    ``shouldhaveshards = false``: it then gets no shards until :func:`activate`). Queries
+    go on meanwhile; writes to a moving shard wait for its move. Refused, with nothing
+    changed, if no other active node can take the shards."""
+    node = find_node(spec, name)
+    others = [n for n in list_nodes(spec) if n.node_id != node.node_id]
+    if not any(n.active and n.should_have_shards for n in others):
+        raise WorkerOpError(
+            f"cannot drain {node.name}: no other active Citus node can take its {node.shards} "
+            "shards; add a node first (`qserv-py worker add`), then drain this one"
+        )
+    before = _shards(spec)
+    started = time.monotonic()
+    if progress:
+        progress(f"draining {node.name} ({node.shards} shards) with citus_drain_node")
+    with connect(spec.coordinator, autocommit=True) as conn:
+        conn.execute(
+            "SELECT citus_drain_node(%s, %s, shard_transfer_mode => %s)",
+            (node.host, node.port, TRANSFER_MODE),
+        )
+    return ShardMoveReport(f"drain {node.name}", before, _shards(spec), time.monotonic() - started)
+
+
+def activate(spec: ClusterSpec, name: str) -> CitusNode:
+    """Let a drained node take shards again (from the next rebalance)."""
+    node = find_node(spec, name)
+    with connect(spec.coordinator, autocommit=True) as conn:
+        conn.execute(
+            "SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', true)",
+            (node.host, node.port),
+        )
+    return find_node(spec, name)
+
+
+def remove(
+    spec: ClusterSpec, name: str, *, local: LocalCluster | None = None, purge: bool = False
+) -> CitusNode:
+    """Unregister node ``name`` with ``citus_remove_node`` (it must hold no shards: drain
+    it first), then leave it out of the cluster file; an instance of local cluster
+    ``local`` is stopped (its data kept unless ``purge``). If the cluster file cannot be
+    written, the node is registered again (``citus_add_node``)."""
+    node = find_node(spec, name)
+    if node.shards:
+        raise WorkerOpError(
+            f"Citus node {node.name} holds {node.shards} shards; move them away first with "
+            f"`qserv-py worker drain {node.name}`, then remove it"
+        )
+    with connect(spec.coordinator, autocommit=True) as conn:
+        conn.execute("SELECT citus_remove_node(%s, %s)", (node.host, node.port))
+    named = any(w.name == node.name for w in spec.citus_workers)
+    if named and spec.path is not None:
+        try:
+            with workers_changed(spec, remove=node.name):
+                pass
+        except BaseException:
+            with connect(spec.coordinator, autocommit=True) as conn:
+                conn.execute("SELECT citus_add_node(%s, %s)", (node.host, node.port))
+            raise
+    if local is not None and named:
+        local.remove_worker_instance(node.name, purge=purge)
+    return node
+
+
+def rebalance(
+    spec: ClusterSpec, progress: Progress | None = None, *, transfer_mode: str = TRANSFER_MODE
+) -> ShardMoveReport:
+    """Even out shards across the nodes that should have shards, with Citus's rebalancer
+    (:func:`qserv_py.cluster.citus.rebalance`), and move every shard off the nodes
+    being drained."""
+    before = _shards(spec)
+    started = time.monotonic()
+    if progress:
+        progress("rebalancing with citus_rebalance_start")
+    citus.rebalance(spec, transfer_mode=transfer_mode)
+    return ShardMoveReport("rebalance", before, _shards(spec), time.monotonic() - started)
+
+
+# --- replication ---------------------------------------------------------------------------
+
+
+def replicate(
+    spec: ClusterSpec, *, catalog: str | None = None, level: int | None = None
+) -> CitusReplicationReport:
+    """Report each catalog's shards and placements as Citus holds them. Citus keeps one
+    placement of each shard of qserv_py's (streaming-replicated) tables and cannot copy
+    them, so a level above 1 is refused; a shard without a placement on an active node
+    is reported (its node is down or disabled)."""
+    started = time.monotonic()
+    if level is not None and level != 1:
+        raise ConfigError(
+            f"replication level {level}: on Citus each shard of qserv_py's tables has one "
+            "placement (they are streaming-replicated Citus tables, whose shards Citus does "
+            "not copy); make the Citus nodes highly available with PostgreSQL standbys "
+            "instead (docs/citus.md, 'Replication'), and keep level 1"
+        )
+    name = catalog.lower() if catalog else None
+    with connect(spec.coordinator, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT name, replication FROM qserv_meta.catalogs"
+            " WHERE %s::text IS NULL OR name = %s ORDER BY name",
+            (name, name),
+        ).fetchall()
+        if name is not None and not found:
+            raise UnknownCatalog(f"no catalog {name!r} on the cluster (`qserv-py catalog list`)")
+        if level is not None:
+            conn.execute(
+                "UPDATE qserv_meta.catalogs SET replication = 1"
+                " WHERE %s::text IS NULL OR name = %s",
+                (name, name),
+            )
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname, s.shardid,"
+            " count(p.placementid) FILTER (WHERE d.isactive)"
+            " FROM pg_dist_partition t JOIN pg_class c ON c.oid = t.logicalrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_dist_shard s ON s.logicalrelid = t.logicalrelid"
+            " LEFT JOIN pg_dist_placement p ON p.shardid = s.shardid"
+            " LEFT JOIN pg_dist_node d ON d.groupid = p.groupid AND d.noderole = 'primary'"
+            " WHERE t.partmethod = 'h' AND n.nspname = ANY(%s)"
+            " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            ([c for c, _ in found],),
+        ).fetchall()
+    levels = {str(c): (1 if level is not None else int(lv)) for c, lv in found}
+    shards: dict[str, list[int]] = {c: [] for c in levels}
+    unavailable = []
+    for schema, table, shard, live in rows:
+        shards[str(schema)].append(int(live))
+        if not live:
+            unavailable.append((f"{schema}.{table}", int(shard)))
+    report = {c: (len(v), min(v, default=0), levels[c]) for c, v in shards.items()}
+    return CitusReplicationReport(report, tuple(unavailable), seconds=time.monotonic() - started)
+
+
+def as_worker_info(node: CitusNode) -> WorkerInfo:
+    """A node as :mod:`qserv_py.ops.workers` shows a worker (chunks: its shards)."""
+    from qserv_py.ops.workers import WorkerInfo
+
+    return WorkerInfo(
+        node.name, f"host={node.host} port={node.port}", node.state, None, node.shards, 0, True
+    )
+
+
+def refuse_lost(spec: ClusterSpec, name: str) -> None:
+    """``worker remove --lost`` has no Citus equivalent: each shard of qserv_py's tables
+    has one placement, so a node whose host is gone takes its shards with it, and Citus
+    refuses to remove it (``citus_remove_node``) while it holds them."""
+    node = find_node(spec, name)
+    raise WorkerOpError(
+        f"Citus node {node.name} holds the only placement of its {node.shards} shards "
+        "(Citus keeps one copy of each shard of qserv_py's tables), so it cannot be "
+        "forgotten as lost: bring it back, or promote its PostgreSQL standby and point Citus "
+        f"at it (`SELECT citus_update_node({node.node_id}, '<host>', <port>)`); if it is "
+        f"empty, remove it with `qserv-py worker remove {node.name}`"
+    )

@@ -1,0 +1,231 @@
+"""Cluster operations on Citus go through Citus's own functions, so that Citus and
+qserv_py agree: a node added (``worker add --local``, ``citus_add_node``) takes shards
+from Citus's rebalancer while a stream of queries keeps returning the oracle's rows;
+``worker drain`` empties a node with ``citus_drain_node``; ``worker remove`` unregisters
+it with ``citus_remove_node``; ``replicate`` reports Citus's placements; what Citus cannot
+do is refused with nothing changed. (The tests run in this order on the session's Citus
+cluster, which ends with its two nodes again.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from qserv_py.cli import main
+from qserv_py.client import Client, connect
+from qserv_py.cluster import citus
+from qserv_py.cluster.db import connect as db_connect
+from qserv_py.cluster.local import LocalCluster
+from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
+from qserv_py.errors import ConfigError, UnknownWorker, WorkerOpError
+from qserv_py.ops import citus_nodes, workers
+from tests.catalogs import CATALOG
+from tests.query.test_corpus import CASES, Case, compare
+
+#: queries of several shapes run while shards move
+STREAM = (
+    "001_count_objects",
+    "009_cone_contains",
+    "022_objectid_lookup",
+    "024_light_curve",
+    "029_near_neighbour",
+)
+#: generous bound on waiting for Citus to reach a state (a hang fails, never a slow box)
+PATIENCE_S = 300.0
+
+Answers = list[tuple[Case, list[tuple]]]
+
+
+def _answers(client: Client, oracle: psycopg.Connection) -> Answers:
+    cases = [c for c in CASES if c.name in STREAM]
+    assert len(cases) == len(STREAM)
+    cur = oracle.cursor(binary=True)
+    return [(c, cur.execute(client.plan(c.text, c.lang).oracle_sql).fetchall()) for c in cases]
+
+
+def _check(client: Client, answers: Answers) -> None:
+    for case, want in answers:
+        got = [tuple(r.values()) for r in client.query(case.text, case.lang).to_pylist()]
+        compare(got, want, ordered=case.ordered)
+
+
+def _until(what: str, condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {PATIENCE_S:.0f} s for {what}"
+        time.sleep(0.05)
+
+
+def _placements(spec: ClusterSpec) -> dict[str, int]:
+    return {n.name: n.shards for n in citus_nodes.list_nodes(spec)}
+
+
+def test_what_citus_cannot_do_is_refused_and_nothing_changes(
+    citus_cluster: LocalCluster, citus_client: Client
+) -> None:
+    spec = citus_cluster.spec()
+    before = _placements(spec)
+    assert set(before) == {"worker1", "worker2"} and all(before.values())
+    with pytest.raises(WorkerOpError, match="coordinator of cluster"):
+        workers.drain_worker(spec, "coordinator")
+    with pytest.raises(UnknownWorker, match="no Citus worker node 'worker9'"):
+        workers.drain_worker(spec, "worker9")
+    with pytest.raises(WorkerOpError, match=r"holds \d+ shards; move them away first"):
+        workers.remove_worker(spec, "worker1")
+    with pytest.raises(WorkerOpError, match="holds the only placement"):
+        workers.remove_lost_worker(spec, "worker1")
+    with pytest.raises(ConfigError, match="replication level 2: on Citus each shard"):
+        citus_nodes.replicate(spec, level=2)
+    # an operator's Citus tool marks worker2 as taking no shards: worker1 is the last
+    # node that can hold them, so draining it is refused before Citus is asked
+    [w2] = [n for n in citus_nodes.list_nodes(spec) if n.name == "worker2"]
+    with db_connect(spec.coordinator, autocommit=True) as conn:
+        conn.execute(
+            "SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', false)",
+            (w2.host, w2.port),
+        )
+    assert citus_nodes.find_node(spec, "worker2").state == "draining"
+    with pytest.raises(WorkerOpError, match="no other active Citus node can take"):
+        workers.drain_worker(spec, "worker1")
+    assert workers.activate_worker(spec, "worker2").state == "active"  # Citus's property
+    assert citus_nodes.find_node(spec, f"{w2.host}:{w2.port}").should_have_shards
+    assert _placements(spec) == before
+    report = citus_nodes.replicate(spec, level=1)
+    shards, fewest, level = report.catalogs[CATALOG]
+    assert report.healthy and fewest == level == 1
+    assert shards == sum(before.values())  # every shard of every distributed table
+
+
+def test_queries_stay_exact_while_citus_moves_shards_to_a_new_node(
+    citus_cluster: LocalCluster, citus_client: Client, oracle: psycopg.Connection
+) -> None:
+    """A node is added; Citus's rebalancer moves shards to it (logical replication) while
+    a thread queries without pause. The move is held in progress, deterministically, by a
+    transaction open on each source node (a logical move waits for it to build its
+    replication slot) until the thread has answered every query of the stream again;
+    then the move finishes. Every answer, before, during and after, is the oracle's."""
+    answers = _answers(citus_client, oracle)
+    root = str(citus_cluster.root)
+    assert main(["--cluster", root, "worker", "add", "--local"]) == 0
+    spec = citus_cluster.spec()
+    assert [w.name for w in spec.citus_workers] == ["worker1", "worker2", "worker3"]
+    before = _placements(spec)
+    assert before["worker3"] == 0
+    nodes = {w.name: w for w in spec.citus_workers}
+    blockers = []
+    for name in ("worker1", "worker2"):
+        conn = db_connect(nodes[name])
+        conn.execute("SELECT txid_current()")  # an open transaction with an xid
+        blockers.append(conn)
+
+    results: list[tuple[int, list[tuple]]] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def stream() -> None:
+        client = connect(spec, default_catalog=CATALOG)
+        i = 0
+        try:
+            while not stop.is_set():
+                case = answers[i % len(answers)][0]
+                rows = client.query(case.text, case.lang).to_pylist()
+                results.append((i % len(answers), [tuple(r.values()) for r in rows]))
+                i += 1
+        except BaseException as exc:
+            failures.append(exc)
+
+    moved: list[citus_nodes.ShardMoveReport] = []
+
+    def move() -> None:
+        try:
+            moved.append(citus_nodes.rebalance(spec, transfer_mode="force_logical"))
+        except BaseException as exc:
+            failures.append(exc)
+
+    def waiting_for_blocker() -> bool:
+        assert not failures, failures
+        for name in ("worker1", "worker2"):
+            with db_connect(nodes[name], autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"
+                    " AND wait_event = 'transactionid'"
+                ).fetchone()
+            if row and row[0]:
+                return True
+        return False
+
+    querying = threading.Thread(target=stream)
+    moving = threading.Thread(target=move)
+    querying.start()
+    try:
+        _until("a first answer", lambda: bool(results or failures))
+        moving.start()
+        _until("the shard move to wait on the open transactions", waiting_for_blocker)
+        during = len(results)
+        _until(
+            "every query of the stream answered during the move",
+            lambda: bool(failures) or len(results) >= during + len(answers),
+        )
+        with db_connect(spec.coordinator, autocommit=True) as conn:
+            running = conn.execute(
+                "SELECT count(*) FROM pg_dist_background_task WHERE status = 'running'"
+            ).fetchone()
+        assert running == (1,)  # the move was still in progress
+        held = len(results) - during
+    finally:
+        for conn in blockers:
+            conn.rollback()
+            conn.close()
+        moving.join(PATIENCE_S)
+        stop.set()
+        querying.join(PATIENCE_S)
+    assert not failures, failures
+    assert held >= len(answers)
+    assert not moving.is_alive() and moved and moved[0].moved >= 1
+    after = _placements(citus_cluster.spec())
+    assert all(after.values()) and sum(after.values()) == sum(before.values())
+    for index, got in results:
+        case, want = answers[index]
+        compare(got, want, ordered=case.ordered)
+    _check(connect(citus_cluster.spec(), default_catalog=CATALOG), answers)
+
+
+def test_drain_and_remove_a_node_through_citus(
+    citus_cluster: LocalCluster,
+    citus_client: Client,
+    oracle: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    answers = _answers(citus_client, oracle)
+    root = str(citus_cluster.root)
+    spec = citus_cluster.spec()
+    total = sum(_placements(spec).values())
+    assert citus_nodes.find_node(spec, "worker3").shards >= 1
+    capsys.readouterr()
+    assert main(["--cluster", root, "worker", "drain", "worker3"]) == 0
+    assert "shards moved by Citus" in capsys.readouterr().out
+    node = citus_nodes.find_node(spec, "worker3")
+    assert (node.shards, node.state, node.should_have_shards) == (0, "removable", False)
+    assert sum(_placements(spec).values()) == total
+    with db_connect(spec.coordinator, autocommit=True) as conn:  # Citus agrees: its
+        plan = conn.execute(  # rebalancer would move nothing there
+            "SELECT count(*) FROM get_rebalance_table_shards_plan() WHERE targetport = %s",
+            (node.port,),
+        ).fetchone()
+    assert plan == (0,)
+    _check(connect(spec, default_catalog=CATALOG), answers)
+    assert main(["--cluster", root, "worker", "list", "--json"]) == 0
+    assert '"state": "removable"' in capsys.readouterr().out
+    assert main(["--cluster", root, "worker", "remove", "worker3", "--purge"]) == 0
+    spec = citus_cluster.spec()
+    assert [n.name for n in citus_nodes.list_nodes(spec)] == ["worker1", "worker2"]
+    assert len(citus.active_workers(spec.coordinator)) == 2
+    assert [w.name for w in read_cluster_file(Path(root)).citus_workers] == ["worker1", "worker2"]
+    assert "worker3" not in [i.name for i in citus_cluster.instances()]
+    assert not (citus_cluster.root / "worker3").exists()
+    _check(connect(spec, default_catalog=CATALOG), answers)
