@@ -5,8 +5,7 @@ crash is resumed or cleaned by the next operation (:func:`qserv_py.ops.journal.r
 
 1. *copy* and *verify* (:func:`qserv_py.ops.copy.build`): the source's partitions of
    the chunk stream into new, unattached tables of the target, checked against the
-   source (row counts; the SHA-256 of the rows the source sent against the target's
-   read-back of the new tables) and the czar (row counts). The record says
+   source (row counts, checksums) and the czar (row counts). The record says
    ``copying``; a copy whose coordinator died leaves only unattached tables, which
    :func:`qserv_py.ops.journal.resume` drops.
 2. *publish*, in one two-phase commit: the target attaches the new tables as the

@@ -8,16 +8,10 @@ FROM STDIN`` on the target (rows are never decoded here). The new tables
 ``CHECK (chunk_id = N)`` declared up front (so the attach is instant), rows in
 ``spatial_index`` order, and ``FREEZE`` (no later vacuum pass; no WAL under
 ``wal_level = minimal``). Once committed they are still unattached, so queries never see
-them; their indexes (the source partition's) are then built, and each table read back
-in binary, on several target sessions at once. The check: the SHA-256 of the bytes the
-source's COPY sent (hashed here as they pass, in the copy's snapshot) equals the SHA-256
-of the new table read back by the target's own ``COPY … TO STDOUT (FORMAT BINARY)`` (in
-its physical order, which is the stream's: one session filled the new heap in order),
-and the row counts of both COPYs equal the czar's. Both sides serialise their rows with
-PostgreSQL's binary send functions, so equal digests mean equal rows in equal order;
-hashing the stream costs the source nothing beyond the COPY it already runs (the earlier
-check, a ``hash_record_extended`` sum on each side, cost each side a full scan). Whatever
-fails, the tables are
+them; their indexes (the source partition's) and checksums are then made on
+several target sessions at once. The check: each table's row count and order-independent
+checksum (the sum of every row's ``hash_record_extended``) equal the source's, taken in
+the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
 dropped (:func:`drop_leftovers`, by the copy's record after a crash). Their planner
 statistics are made once they are published (:func:`analyze`): they do not decide
 whether the copy is right, and replication is restored without waiting for them.
@@ -28,15 +22,15 @@ shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import Instance
@@ -52,13 +46,13 @@ TEMP_PREFIX = "qserv_copy_"
 BUILD_MEMORY = "1GB"
 #: statistics target of a copied partition's ANALYZE (as a load's: loaders.publish)
 PARTITION_STATISTICS = 30
-#: a copy of this many rows or more builds its indexes and reads its tables back on
-#: several target sessions at once (a small one does not pay for the connections)
+#: a copy of this many rows or more builds its indexes and checksums on several target
+#: sessions at once (a small one does not pay for the connections)
 PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
 
 Work = Callable[[psycopg.Connection], None]
-#: ("index", table, statement) | ("check", table, columns): build an index, read back
+#: ("index", table, statement) | ("check", table, columns)
 _Task = tuple[str, str, str]
 
 
@@ -79,7 +73,7 @@ class Built:
     part: Part
     temp: str
     rows: int
-    digest: str  # SHA-256 of the table read back in binary (equal to the stream's)
+    checksum: int
     source_oid: int  # the source partition copied (a load replacing it changes this)
     bytes: int
 
@@ -155,30 +149,36 @@ def build(
             if parts:  # a load cannot replace them while they are copied
                 names = ", ".join(f"{schema}.{p.partition}" for p in parts)
                 src.execute(f"LOCK TABLE {names} IN ACCESS SHARE MODE")
+            snapshot = str(src.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
             oids = _oids(src, schema, parts)
             indexes = {p.partition: _index_definitions(src, schema, p.partition) for p in parts}
-            with tgt.transaction():
-                streamed = [
-                    _stream(src, tgt, schema, part, temp_name(copy_id, n), chunk)
-                    for n, part in enumerate(parts)
-                ]
-            # committed, still unattached (dropped by the copy's record if anything fails)
-            tasks: list[_Task] = []
-            for s in sorted(streamed, key=lambda s: -s.rows):  # biggest first
-                # the read-back (a full scan) first, beside the index builds
-                tasks.append(("check", s.temp, ", ".join(columns[s.part.partition])))
-                tasks += [
-                    ("index", s.temp, _index_on(schema, s.temp, d))
-                    for d in indexes[s.part.partition]
-                ]
-            rows = sum(s.rows for s in streamed)
-            sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
-            checks = _finish(target, tgt, app, schema, tasks, sessions)
+            # the source's checksums, in the copy's snapshot, on a session of their own from
+            # the start: they overlap the stream (which the target's side bounds)
+            with ThreadPoolExecutor(1) as pool:
+                sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, columns)
+                with tgt.transaction():
+                    streamed = []
+                    for n, part in enumerate(parts):
+                        temp = temp_name(copy_id, n)
+                        rows, size = _stream(src, tgt, schema, part, temp, chunk)
+                        streamed.append((part, temp, rows, size))
+                # committed, still unattached (dropped by the copy's record if anything fails)
+                tasks: list[_Task] = []
+                for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
+                    # the checksum (a full scan) first, beside the index builds; ANALYZE last
+                    tasks.append(("check", temp, ", ".join(columns[part.partition])))
+                    tasks += [
+                        ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
+                    ]
+                rows = sum(s[2] for s in streamed)
+                sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
+                checks = _finish(target, tgt, app, schema, tasks, sessions)
+                theirs = sums.result()
             built = [
-                Built(s.part, s.temp, *checks[s.temp], oids[s.part.partition], s.bytes)
-                for s in streamed
+                Built(part, temp, *checks[temp], oids[part.partition], size)
+                for part, temp, _, size in streamed
             ]
-            _verify(built, streamed, expected, catalog.name, chunk, source, target)
+            _verify(built, theirs, expected, catalog.name, chunk, source, target)
             src.execute("ROLLBACK")
             return built
     except psycopg.Error as exc:
@@ -189,22 +189,10 @@ def build(
         ) from exc
 
 
-@dataclass(frozen=True)
-class _Streamed:
-    """One partition streamed into the new table ``temp``."""
-
-    part: Part
-    temp: str
-    rows: int  # the target's COPY's count
-    sent: int  # the source's COPY's count
-    digest: str  # SHA-256 of the bytes the source sent
-    bytes: int
-
-
 def _stream(
     src: psycopg.Connection, tgt: psycopg.Connection, schema: str, part: Part, temp: str, chunk: int
-) -> _Streamed:
-    """Stream one partition into a new table ``temp``, hashing the bytes as they pass."""
+) -> tuple[int, int]:
+    """Stream one partition into a new table ``temp``; (rows, bytes)."""
     columns = _columns(tgt, schema, part.parent)
     theirs = set(_columns(src, schema, part.partition, typed=True))
     ours = set(_columns(tgt, schema, part.parent, typed=True))
@@ -220,23 +208,26 @@ def _stream(
         f"CREATE TABLE {schema}.{temp} (LIKE {schema}.{part.parent} INCLUDING DEFAULTS,"
         f" CHECK ({CHUNK_ID} = {int(chunk)}))"
     )
-    digest = hashlib.sha256()
     size = 0
     with tgt.cursor() as into_cur:
         # FREEZE: the table is new in this transaction; its rows need no vacuum pass later
         with into_cur.copy(
             f"COPY {schema}.{temp} ({names}) FROM STDIN (FORMAT BINARY, FREEZE)"
         ) as into:
+            buffer = bytearray()
             out_sql = (
                 f"COPY (SELECT {names} FROM {schema}.{part.partition} ORDER BY {SPATIAL_INDEX})"
                 " TO STDOUT (FORMAT BINARY)"
             )
-            with src.cursor() as cur:
-                for block in _blocks(cur, out_sql):
-                    size += len(block)
-                    digest.update(block)
-                    into.write(block)
-                sent = cur.rowcount
+            with src.cursor() as cur, cur.copy(out_sql) as out:
+                for data in out:  # one message per row: pass them on in bulk
+                    buffer += data
+                    if len(buffer) >= COPY_BUFFER:
+                        size += len(buffer)
+                        into.write(buffer)
+                        buffer.clear()
+            size += len(buffer)
+            into.write(buffer)
         rows = into_cur.rowcount
     log.debug(
         "streamed %s: %s rows, %s bytes, %.2f s",
@@ -245,20 +236,7 @@ def _stream(
         size,
         time.monotonic() - started,
     )
-    return _Streamed(part, temp, rows, sent, digest.hexdigest(), size)
-
-
-def _blocks(cur: psycopg.Cursor, statement: str) -> Iterator[bytes]:
-    """The output of ``COPY … TO STDOUT`` in blocks of about ``COPY_BUFFER`` bytes (the
-    server sends a message per row: they are passed on and hashed in bulk)."""
-    buffer = bytearray()
-    with cur.copy(statement) as out:
-        for data in out:
-            buffer += data
-            if len(buffer) >= COPY_BUFFER:
-                yield bytes(buffer)
-                buffer.clear()
-    yield bytes(buffer)
+    return rows, size
 
 
 def _index_on(schema: str, temp: str, definition: str) -> str:
@@ -274,12 +252,12 @@ def _finish(
     schema: str,
     tasks: list[_Task],
     sessions: int,
-) -> dict[str, tuple[int, str]]:
-    """Run the index builds and the read-back of each new table on ``sessions`` target
-    sessions at once (``tgt`` alone when 1); each table's (rows, SHA-256) read back."""
+) -> dict[str, tuple[int, int]]:
+    """Run the index builds and the checksum of each new table on ``sessions`` target
+    sessions at once (``tgt`` alone when 1); the checksums."""
     started = time.monotonic()
     todo = deque(tasks)
-    found: dict[str, tuple[int, str]] = {}
+    found: dict[str, tuple[int, int]] = {}
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
@@ -291,7 +269,7 @@ def _finish(
             if kind == "index":
                 conn.execute(text)
             else:
-                found[temp] = _read_back(conn, schema, temp, text.split(", "))
+                found[temp] = _checksum(conn, schema, temp, text.split(", "))
 
     def session() -> None:
         with connect(target, autocommit=True) as conn:
@@ -341,20 +319,37 @@ def _oids(conn: psycopg.Connection, schema: str, parts: list[Part]) -> dict[str,
     return {str(name): int(oid) for name, oid in rows}
 
 
-def _read_back(
+def _checksum(
     conn: psycopg.Connection, schema: str, table: str, columns: list[str]
-) -> tuple[int, str]:
-    """(rows, SHA-256) of ``table`` read in binary in its physical order, the columns as
-    the stream had them. The scan starts at the first block (not where another scan of
-    the table, an index build's, happens to be)."""
-    conn.execute("SET synchronize_seqscans = off")
-    digest = hashlib.sha256()
-    with conn.cursor() as cur:
-        for block in _blocks(
-            cur, f"COPY {schema}.{table} ({', '.join(columns)}) TO STDOUT (FORMAT BINARY)"
-        ):
-            digest.update(block)
-        return cur.rowcount, digest.hexdigest()
+) -> tuple[int, int]:
+    """(rows, the sum of the rows' 64-bit hashes): equal sums, equal multisets of rows
+    but for a hash collision."""
+    row = conn.execute(
+        f"SELECT count(*), coalesce(sum(hash_record_extended(ROW({', '.join(columns)}), 0)), 0)"
+        f" FROM {schema}.{table}"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _source_checksums(
+    source: Instance,
+    app: str,
+    snapshot: str,
+    schema: str,
+    parts: list[Part],
+    columns: dict[str, list[str]],
+) -> dict[str, tuple[int, int]]:
+    """Row counts and checksums of the source's partitions, in the copy's snapshot."""
+    with connect(source, autocommit=True) as conn:
+        conn.execute("SELECT set_config('application_name', %s, false)", (app,))
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        found = {}
+        for part in parts:  # in the target's column order: equal rows, equal hashes
+            found[part.partition] = _checksum(conn, schema, part.partition, columns[part.partition])
+        conn.execute("ROLLBACK")
+        return found
 
 
 def _check_complete(
@@ -380,23 +375,23 @@ def _check_complete(
 
 def _verify(
     built: list[Built],
-    streamed: list[_Streamed],
+    source: dict[str, tuple[int, int]],
     expected: dict[tuple[str, bool], int],
     catalog: str,
     chunk: int,
     src: Instance,
     tgt: Instance,
 ) -> None:
-    for b, s in zip(built, streamed, strict=True):
+    for b in built:
+        rows, checksum = source[b.part.partition]
         want = expected.get((b.part.table, b.part.overlap), 0)
-        if (b.rows, b.digest) != (s.sent, s.digest) or s.rows != s.sent or s.sent != want:
+        if (b.rows, b.checksum) != (rows, checksum) or rows != want:
             raise ClusterError(
                 f"copy of {b.part.partition} (chunk {chunk} of {catalog}) from {src.name} to "
-                f"{tgt.name} does not verify: the source sent {s.sent:,} rows (SHA-256 "
-                f"{s.digest[:16]}…), the target took {s.rows:,} and reads back {b.rows:,} "
-                f"(SHA-256 {b.digest[:16]}…), the czar counts {want:,}; nothing was "
-                "published: copy it again (from another replica if the source disagrees "
-                "with the czar)"
+                f"{tgt.name} does not verify: the source has {rows:,} rows (checksum "
+                f"{checksum}), the copy {b.rows:,} (checksum {b.checksum}), the czar counts "
+                f"{want:,}; nothing was published: copy it again (from another replica if "
+                "the source disagrees with the czar)"
             )
 
 
