@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import math
 import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ import pytest
 from astropy.io.votable import parse_single_table
 
 from qserv_py.client import Client
+from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.cluster.users import add_user, remove_user
+from qserv_py.config import Settings
 from tests.api.conftest import Served
 from tests.api.test_rest import SLOW
 
@@ -55,16 +60,16 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture
-def page(browser: Any, served: Served) -> Iterator[Any]:
-    """The portal, loaded and ready, in a fresh browser context that refuses (and the test
-    then fails on) any request to another host."""
+@contextmanager
+def portal(browser: Any, url: str) -> Iterator[Any]:
+    """The portal of the service at ``url``, loaded and ready, in a fresh browser context
+    that refuses (and the test then fails on) any request to another host."""
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(90_000)
     elsewhere: list[str] = []
 
     def only_the_service(route: Any) -> None:
-        if route.request.url.startswith((served.url, "data:", "blob:")):
+        if route.request.url.startswith((url, "data:", "blob:")):
             route.continue_()
         else:  # no CDN, no fonts: a request elsewhere is recorded and refused
             elsewhere.append(route.request.url)
@@ -74,12 +79,19 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.goto(f"{served.url}/")
+    opened.goto(f"{url}/")
     opened.wait_for_selector("body[data-ready=true]")
     yield opened
     context.close()
     assert not errors, f"the page raised: {errors}"
     assert not elsewhere, f"the page asked for something elsewhere: {elsewhere}"
+
+
+@pytest.fixture
+def page(browser: Any, served: Served) -> Iterator[Any]:
+    """The portal of the session's served cluster."""
+    with portal(browser, served.url) as opened:
+        yield opened
 
 
 def shot(page: Any, name: str) -> None:
@@ -219,10 +231,18 @@ def test_open_an_example_and_run_it(page: Any, served: Served, client: Client) -
     assert page.is_hidden("#error"), page.inner_text("#error")
     expected = client.query(query)
     assert page.inner_text("#rowcount").startswith(f"{expected.num_rows} row")
-    # the schema browser lists the example's tables with their columns
+    # the schema browser lists the example's tables with their columns, and each catalog's
+    # sky coverage: its chunks' cells from the chunk statistics route
     page.click("#tabs button[data-view=schema]")
     page.click("#schema summary >> text=qt.Object")
     assert page.locator("#schema details[open] td", has_text="coord_ra").count() >= 1
+    chunks = httpx.get(f"{served.url}/api/v1/catalogs/qt/chunks", timeout=120).json()["chunks"]
+    caption = page.locator("#schema figure[data-catalog=qt] figcaption")
+    caption.get_by_text(re.compile(r"^sky coverage: \d+ chunks")).wait_for()
+    assert caption.inner_text().startswith(f"sky coverage: {len(chunks)} chunks")
+    rows = sum(c["rows"] for c in chunks)
+    assert f"{rows:,} rows of qt.Object" in caption.inner_text()
+    assert page.evaluate("portal.coverage.get('qt').plot.cells.length") == len(chunks)
     shot(page, "schema")
 
 
@@ -352,3 +372,114 @@ def test_an_error_is_shown_at_its_line_and_column(page: Any) -> None:
     )
     assert (line, column) == (3, 24)
     shot(page, "error")
+
+
+def test_plot_an_objects_light_curve(page: Any, client: Client) -> None:
+    """From a result row's objectId, one click: the catalog's light-curve query (ForcedSource
+    with each visit's epoch, found by UCD and foreign key in TAP_SCHEMA) runs through TAP
+    and its fluxes are drawn against time, with error bars, a colour per band."""
+    found = client.query(
+        "SELECT objectId, COUNT(*) AS n FROM ForcedSource GROUP BY objectId"
+        " ORDER BY n DESC, objectId"
+    ).to_pylist()
+    first, second = found[0]["objectId"], found[1]["objectId"]
+    write(page, f"SELECT objectId, coord_ra, coord_dec FROM Object WHERE objectId = {first}")
+    run(page)
+    page.click("table.results tbody tr >> nth=0 >> button.cell-action")
+    page.wait_for_function("!document.querySelector('#run').disabled")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    text = editor_text(page)
+    assert "FROM qt.ForcedSource AS f" in text and f"WHERE f.objectId = {first}" in text, text
+    expected = client.query(text).to_pylist()
+    assert len(expected) == found[0]["n"]
+    result = page.evaluate("portal.state.result")
+    names = [c["name"] for c in result["columns"]]
+    assert [dict(zip(names, row, strict=True)) for row in result["rows"]] == expected
+    # the time column is the visit's epoch (UCD time.epoch), the flux psfFlux ± psfFluxErr
+    assert page.inner_text("#plot-about").startswith(
+        "psfFlux ± psfFluxErr against expMidptMJD, one colour per band"
+    )
+    plotted = [r for r in expected if r["psfFlux"] is not None and r["expMidptMJD"] is not None]
+    drawn = page.evaluate("portal.state.plotted")
+    assert drawn["points"] == len(plotted) > 0
+    assert drawn["bars"] == sum(1 for r in plotted if r["psfFluxErr"])
+    assert drawn["bands"] == sorted({r["band"] for r in plotted})
+    shot(page, "lightcurve")
+
+    # the same from the light-curve field, for an id typed in
+    page.fill("#lc-id", str(second))
+    page.click("#lc-form button[type=submit]")
+    page.wait_for_function("!document.querySelector('#run').disabled")
+    assert f"WHERE f.objectId = {second}" in editor_text(page)
+    assert page.evaluate("portal.state.result.rows.length") == found[1]["n"]
+
+
+@pytest.fixture(scope="module")
+def served_with_users(
+    api_settings: Settings, spec: ClusterSpec, client: Client
+) -> Iterator[tuple[Served, dict[str, str]]]:
+    """The service with auth = token, and two users' tokens."""
+    tokens = {name: add_user(spec, name) for name in ("t16alice", "t16bob")}
+    server = Served(api_settings.model_copy(update={"auth": "token"}), spec)
+    server.start()
+    yield server, tokens
+    server.stop()
+    for name in tokens:
+        remove_user(spec, name)
+
+
+def test_sign_in_see_only_your_jobs_and_download_a_result(
+    browser: Any, served_with_users: tuple[Served, dict[str, str]], client: Client
+) -> None:
+    served, tokens = served_with_users
+    bob = {"Authorization": f"Bearer {tokens['t16bob']}"}
+    made = httpx.post(  # bob's job: alice must not see it
+        f"{served.url}/tap/async",
+        data={"LANG": "ADQL", "QUERY": "SELECT TOP 2 objectId FROM Object", "PHASE": "RUN"},
+        headers=bob,
+        timeout=120,
+    )
+    bobs_job = made.headers["location"].rsplit("/", 1)[-1]
+    text = "SELECT TOP 7 objectId, coord_ra FROM Object ORDER BY objectId"
+    ids = client.query(text).column("objectId").to_pylist()
+    with portal(browser, served.url) as page:
+        page.click("#tabs button[data-view=jobs]")  # not signed in: the lists say why
+        page.get_by_text("sign in with your token").first.wait_for()
+        page.fill("#token", "not-a-token")
+        page.click("#signin")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('token')")
+        assert page.is_visible("#token")  # refused: still signed out
+        page.fill("#token", tokens["t16alice"])
+        page.click("#signin")
+        page.wait_for_function("document.querySelector('#signin').textContent === 'Sign out'")
+
+        page.click("#tabs button[data-view=query]")
+        page.check("input[name=mode][value=async]")
+        write(page, text)
+        run(page)
+        assert page.is_hidden("#error"), page.inner_text("#error")
+        job = re.search(r"job (\S+): COMPLETED", page.inner_text("#status")).group(1)  # type: ignore[union-attr]
+        with page.expect_download() as csv_download:  # the result's downloads carry the token
+            page.click("#downloads a[data-format=csv]")
+        rows = list(csv.DictReader(io.StringIO(Path(csv_download.value.path()).read_text())))
+        assert [int(r["objectId"]) for r in rows] == ids
+
+        page.click("#tabs button[data-view=jobs]")
+        mine = page.locator(f"#jobs tr[data-job='{job}']")
+        mine.wait_for()
+        assert mine.get_attribute("data-phase") == "COMPLETED"
+        assert page.locator(f"#jobs tr[data-job='{bobs_job}']").count() == 0
+        owners = page.eval_on_selector_all(
+            "#jobs tr[data-job]", "rows => rows.map(r => r.cells[1].textContent)"
+        )
+        assert set(owners) == {"t16alice"}
+        queries = page.eval_on_selector_all(
+            "#queries tr[data-query]", "rows => rows.map(r => r.cells[2].textContent)"
+        )
+        # alice's sync query and her job's query; not bob's job's
+        assert {"tap:t16alice", f"uws:{job}"} <= set(queries), queries
+        assert f"uws:{bobs_job}" not in queries and not any("t16bob" in q for q in queries)
+        with page.expect_download() as job_download:  # fetched with the token, then saved
+            mine.locator("a.job-download").click()
+        saved = json.loads(Path(job_download.value.path()).read_text())
+        assert [row[0] for row in saved["data"]] == ids

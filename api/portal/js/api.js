@@ -57,6 +57,21 @@ async function checked(response) {
   return response;
 }
 
+/** The body of a GET as a blob (with the token when signed in), for saving as a file; a
+ *  failed request throws its message. */
+export async function fetchBlob(url) {
+  return (await checked(await call(url))).blob();
+}
+
+/** Whether the service takes the token (it answers the user's job list with it). */
+export async function checkToken(value) {
+  const response = await fetch("tap/async?LAST=1", {
+    headers: { Authorization: `Bearer ${value.trim()}` } });
+  if (response.status === 401) return false;
+  await checked(response);
+  return true;
+}
+
 export async function getJSON(url) {
   return (await checked(await call(url))).json();
 }
@@ -135,6 +150,7 @@ export async function listJobs() {
     id: ref.getAttribute("id"),
     phase: ref.getElementsByTagNameNS(UWS, "phase")[0]?.textContent ?? "",
     created: ref.getElementsByTagNameNS(UWS, "creationTime")[0]?.textContent ?? "",
+    owner: ref.getElementsByTagNameNS(UWS, "ownerId")[0]?.textContent ?? "",
   }));
 }
 
@@ -146,6 +162,9 @@ export async function abortJob(id) {
 export async function deleteJob(id) {
   await checked(await call(`tap/async/${id}`, { method: "DELETE" }));
 }
+
+/** The URL of a completed job's result. */
+export const jobResultURL = (id) => `tap/async/${id}/results/result`;
 
 /** The result of a completed job (it must have been run with RESPONSEFORMAT=json). */
 export async function jobResult(id) {
@@ -197,6 +216,24 @@ export async function tapSchemaColumns() {
     (tables[table] ??= []).push({ name, datatype, unit, ucd, description });
   }
   return tables;
+}
+
+/** The foreign keys of TAP_SCHEMA: [{from_table, target_table, from_column, target_column}]
+ *  (one entry per column pair). */
+export async function tapSchemaKeys() {
+  const result = await runSync(
+    "SELECT k.from_table, k.target_table, c.from_column, c.target_column\n" +
+    "FROM TAP_SCHEMA.keys AS k JOIN TAP_SCHEMA.key_columns AS c ON c.key_id = k.key_id",
+    { lang: "ADQL", maxrec: 100000 });
+  return result.rows.map(([from_table, target_table, from_column, target_column]) => (
+    { from_table, target_table, from_column, target_column }));
+}
+
+/** Every table's description from TAP_SCHEMA: {table: description}. */
+export async function tapSchemaTables() {
+  const result = await runSync("SELECT table_name, description FROM TAP_SCHEMA.tables",
+    { lang: "ADQL", maxrec: 100000 });
+  return Object.fromEntries(result.rows);
 }
 
 export const catalogs = () => getJSON("api/v1/catalogs");

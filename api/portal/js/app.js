@@ -5,7 +5,8 @@ import * as api from "./api.js";
 import { makeEditor } from "./editor.js";
 import { ResultTable } from "./table.js";
 import { SkyPlot, positionColumns } from "./sky.js";
-import { numericColumns, histogram, scatter } from "./plots.js";
+import { numericColumns, histogram, scatter, lightCurve } from "./plots.js";
+import * as lc from "./lightcurve.js";
 
 const $ = (selector) => document.querySelector(selector);
 const ACTIVE_PHASES = new Set(["PENDING", "QUEUED", "EXECUTING", "SUSPENDED"]);
@@ -17,12 +18,14 @@ const state = {
   result: null,
   source: null, // {query, options} of the shown result, or {xmatch: fetcher}
   running: null, // {abort()} of the query being run
+  lightCurves: [], // the tables that give light curves (lightcurve.js), best first
 };
 
 const editor = makeEditor($("#editor"), { onRun: () => run() });
 const table = new ResultTable($("#pane-table"));
 const sky = new SkyPlot($("#sky"), $("#sky-tip"));
-window.portal = { editor, table, sky, state }; // for the browser tests and the curious
+const coverage = new Map(); // catalog → the SkyPlot of its coverage in the schema browser
+window.portal = { editor, table, sky, state, coverage }; // for the browser tests and the curious
 
 // --- views and panes ----------------------------------------------------------------------
 
@@ -33,6 +36,7 @@ function showView(name) {
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
   $("#result").hidden = !state.result || !["query", "xmatch"].includes(name);
   if (name === "jobs") refreshLists();
+  if (name === "schema") drawCoverage();
   document.body.dataset.view = name;
 }
 
@@ -77,7 +81,8 @@ function clearError(box = "#error") {
   if (box === "#error") editor.showError(null, null);
 }
 
-async function run() {
+/** Run the editor's query; ``then`` is called once its result is shown. */
+async function run(then = null) {
   const query = editor.text.trim();
   if (!query) { showError(new api.ServiceError("write a query first")); return; }
   if (state.running) state.running.abort();
@@ -87,7 +92,10 @@ async function run() {
   $("#cancel").hidden = false;
   try {
     const result = opts.mode === "async" ? await runAsync(query, opts) : await runSync(query, opts);
-    if (result) showResult(result, { query, options: opts });
+    if (result) {
+      showResult(result, { query, options: opts });
+      if (then) then(result);
+    }
   } catch (error) {
     if (error.name === "AbortError") setStatus("stopped");
     else {
@@ -130,6 +138,61 @@ async function runAsync(query, opts) {
 }
 
 $("#run").addEventListener("click", () => run());
+
+// --- light curves -------------------------------------------------------------------------
+
+/** Write the query of one object's light curve from ``source`` into the editor, run it
+ *  (as any query: sync or async, through TAP) and plot it. */
+function showLightCurve(id, source) {
+  editor.text = lc.lightCurveQuery(source, id);
+  $("#lang").value = "ADQL";
+  editor.setDialect("ADQL");
+  return run(() => {
+    document.querySelector('input[name="plotkind"][value="lightcurve"]').checked = true;
+    pickLightCurveColumns();
+    showPane("plot");
+  });
+}
+
+/** The light-curve source for a result's column, or null: the column is the key of a
+ *  director table that a light-curve table refers to (objectId), in the result's catalog
+ *  when there is a choice. */
+function lightCurveSourceFor(column) {
+  const name = column.name.toLowerCase();
+  const found = state.lightCurves.filter((s) => s.directorKey.toLowerCase() === name);
+  if (!found.length || (column.ucd && !/meta\.id/i.test(column.ucd))) return null;
+  const catalog = state.source?.query ? catalogOf(state.source.query) : state.source?.catalog;
+  return found.find((s) => s.table.startsWith(`${catalog}.`)) ?? found[0];
+}
+
+table.cellAction = (column) => {
+  const source = lightCurveSourceFor(column);
+  return source && {
+    text: "light curve",
+    title: `the light curve of this object (${source.table})`,
+    run: (value) => showLightCurve(value, source),
+  };
+};
+
+function setLightCurveSources(sources) {
+  state.lightCurves = sources;
+  const select = $("#lc-table");
+  select.replaceChildren(...sources.map((s, i) => new Option(s.table, String(i))));
+  $("#lc-form").hidden = !sources.length;
+  const showKey = () => {
+    const source = sources[Number(select.value)];
+    if (source) $("#lc-key").textContent = source.directorKey;
+  };
+  select.addEventListener("change", showKey);
+  showKey();
+  if (state.result) table.render(); // the key columns get their buttons
+}
+
+$("#lc-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const source = state.lightCurves[Number($("#lc-table").value)];
+  if (source && $("#lc-id").value.trim()) showLightCurve($("#lc-id").value, source);
+});
 $("#cancel").addEventListener("click", () => state.running?.abort());
 $("#lang").addEventListener("change", () => editor.setDialect($("#lang").value));
 
@@ -170,16 +233,8 @@ function renderDownloads() {
     const name = format.alias || format.mime;
     let link;
     if (state.source?.query) {
-      const url = api.downloadURL(state.source.query, state.source.options, format.mime);
-      link = document.createElement("a");
-      link.href = url;
-      link.download = `result.${extension(format.mime)}`;
-      if (api.signedIn()) { // a link cannot carry the token: fetch, then save
-        link.addEventListener("click", (event) => {
-          event.preventDefault();
-          save(() => api.call(url).then((r) => r.blob()), link.download);
-        });
-      }
+      link = downloadLink(api.downloadURL(state.source.query, state.source.options, format.mime),
+        `result.${extension(format.mime)}`);
     } else if (state.source?.xmatch) {
       link = document.createElement("a");
       link.href = "#";
@@ -195,6 +250,19 @@ function renderDownloads() {
   }
 }
 
+/** A link that downloads ``url`` as ``name``; signed in, a click fetches it with the token
+ *  and saves the blob (a plain link cannot send an Authorization header). */
+function downloadLink(url, name, text = "") {
+  const link = Object.assign(document.createElement("a"), { href: url, download: name });
+  if (text) link.textContent = text;
+  link.addEventListener("click", (event) => {
+    if (!api.signedIn()) return;
+    event.preventDefault();
+    save(() => api.fetchBlob(url), name);
+  });
+  return link;
+}
+
 /** Save the blob a request answers as a file. */
 async function save(request, name) {
   try {
@@ -204,10 +272,14 @@ async function save(request, name) {
   } catch (error) { setStatus(`download: ${error.message}`); }
 }
 
+/** A file name extension for an output format (its MIME type or its alias). */
 function extension(mime) {
+  mime = mime.toLowerCase();
   if (mime.includes("votable") || mime.includes("xml")) return "xml";
+  if (mime.includes("ecsv")) return "ecsv";
   if (mime.includes("csv")) return "csv";
-  if (mime.includes("tab-separated")) return "tsv";
+  if (mime.includes("tab-separated") || mime.includes("tsv")) return "tsv";
+  if (mime.includes("fits")) return "fits";
   if (mime.includes("json")) return "json";
   if (mime.includes("parquet")) return "parquet";
   return "dat";
@@ -292,6 +364,19 @@ function fillPlotColumns(result) {
   if (distance >= 0 && numeric.includes(distance)) $("#plot-x").value = String(distance);
 }
 
+/** For a light curve: x the result's time column, y its first flux (or magnitude), by UCD. */
+function pickLightCurveColumns() {
+  const result = state.result;
+  if (!result) return;
+  const { time, flux } = lc.lightCurveColumns(result.columns);
+  const numeric = numericColumns(result);
+  if (numeric.includes(time)) $("#plot-x").value = String(time);
+  if (numeric.includes(flux)) {
+    $("#plot-y").value = String(flux);
+    $("#plot-invert").checked = lc.isMagnitude(result.columns[flux]);
+  }
+}
+
 function drawPlot() {
   const result = state.result;
   if (!result) return;
@@ -299,19 +384,40 @@ function drawPlot() {
   document.body.dataset.plot = kind;
   const canvas = $("#plot");
   const x = Number($("#plot-x").value);
+  $("#plot-about").textContent = "";
   if ($("#plot-x").value === "") {
     canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    state.plotted = null;
+    $("#plot-about").textContent = result.rows.length
+      ? "the result has no numeric column to plot" : "the result has no rows to plot";
     return;
   }
-  state.plotted = kind === "histogram"
-    ? histogram(canvas, result, x, Number($("#plot-bins").value) || 30).reduce((a, b) => a + b, 0)
-    : scatter(canvas, result, x, Number($("#plot-y").value), { invertY: $("#plot-invert").checked });
+  const y = Number($("#plot-y").value);
+  const invertY = $("#plot-invert").checked;
+  if (kind === "histogram") {
+    state.plotted = histogram(canvas, result, x, Number($("#plot-bins").value) || 30)
+      .reduce((a, b) => a + b, 0);
+  } else if (kind === "scatter") {
+    state.plotted = scatter(canvas, result, x, y, { invertY });
+  } else {
+    const columns = result.columns;
+    const error = lc.errorColumn(columns, columns[y]);
+    const { band } = lc.lightCurveColumns(columns);
+    state.plotted = lightCurve(canvas, result, x, y, {
+      error: error ? columns.indexOf(error) : null, band, invertY });
+    $("#plot-about").textContent = `${columns[y].name}` +
+      (error ? ` ± ${error.name}` : " (no error column)") + ` against ${columns[x].name}` +
+      (band != null ? `, one colour per ${columns[band].name}` : "") +
+      `: ${state.plotted.points} point${state.plotted.points === 1 ? "" : "s"}`;
+  }
 }
 
 for (const element of document.querySelectorAll(
   'input[name="plotkind"], #plot-x, #plot-y, #plot-invert, #plot-bins')) {
   element.addEventListener("change", drawPlot);
 }
+document.querySelector('input[name="plotkind"][value="lightcurve"]').addEventListener(
+  "change", () => { pickLightCurveColumns(); drawPlot(); });
 
 // --- cross-match --------------------------------------------------------------------------
 
@@ -428,12 +534,25 @@ async function refreshQueries() {
   }
 }
 
+const finishedJobs = new Map(); // id → the fields of a job in a final phase (they stay)
+
+/** A job's fields (times, parameters): fetched while it is active, then kept. */
+async function jobDetails(ref) {
+  if (finishedJobs.has(ref.id)) return finishedJobs.get(ref.id);
+  const job = await api.getJob(ref.id);
+  if (!ACTIVE_PHASES.has(job.phase)) finishedJobs.set(ref.id, job);
+  return job;
+}
+
+const time = (iso) => (iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace(/Z$/, " UTC") : "");
+
 async function refreshJobs() {
   const list = $("#jobs");
-  const found = await api.listJobs();
+  const refs = await api.listJobs();
+  const found = await Promise.all(refs.map((ref) => jobDetails(ref).catch(() => ({ ...ref }))));
   list.replaceChildren();
-  row(list.createTHead(), ["job", "phase", "created", ""]);
-  for (const job of found) {
+  row(list.createTHead(), ["job", "owner", "phase", "created", "started", "ended", "", "query"]);
+  found.forEach((job, k) => {
     const actions = document.createElement("span");
     if (job.phase === "COMPLETED") {
       const open = button("Open result", async () => {
@@ -441,22 +560,38 @@ async function refreshJobs() {
         showResult({ ...result, job: job.id }, { job: job.id });
         showView("query");
       });
-      const link = Object.assign(document.createElement("a"),
-        { href: `tap/async/${job.id}/results/result`, textContent: "download" });
+      const format = job.params?.responseformat || "votable";
+      const link = downloadLink(api.jobResultURL(job.id),
+        `job-${job.id}.${extension(format)}`, "download");
+      link.className = "job-download";
       actions.append(open, " ", link, " ");
     }
     if (ACTIVE_PHASES.has(job.phase)) actions.append(button("Abort", () => api.abortJob(job.id)), " ");
     actions.append(button("Delete", () => api.deleteJob(job.id)));
-    const tr = row(list, [job.id, job.phase, job.created, actions]);
+    const query = job.params?.query ?? "";
+    const tr = row(list, [job.id, refs[k].owner, job.phase, time(job.created), time(job.started),
+      time(job.ended), actions, query.length > 120 ? `${query.slice(0, 120)}…` : query]);
+    tr.lastChild.className = "query-text";
     tr.dataset.job = job.id;
     tr.dataset.phase = job.phase;
-  }
+    if (job.error) tr.title = job.error;
+  });
+}
+
+/** A list the service refused: why, in the list's place (signing in, with auth = token). */
+function listFailed(list, error) {
+  list.replaceChildren();
+  const cell = list.insertRow().insertCell();
+  cell.className = "muted";
+  cell.textContent = error.status === 401
+    ? "This service has users: sign in with your token (top right) to see your work."
+    : error.message;
 }
 
 async function refreshLists() {
   await Promise.all([
-    refreshQueries().catch((e) => setStatus(`queries: ${e.message}`)),
-    refreshJobs().catch((e) => setStatus(`jobs: ${e.message}`)),
+    refreshQueries().catch((e) => listFailed($("#queries"), e)),
+    refreshJobs().catch((e) => listFailed($("#jobs"), e)),
   ]);
 }
 
@@ -478,7 +613,7 @@ function renderSchema() {
     const cov = catalog.coverage;
     about.textContent = `${catalog.description || ""} — overlap ${catalog.overlap_arcsec}″; ` +
       `${cov.chunks} chunks cover ${(100 * cov.sky_fraction).toFixed(2)}% of the sky`;
-    section.append(h, about);
+    section.append(h, about, coverageFigure(catalog));
     for (const t of catalog.tables) {
       const details = document.createElement("details");
       const summary = document.createElement("summary");
@@ -501,6 +636,54 @@ function renderSchema() {
   }
 }
 
+/** The catalog's sky coverage: its chunks' cells on an all-sky map, coloured by density
+ *  (drawn when the schema view is first shown, from the chunk statistics route). */
+function coverageFigure(catalog) {
+  const figure = document.createElement("figure");
+  figure.className = "coverage";
+  figure.dataset.catalog = catalog.name;
+  const wrap = document.createElement("div");
+  wrap.className = "sky-wrap";
+  const canvas = Object.assign(document.createElement("canvas"), { width: 480, height: 250 });
+  const tip = Object.assign(document.createElement("pre"), { className: "tip", hidden: true });
+  wrap.append(canvas, tip);
+  const caption = document.createElement("figcaption");
+  caption.className = "muted";
+  caption.textContent = "sky coverage: loading…";
+  figure.append(wrap, caption);
+  coverage.set(catalog.name, { plot: new SkyPlot(canvas, tip), caption, drawn: false });
+  return figure;
+}
+
+async function drawCoverage() {
+  for (const [name, entry] of coverage) {
+    if (entry.drawn) continue;
+    entry.drawn = true;
+    if (!state.chunkMaps.has(name)) state.chunkMaps.set(name, api.chunkMap(name));
+    try {
+      const map = await state.chunkMaps.get(name);
+      entry.plot.setCells(map);
+      const cells = map.chunks;
+      const rows = cells.reduce((sum, c) => sum + c.rows, 0);
+      const area = cells.reduce((sum, c) => sum + c.area_deg2, 0);
+      const orders = cells.map((c) => c.order);
+      const densities = cells.map((c) => c.rows / c.area_deg2);
+      const fixed = (v) => (v >= 10 ? v.toFixed(0) : v.toPrecision(2));
+      entry.caption.textContent = cells.length
+        ? `sky coverage: ${cells.length} chunks (HEALPix order ` +
+          `${Math.min(...orders)}${Math.max(...orders) > Math.min(...orders) ? `–${Math.max(...orders)}` : ""}` +
+          `), ${area.toFixed(0)} deg² (${(100 * area / 41252.96).toFixed(2)}% of the sky), ` +
+          `${rows.toLocaleString()} rows of ${map.directors.map((d) => d.table).join(", ") || "its director tables"}; density ${fixed(Math.min(...densities))}–` +
+          `${fixed(Math.max(...densities))} rows/deg² (dark to bright)`
+        : "sky coverage: no rows loaded yet";
+    } catch (error) {
+      entry.drawn = false;
+      state.chunkMaps.delete(name);
+      entry.caption.textContent = `sky coverage: ${error.message}`;
+    }
+  }
+}
+
 // --- signing in (services with auth = token) ----------------------------------------------
 
 function showSignIn() {
@@ -508,11 +691,22 @@ function showSignIn() {
   $("#signin").textContent = api.signedIn() ? "Sign out" : "Sign in";
 }
 
-$("#signin").addEventListener("click", () => {
+$("#signin").addEventListener("click", async () => {
+  const typed = $("#token").value.trim();
   if (api.signedIn()) api.setToken("");
-  else if ($("#token").value.trim()) api.setToken($("#token").value);
-  else { $("#token").focus(); return; }
+  else if (!typed) { $("#token").focus(); return; } else {
+    try {
+      if (!(await api.checkToken(typed))) {
+        setStatus("sign in: the service does not know this token");
+        $("#token").select();
+        return;
+      }
+    } catch (error) { setStatus(`sign in: ${error.message}`); return; }
+    api.setToken(typed);
+    setStatus("signed in");
+  }
   $("#token").value = "";
+  finishedJobs.clear();
   showSignIn();
   if (document.body.dataset.view === "jobs") refreshLists();
 });
@@ -553,8 +747,16 @@ async function start() {
   }
   await editor.ready;
   document.body.dataset.ready = "true";
-  // completion: every column of TAP_SCHEMA (after the page is usable)
-  api.tapSchemaColumns().then((tables) => editor.setSchema(tables)).catch(() => {});
+  // after the page is usable: TAP_SCHEMA for completion (its columns) and for light curves
+  // (its columns' UCDs and its foreign keys)
+  const columns = api.tapSchemaColumns();
+  columns.then((tables) => editor.setSchema(tables)).catch(() => {});
+  Promise.all([columns, api.tapSchemaKeys(), api.tapSchemaTables()]).then(
+    ([tables, keys, descriptions]) => {
+      const directors = new Set(directorTables().map((t) => t.name));
+      setLightCurveSources(lc.lightCurveSources(
+        { columns: tables, keys, tables: descriptions }, directors));
+    }).catch((error) => setStatus(`light curves: ${error.message}`));
 }
 
 start();

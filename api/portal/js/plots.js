@@ -111,3 +111,66 @@ export function scatter(canvas, result, i, j, { invertY = false } = {}) {
   axes(ctx, canvas, x, y, label(result.columns[i]), label(result.columns[j]));
   return pairs.length;
 }
+
+const BAND_COLOURS = { u: "#7b3fb6", g: "#2e8b57", r: "#c0392b", i: "#d35400", z: "#6d4c41",
+  y: "#37474f" };
+const OTHER_COLOURS = ["#3b6fb6", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#37474f"];
+
+/** A light curve: column ``j`` (a flux or magnitude) against column ``i`` (a time), with
+ *  error bars from column ``error`` and one colour per value of column ``band`` (both may
+ *  be null). What was drawn: {points, bars, bands}. */
+export function lightCurve(canvas, result, i, j, { error = null, band = null, invertY = false } = {}) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const rows = result.rows.filter((r) => Number.isFinite(r[i]) && Number.isFinite(r[j]));
+  const drawn = { points: rows.length, bars: 0, bands: [] };
+  if (!rows.length) return drawn;
+  const sigma = (r) => (error != null && Number.isFinite(r[error]) ? Math.abs(r[error]) : 0);
+  const [xlo, xhi] = extent(rows.map((r) => r[i]));
+  const ylo = Math.min(...rows.map((r) => r[j] - sigma(r)));
+  const yhi = Math.max(...rows.map((r) => r[j] + sigma(r)));
+  const pad = (xhi - xlo) * 0.03;
+  const x = scale(xlo - pad, xhi + pad, MARGIN.left + 4, canvas.width - MARGIN.right - 4);
+  const y = invertY
+    ? scale(ylo, yhi, MARGIN.top + 4, canvas.height - MARGIN.bottom - 4)
+    : scale(ylo, yhi, canvas.height - MARGIN.bottom - 4, MARGIN.top + 4);
+  const bands = band == null ? [""] : [...new Set(rows.map((r) => String(r[band] ?? "")))].sort();
+  const colourOf = (value) => BAND_COLOURS[value] ??
+    OTHER_COLOURS[bands.indexOf(value) % OTHER_COLOURS.length];
+  for (const r of rows) {
+    const colour = colourOf(band == null ? "" : String(r[band] ?? ""));
+    const [px, py] = [x.at(r[i]), y.at(r[j])];
+    const s = sigma(r);
+    if (s > 0) {
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = 1;
+      ctx.beginPath();
+      ctx.moveTo(px, y.at(r[j] - s));
+      ctx.lineTo(px, y.at(r[j] + s));
+      ctx.moveTo(px - 3, y.at(r[j] - s));
+      ctx.lineTo(px + 3, y.at(r[j] - s));
+      ctx.moveTo(px - 3, y.at(r[j] + s));
+      ctx.lineTo(px + 3, y.at(r[j] + s));
+      ctx.stroke();
+      drawn.bars++;
+    }
+    ctx.fillStyle = colour;
+    ctx.beginPath();
+    ctx.arc(px, py, 3.5, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  axes(ctx, canvas, x, y, label(result.columns[i]), label(result.columns[j]));
+  if (band != null) { // the legend: one swatch per band
+    ctx.font = "12px sans-serif";
+    ctx.textAlign = "left";
+    bands.forEach((value, k) => {
+      const top = MARGIN.top + 4 + 16 * k;
+      ctx.fillStyle = colourOf(value);
+      ctx.fillRect(canvas.width - MARGIN.right - 60, top, 10, 10);
+      ctx.fillStyle = "#333";
+      ctx.fillText(value || "(none)", canvas.width - MARGIN.right - 44, top + 9);
+    });
+    drawn.bands = bands;
+  }
+  return drawn;
+}

@@ -25,6 +25,8 @@ export class ResultTable {
     this.descending = false;
     this.page = 0;
     this.onRowHover = null;
+    // (column) => {text, title, run(value)} or null: a button in that column's cells
+    this.cellAction = null;
   }
 
   show(result) {
@@ -76,10 +78,24 @@ export class ResultTable {
       head.appendChild(th);
     });
     const body = table.createTBody();
+    const actions = columns.map((c) => (this.cellAction ? this.cellAction(c) : null));
     for (const index of this.order.slice(start, start + PAGE)) {
       const tr = body.insertRow();
       tr.dataset.row = index;
-      for (const value of rows[index]) tr.insertCell().textContent = cell(value);
+      rows[index].forEach((value, k) => {
+        const td = tr.insertCell();
+        td.textContent = cell(value);
+        const action = actions[k];
+        if (action && value !== null && value !== undefined) {
+          const button = document.createElement("button");
+          button.className = "cell-action";
+          button.dataset.text = action.text; // drawn by CSS: the cell's text stays the value
+          button.title = action.title;
+          button.setAttribute("aria-label", action.title);
+          button.addEventListener("click", () => action.run(value));
+          td.append(" ", button);
+        }
+      });
     }
     const pager = document.createElement("div");
     pager.className = "pager";
