@@ -65,9 +65,13 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
          ) t
 $$;
 
--- Is (ra, dec) in the convex spherical polygon with vertices
--- poly = {ra1, dec1, ra2, dec2, ...} (either orientation)? Each edge's great circle must
--- have the point on the same side as the polygon's centroid.
+-- Is (ra, dec) in the spherical polygon with vertices poly = {ra1, dec1, ra2, dec2, ...}?
+-- As sciSQL's scisql_s2PtInCPoly (geometry.c, scisql_s2cpoly_init / _cv3): each edge's
+-- plane normal is v[i] x v[i+1]; all normals are flipped if the sum of the vertices is
+-- on the negative side of the first edge's plane (clockwise vertices); the point is in
+-- when it is on the non-negative side of every edge's plane. For a convex polygon in
+-- either orientation that is the polygon; for a non-convex vertex list it is what
+-- sciSQL answers (the intersection of the edges' half-spheres, as oriented).
 CREATE OR REPLACE FUNCTION qserv.pt_in_cpoly(
     ra double precision, decl double precision, poly double precision[])
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -79,14 +83,16 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         FROM generate_series(1, array_length($3, 1) / 2) AS i
     ), c AS (SELECT sum(x) AS x, sum(y) AS y, sum(z) AS z FROM v
     ), e AS (  -- edge normals a x b
-        SELECT a.y * b.z - a.z * b.y AS nx, a.z * b.x - a.x * b.z AS ny,
+        SELECT a.i, a.y * b.z - a.z * b.y AS nx, a.z * b.x - a.x * b.z AS ny,
                a.x * b.y - a.y * b.x AS nz
         FROM v a JOIN v b ON b.i = a.i % a.n + 1
+    ), o AS (  -- the orientation, from the first edge
+        SELECT CASE WHEN e.nx * c.x + e.ny * c.y + e.nz * c.z < 0 THEN -1 ELSE 1 END AS s
+        FROM e, c WHERE e.i = 1
     )
     SELECT bool_and(
-        sign(e.nx * cosd($2) * cosd($1) + e.ny * cosd($2) * sind($1) + e.nz * sind($2))
-        * sign(e.nx * c.x + e.ny * c.y + e.nz * c.z) >= 0)
-    FROM e, c
+        o.s * (e.nx * cosd($2) * cosd($1) + e.ny * cosd($2) * sind($1) + e.nz * sind($2)) >= 0)
+    FROM e, o
 $$;
 
 -- Photometry (as scisql): AB magnitudes from fluxes in nJy, and back.

@@ -75,6 +75,17 @@ class Polygon(Region):
     is_var_len_args = True
 
 
+class S2CPolygon(Polygon):
+    """sciSQL's ``scisql_s2PtInCPoly`` vertex list. Its rows are those sciSQL returns (see
+    ``qserv.pt_in_cpoly``): for a convex polygon, the polygon (a restrictor like any
+    other); for a vertex list that is not one (not convex, a hemisphere or more,
+    degenerate), sciSQL still answers, with the intersection of the edges' half-spheres
+    as it orients them, and so does qserv_py: that region chooses no chunks (all are
+    read) and only the row test applies."""
+
+    _sql_names: ClassVar[list[str]] = ["S2CPOLY"]
+
+
 class Ellipse(Region):
     """scisql's ellipse: centre, semi-axes in arcsec, position angle in degrees."""
 
@@ -205,6 +216,8 @@ def region_of(node: Region) -> regions.Region | None:
     values = numbers(args)
     if values is None:
         return None
+    if isinstance(node, S2CPolygon):
+        return s2cpoly_region(values)
     try:
         if isinstance(node, Circle):
             return regions.Cone(*values)
@@ -218,6 +231,22 @@ def region_of(node: Region) -> regions.Region | None:
         return regions.Polygon(pairs)
     except RegionError as exc:
         raise QueryError(f"{adql_name(node)}: {exc.message}") from exc
+
+
+def s2cpoly_region(values: list[float]) -> regions.Region | None:
+    """The region of a constant sciSQL vertex list: the convex polygon, or None (no chunk
+    restriction) for a list that is not a convex polygon, which sciSQL answers anyway.
+    Declinations outside -90..90 are refused (sciSQL returns NULL for every row)."""
+    decs = values[1::2]
+    if any(abs(d) > 90 for d in decs):
+        raise QueryError(
+            "scisql_s2PtInCPoly: a vertex has a declination outside -90..90 degrees "
+            "(sciSQL would return NULL for every row)"
+        )
+    try:
+        return regions.Polygon(tuple(zip(values[::2], decs, strict=True)))
+    except RegionError:
+        return None
 
 
 # --- builders ---------------------------------------------------------------------------
@@ -385,7 +414,7 @@ def _pt_in_cpoly(args: Args) -> exp.Expression:
             "scisql_s2PtInCPoly takes ra, dec and at least 3 vertices as ra, dec pairs, "
             f"got {len(args)} arguments"
         )
-    shape = _checked(Polygon(expressions=list(args[2:])))
+    shape = _checked(S2CPolygon(expressions=list(args[2:])))
     return Contains(point=Point(ra=args[0], dec=args[1]), region=shape)
 
 

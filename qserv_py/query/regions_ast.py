@@ -100,6 +100,8 @@ def region_of(node: exp.Expression) -> Region | None:
         return Box(*v)
     if isinstance(node, geo.Ellipse):
         return Ellipse(*v)
+    if isinstance(node, geo.S2CPolygon):
+        return geo.s2cpoly_region(v)
     if isinstance(node, geo.Polygon):
         return Polygon(tuple(zip(v[0::2], v[1::2], strict=True)))
     return None

@@ -5,6 +5,7 @@ tell: the restrictions that Qserv adds, and the answers MySQL gives."""
 
 from __future__ import annotations
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -64,3 +65,56 @@ def test_areaspec_on_a_child_alone_needs_a_position(client: Client) -> None:
         client.plan(f"SELECT COUNT(*) FROM ForcedSource WHERE {BOX}", "qserv")
     with pytest.raises(QueryError, match="AND term of a WHERE clause"):
         client.plan(f"SELECT COUNT(*) FROM Object WHERE {BOX} = 0", "qserv")
+
+
+def _scisql_pt_in_cpoly(ra: np.ndarray, dec: np.ndarray, verts: list[float]) -> np.ndarray:
+    """sciSQL's test, from its source (geometry.c: scisql_s2cpoly_init, scisql_s2cpoly_cv3):
+    edge normals v[i] x v[i+1], all flipped if the vertex sum is on the negative side of
+    the first one; in when on the non-negative side of every edge."""
+    v = _unit(np.array(verts[::2]), np.array(verts[1::2]))
+    edges = np.cross(v, np.roll(v, -1, axis=0))
+    if v.sum(axis=0) @ edges[0] < 0:
+        edges = -edges
+    return np.all(_unit(ra, dec) @ edges.T >= 0, axis=1)
+
+
+def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    r, d = np.radians(ra), np.radians(dec)
+    return np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=-1)
+
+
+#: a concave pentagon (the vertex (30, -25) points inwards), and a self-crossing "bow tie"
+CONCAVE = [10, -45, 50, -45, 50, -5, 30, -25, 10, -5]
+BOW_TIE = [10, -45, 50, -5, 50, -45, 10, -5]
+
+
+@pytest.mark.parametrize("verts", [CONCAVE, BOW_TIE], ids=["concave", "bow-tie"])
+def test_non_convex_cpoly_answers_as_scisql(
+    client: Client, oracle: psycopg.Connection, verts: list[float]
+) -> None:
+    args = ", ".join(str(x) for x in verts)
+    text = f"SELECT objectId FROM Object WHERE scisql_s2PtInCPoly(coord_ra, coord_dec, {args}) = 1"
+    got = {r["objectId"] for r in client.query(text, "qserv").to_pylist()}
+    rows = oracle.execute("SELECT objectid, coord_ra, coord_dec FROM qt.object").fetchall()
+    ids = np.array([r[0] for r in rows])
+    inside = _scisql_pt_in_cpoly(
+        np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), verts
+    )
+    assert got == set(ids[inside].tolist())
+    if verts is CONCAVE:  # the kernel: fewer than in the polygon's bounding box, not none
+        box = oracle.execute(
+            "SELECT count(*) FROM qt.object"
+            " WHERE qserv.pt_in_box(coord_ra, coord_dec, 10, -45, 50, -5)"
+        ).fetchone()
+        assert box is not None and 0 < len(got) < box[0]
+
+
+def test_cpoly_shape_seen_convex_then_not(client: Client, oracle: psycopg.Connection) -> None:
+    """The plan cache: a template made from convex lists, then filled with a concave one."""
+    shape = "SELECT COUNT(*) FROM Object WHERE scisql_s2PtInCPoly(coord_ra, coord_dec, {}) = 1"
+    rows = oracle.execute("SELECT coord_ra, coord_dec FROM qt.object").fetchall()
+    ra, dec = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    convex = [10, -45, 50, -45, 50, -5, 30, -4, 10, -5]
+    for verts in (convex, convex, convex, CONCAVE):
+        got = client.query(shape.format(", ".join(str(x) for x in verts)), "qserv")
+        assert list(got.to_pylist()[0].values()) == [int(_scisql_pt_in_cpoly(ra, dec, verts).sum())]
