@@ -10,9 +10,10 @@ taken as anonymous. What an anonymous request may do is the setting
 :class:`Access` is a pure ASGI middleware, so it sees every request (even one no route
 matches) once: it finds the caller, refuses what the caller may not do by the route's
 group (:func:`route_group`), applies the per-user limits (queries at once, result bytes
-per day), and writes one access-log line (JSON, logger ``qserv_py.access``) with the
-user, route, query id, status, rows, bytes and seconds. Routes read the caller with
-:func:`caller_of` and check ownership with :func:`may_see`.
+per day: both counted on the czar, so they hold across the service's processes; see
+:mod:`qserv_py.cluster.users`), and writes one access-log line (JSON, logger
+``qserv_py.access``) with the user, route, query id, status, rows, bytes and seconds.
+Routes read the caller with :func:`caller_of` and check ownership with :func:`may_see`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import base64
 import binascii
 import json
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,9 +33,16 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.cluster.users import User, add_usage, usage_today, user_of_token
+from qserv_py.cluster.users import (
+    QuerySlot,
+    User,
+    add_usage,
+    job_admission,
+    take_query_slot,
+    usage_today,
+    user_of_token,
+)
 from qserv_py.config import Settings
 from qserv_py.errors import Forbidden, LimitExceeded, QservError
 from qserv_py.exec import memory
@@ -145,52 +153,35 @@ def require_user(settings: Settings, caller: Caller, what: str) -> None:
         )
 
 
-class Running:
-    """Sync queries running now per user, in this process (``user_max_queries``)."""
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def enter(self, name: str, limit: int) -> None:
-        with self._lock:
-            count = self._counts.get(name, 0)
-            if limit and count >= limit:
-                raise LimitExceeded(
-                    f"user {name} already runs {count} queries, the most at once "
-                    f"(setting user_max_queries = {limit}); wait for one to end"
-                )
-            self._counts[name] = count + 1
-
-    def leave(self, name: str) -> None:
-        with self._lock:
-            self._counts[name] -= 1
-            if not self._counts[name]:
-                del self._counts[name]
+def take_slot(settings: Settings, spec: ClusterSpec, name: str) -> QuerySlot:
+    """One of user ``name``'s ``user_max_queries`` query slots, counted on the czar (so
+    across all the service's processes), or LimitExceeded (429)."""
+    limit = settings.user_max_queries
+    slot = take_query_slot(spec, name, limit)
+    if slot is None:
+        raise LimitExceeded(
+            f"user {name} already runs {limit} queries, the most at once "
+            f"(setting user_max_queries = {limit}); wait for one to end"
+        )
+    return slot
 
 
-def count_active_jobs(spec: ClusterSpec, owner: str) -> int:
-    """The jobs of ``owner`` QUEUED or EXECUTING."""
-    with connect(spec.czar, autocommit=True) as czar:
-        row = czar.execute(
-            "SELECT count(*) FROM qserv_meta.uws_jobs WHERE owner = %s"
-            " AND phase IN ('QUEUED', 'EXECUTING')",
-            (owner,),
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def check_job_limit(settings: Settings, spec: ClusterSpec, owner: str | None) -> None:
-    """Refuse to queue a job of ``owner`` with ``user_max_jobs`` jobs active already."""
+@contextmanager
+def job_limit(settings: Settings, spec: ClusterSpec, owner: str | None) -> Iterator[None]:
+    """Queue a job of ``owner`` inside the block unless ``user_max_jobs`` of theirs are
+    QUEUED or EXECUTING already (LimitExceeded, 429); counted under a lock on the czar,
+    so that no two processes queue past the limit. ``owner`` None: no limit."""
     limit = settings.user_max_jobs
     if owner is None or not limit or settings.auth != "token":
+        yield
         return
-    active = count_active_jobs(spec, owner)
-    if active >= limit:
-        raise LimitExceeded(
-            f"user {owner} has {active} async jobs queued or executing, the most at once "
-            f"(setting user_max_jobs = {limit}); wait for one to end or abort one"
-        )
+    with job_admission(spec, owner) as active:
+        if active >= limit:
+            raise LimitExceeded(
+                f"user {owner} has {active} async jobs queued or executing, the most at once "
+                f"(setting user_max_jobs = {limit}); wait for one to end or abort one"
+            )
+        yield
 
 
 class Access:
@@ -198,7 +189,6 @@ class Access:
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
-        self.running = Running()
         if not access_log.handlers and not logging.getLogger().handlers:
             # nothing configured logging (uvicorn sets up its own loggers only): the access
             # log goes to stderr, one JSON document a line
@@ -227,7 +217,7 @@ class Access:
             await send(message)
 
         caller: Caller = ANONYMOUS_OPEN
-        entered = False
+        slot: QuerySlot | None = None
         try:
             try:
                 if group != "admin":  # (admin routes check their own token)
@@ -243,16 +233,17 @@ class Access:
                 if caller.user is not None and group in _COUNTED:
                     await run_in_threadpool(self._check_bytes, settings, service.spec, caller)
                     if group == "sync":
-                        self.running.enter(caller.user.name, settings.user_max_queries)
-                        entered = True
+                        slot = await run_in_threadpool(
+                            take_slot, settings, service.spec, caller.user.name
+                        )
             except (StarletteHTTPException, QservError) as exc:
                 await self._refuse(scope, receive, counting_send, exc)
                 return
             with memory.request_scope():  # memory granted to the request: until answered
                 await self.app(scope, receive, counting_send)
         finally:
-            if entered and caller.user is not None:
-                self.running.leave(caller.user.name)
+            if slot is not None:
+                await run_in_threadpool(slot.release)
             if caller.user is not None and group in _COUNTED and status < 400 and sent:
                 try:
                     await run_in_threadpool(add_usage, service.spec, caller.user.name, sent)

@@ -28,7 +28,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 
-from qserv_py.api.auth import caller_of, check_job_limit, check_owner, require_user
+from qserv_py.api.auth import caller_of, check_owner, job_limit, require_user
 from qserv_py.api.deps import ParamsDep
 from qserv_py.api.esatapplus import GZIP_HEADERS, compressed_file, gzip_for
 from qserv_py.api.formats import VOTABLE_MEDIA, disposition, error_document
@@ -149,9 +149,9 @@ def create_job(request: Request, params: ParamsDep, jobs: JobsDep) -> Response:
     caller = caller_of(request)
     if params.all("upload"):
         require_user(jobs.settings, caller, "uploads")
-    if (params.get("phase") or "").strip().upper() == "RUN":
-        check_job_limit(jobs.settings, jobs.service.spec, caller.name)
-    job = jobs.create(params, owner=caller.name)
+    run = (params.get("phase") or "").strip().upper() == "RUN"
+    with job_limit(jobs.settings, jobs.service.spec, caller.name if run else None):
+        job = jobs.create(params, owner=caller.name)
     return see_other(job_url(request, jobs, job.id))
 
 
@@ -213,9 +213,9 @@ def get_phase(job_id: str, jobs: JobsDep) -> str:
 
 @router.post("/{job_id}/phase", summary="PHASE=RUN or PHASE=ABORT", status_code=303)
 def post_phase(request: Request, job_id: str, params: ParamsDep, jobs: JobsDep) -> Response:
-    if (params.get("phase") or "").strip().upper() == "RUN":
-        check_job_limit(jobs.settings, jobs.service.spec, jobs.get(job_id).owner)
-    jobs.set_phase(job_id, params)
+    run = (params.get("phase") or "").strip().upper() == "RUN"
+    with job_limit(jobs.settings, jobs.service.spec, jobs.get(job_id).owner if run else None):
+        jobs.set_phase(job_id, params)
     return see_other(job_url(request, jobs, job_id))
 
 

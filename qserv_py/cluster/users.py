@@ -10,6 +10,14 @@ a removed user's token stops working within that time.
 
 Usage (bytes of results received per UTC day) is added after each query of a user
 (:func:`add_usage`) and read before the next (:func:`usage_today`).
+
+The per-user limits hold across all the service's processes (``http_processes``, or
+several services on one czar), because they are counted on the czar: result bytes in
+``qserv_meta.user_usage``, async jobs in ``qserv_meta.uws_jobs`` (counted and queued
+under a per-user advisory lock, :func:`job_admission`), and queries running now as
+*slots*: a running query of a user holds one of ``user_max_queries`` session advisory
+locks of that user (:func:`take_query_slot`) on a czar session of its own, which
+PostgreSQL releases when the query ends or its process dies.
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ import re
 import secrets
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+import psycopg
 from psycopg.errors import ForeignKeyViolation
 
 from qserv_py.cluster.db import connect
@@ -136,3 +146,59 @@ def usage_today(spec: ClusterSpec, name: str) -> int:
             (name,),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def lock_key(*parts: object) -> int:
+    """A 64-bit advisory lock key (signed, as PostgreSQL's bigint) for ``parts``."""
+    digest = hashlib.sha256(" ".join(["qserv_py", *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class QuerySlot:
+    """One of a user's ``user_max_queries`` slots, held by a czar session of its own
+    until :meth:`release` (or the end of the process)."""
+
+    def __init__(self, conn: psycopg.Connection | None, slot: int) -> None:
+        self._conn, self.slot = conn, slot
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the session's advisory lock goes with it
+            self._conn = None
+
+
+def take_query_slot(spec: ClusterSpec, name: str, limit: int) -> QuerySlot | None:
+    """A free query slot of user ``name`` (of ``limit``; 0: no limit), or None when all
+    are held (by this or any other process of the service)."""
+    if not limit:
+        return QuerySlot(None, -1)
+    conn = connect(spec.czar, autocommit=True)
+    try:
+        for slot in range(limit):
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s)", (lock_key("query slot", name, slot),)
+            ).fetchone()
+            if row and row[0]:
+                return QuerySlot(conn, slot)
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    return None
+
+
+@contextmanager
+def job_admission(spec: ClusterSpec, name: str) -> Iterator[int]:
+    """Hold user ``name``'s job lock (every process waits for it) while a job of theirs is
+    counted and queued: yields the number of their jobs QUEUED or EXECUTING now."""
+    with connect(spec.czar, autocommit=True) as czar:
+        czar.execute("SELECT pg_advisory_lock(%s)", (lock_key("jobs", name),))
+        try:
+            row = czar.execute(
+                "SELECT count(*) FROM qserv_meta.uws_jobs WHERE owner = %s"
+                " AND phase IN ('QUEUED', 'EXECUTING')",
+                (name,),
+            ).fetchone()
+            yield int(row[0]) if row else 0
+        finally:
+            czar.execute("SELECT pg_advisory_unlock(%s)", (lock_key("jobs", name),))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,7 +23,7 @@ from qserv_py.api.app import create_app
 from qserv_py.cli import main
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.cluster.users import add_user, remove_user, user_of_token
+from qserv_py.cluster.users import add_user, remove_user, take_query_slot, user_of_token
 from qserv_py.config import Settings
 from qserv_py.errors import ConfigError
 from tests.api.conftest import Served
@@ -246,6 +248,48 @@ def test_concurrent_queries_limit_and_killing_ones_own(
     finally:
         thread.join(HANG_GUARD_S)
     assert answers["slow"].status_code == 409 and "killed" in answers["slow"].text
+
+
+#: another service process holding one of a user's query slots (as a process of
+#: ``qserv-py serve --http-processes N`` running the user's query does) until stdin closes
+HOLDER = """
+import sys
+from qserv_py.cluster.spec import ClusterSpec, Instance
+from qserv_py.cluster.users import take_query_slot
+spec = ClusterSpec("holder", Instance("czar", sys.argv[1]), ())
+slot = take_query_slot(spec, sys.argv[2], 1)
+print("held" if slot is not None else "refused", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_query_slots_hold_across_processes(
+    app: TestClient, spec: ClusterSpec, tokens: dict[str, str]
+) -> None:
+    """user_max_queries = 1 counts alice's queries in every process on the czar: while
+    another process holds her slot, this service refuses her query (429) and runs bob's;
+    when that process dies, its slot is free again and her query runs."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, spec.czar.dsn, "t13alice"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        alice, bob = auth(tokens, "t13alice"), auth(tokens, "t13bob")
+        refused = app.get("/tap/sync", params={"QUERY": QUERY}, headers=alice)
+        assert refused.status_code == 429 and "user_max_queries = 1" in refused.text
+        assert app.get("/tap/sync", params={"QUERY": QUERY}, headers=bob).status_code == 200
+    finally:
+        holder.kill()
+        holder.wait(HANG_GUARD_S)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while (slot := take_query_slot(spec, "t13alice", 1)) is None:  # its session ending
+        assert time.monotonic() < deadline, "the dead process's slot was never freed"
+        time.sleep(0.05)
+    slot.release()
+    assert app.get("/tap/sync", params={"QUERY": QUERY}, headers=alice).status_code == 200
 
 
 def test_result_bytes_per_day(
