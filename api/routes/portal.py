@@ -11,11 +11,16 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from qserv_py.api.auth import caller_of
+from qserv_py.api.deps import ServiceDep
 
 #: the portal's static files (installed as package data of ``qserv_py.api``)
 PORTAL_DIR = Path(__file__).resolve().parent.parent / "portal"
@@ -23,6 +28,34 @@ PORTAL_DIR = Path(__file__).resolve().parent.parent / "portal"
 PORTAL_URL = "/portal"
 
 router = APIRouter(include_in_schema=False)
+#: the one REST route of the portal's: what a client needs before it signs in
+rest = APIRouter(prefix="/api/v1", tags=["REST"])
+
+
+class AccessInfo(BaseModel):
+    auth: Literal["none", "token"] = Field(
+        description="none: no users, every request may do everything; token: users send "
+        "'Authorization: Bearer <token>'."
+    )
+    anonymous_routes: list[str] = Field(
+        description="With auth = token, what a request without a token may use."
+    )
+    user: str | None = Field(description="The user of the request's token, or null.")
+    admin: bool = Field(description="Whether the request may see every user's work.")
+
+
+@rest.get("/access", summary="How the service authenticates, and who the caller is")
+def access(request: Request, service: ServiceDep) -> AccessInfo:
+    """Before signing in, a client (the portal) learns whether the service has users, so
+    that it need not be refused to find out; with a token, whose it is."""
+    settings = service.settings
+    caller = caller_of(request)
+    return AccessInfo(
+        auth=settings.auth,
+        anonymous_routes=list(settings.anonymous_routes),
+        user=caller.name,
+        admin=caller.admin,
+    )
 
 
 def _base(request: Request) -> str:
@@ -115,4 +148,5 @@ def install(app: FastAPI) -> None:
     ``app`` must be created with ``docs_url=None, redoc_url=None``: these pages replace
     FastAPI's, which load their scripts from a CDN."""
     app.include_router(router)
+    app.include_router(rest)
     app.mount(PORTAL_URL, StaticFiles(directory=PORTAL_DIR), name="portal")

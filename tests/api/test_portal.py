@@ -86,6 +86,14 @@ def test_chunk_cells_of_an_unknown_catalog_is_a_404(api: TestClient) -> None:
     assert found.status_code == 404 and "nosuch" in found.json()["message"]
 
 
+def test_access_says_the_service_has_no_users(api: TestClient) -> None:
+    """auth = none: the portal then offers no sign-in, and every caller may see all."""
+    about = api.get("/api/v1/access").json()
+    assert about == {"auth": "none", "anonymous_routes": about["anonymous_routes"],
+                     "user": None, "admin": True}  # fmt: skip
+    assert "sync" in about["anonymous_routes"]
+
+
 def test_every_file_of_the_page_is_package_data() -> None:
     """An installed package serves the portal: pyproject's package data lists its files."""
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())

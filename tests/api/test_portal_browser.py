@@ -440,6 +440,12 @@ def test_sign_in_see_only_your_jobs_and_download_a_result(
         timeout=120,
     )
     bobs_job = made.headers["location"].rsplit("/", 1)[-1]
+    # what the page asks before signing in, and with a token: whose it is
+    about = httpx.get(f"{served.url}/api/v1/access", timeout=120).json()
+    assert (about["auth"], about["user"], about["admin"]) == ("token", None, False)
+    assert httpx.get(f"{served.url}/api/v1/access", headers=bob, timeout=120).json()["user"] == (
+        "t16bob"
+    )
     text = "SELECT TOP 7 objectId, coord_ra FROM Object ORDER BY objectId"
     ids = client.query(text).column("objectId").to_pylist()
     with portal(browser, served.url) as page:
@@ -452,6 +458,7 @@ def test_sign_in_see_only_your_jobs_and_download_a_result(
         page.fill("#token", tokens["t16alice"])
         page.click("#signin")
         page.wait_for_function("document.querySelector('#signin').textContent === 'Sign out'")
+        assert page.inner_text("#user") == "t16alice"
 
         page.click("#tabs button[data-view=query]")
         page.check("input[name=mode][value=async]")

@@ -63,13 +63,13 @@ export async function fetchBlob(url) {
   return (await checked(await call(url))).blob();
 }
 
-/** Whether the service takes the token (it answers the user's job list with it). */
-export async function checkToken(value) {
-  const response = await fetch("tap/async?LAST=1", {
-    headers: { Authorization: `Bearer ${value.trim()}` } });
-  if (response.status === 401) return false;
-  await checked(response);
-  return true;
+/** How the service authenticates and who the caller is (GET /api/v1/access): {auth,
+ *  anonymous_routes, user, admin}; with ``value``, as the holder of that token (a token
+ *  the service does not know is refused: a ServiceError with status 401). */
+export async function access(value = null) {
+  const response = value == null ? await call("api/v1/access")
+    : await fetch("api/v1/access", { headers: { Authorization: `Bearer ${value.trim()}` } });
+  return (await checked(response)).json();
 }
 
 export async function getJSON(url) {

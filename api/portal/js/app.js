@@ -588,10 +588,22 @@ function listFailed(list, error) {
     : error.message;
 }
 
+/** Whether the service would refuse a route group to this page (auth = token, signed
+ *  out): then the page does not ask (a refusal's Basic challenge can make a browser pop
+ *  up its own login dialog) but says to sign in. */
+function refused(group) {
+  const about = state.access;
+  return Boolean(about && about.auth === "token" && !api.signedIn() &&
+    !about.anonymous_routes.includes(group));
+}
+
 async function refreshLists() {
+  const signIn = new api.ServiceError("sign in", 401);
   await Promise.all([
-    refreshQueries().catch((e) => listFailed($("#queries"), e)),
-    refreshJobs().catch((e) => listFailed($("#jobs"), e)),
+    (refused("queries") ? Promise.reject(signIn) : refreshQueries())
+      .catch((e) => listFailed($("#queries"), e)),
+    (refused("async") ? Promise.reject(signIn) : refreshJobs())
+      .catch((e) => listFailed($("#jobs"), e)),
   ]);
 }
 
@@ -686,28 +698,40 @@ async function drawCoverage() {
 
 // --- signing in (services with auth = token) ----------------------------------------------
 
-function showSignIn() {
+function showSignIn(user = null) {
   $("#token").hidden = api.signedIn();
   $("#signin").textContent = api.signedIn() ? "Sign out" : "Sign in";
+  $("#user").textContent = api.signedIn() && user ? user : "";
+  $("#signin").closest(".auth").hidden = state.access?.auth === "none" && !api.signedIn();
 }
+
+let user = null; // the signed-in user's name
 
 $("#signin").addEventListener("click", async () => {
   const typed = $("#token").value.trim();
-  if (api.signedIn()) api.setToken("");
-  else if (!typed) { $("#token").focus(); return; } else {
+  if (api.signedIn()) {
+    api.setToken("");
+    user = null;
+  } else if (!typed) {
+    $("#token").focus();
+    return;
+  } else {
+    let about;
     try {
-      if (!(await api.checkToken(typed))) {
-        setStatus("sign in: the service does not know this token");
-        $("#token").select();
-        return;
-      }
-    } catch (error) { setStatus(`sign in: ${error.message}`); return; }
+      about = await api.access(typed);
+    } catch (error) {
+      setStatus(error.status === 401 ? "sign in: the service does not know this token"
+        : `sign in: ${error.message}`);
+      $("#token").select();
+      return;
+    }
     api.setToken(typed);
-    setStatus("signed in");
+    user = about.user;
+    setStatus(`signed in as ${user}`);
   }
   $("#token").value = "";
   finishedJobs.clear();
-  showSignIn();
+  showSignIn(user);
   if (document.body.dataset.view === "jobs") refreshLists();
 });
 showSignIn();
@@ -716,8 +740,16 @@ showSignIn();
 
 async function start() {
   showView("query");
-  const [examples, formats, catalogs] = await Promise.allSettled([
-    api.examples(), api.outputFormats(), api.catalogs()]);
+  const [examples, formats, catalogs, about] = await Promise.allSettled([
+    api.examples(), api.outputFormats(), api.catalogs(), api.access()]);
+  if (about.status === "fulfilled") {
+    state.access = about.value;
+    user = about.value.user;
+  } else if (about.reason?.status === 401) { // a kept token the service no longer knows
+    api.setToken("");
+    state.access = await api.access().catch(() => null);
+  }
+  showSignIn(user);
   if (formats.status === "fulfilled") state.formats = formats.value;
   if (catalogs.status === "fulfilled") {
     state.catalogs = catalogs.value;
