@@ -35,6 +35,7 @@ from typing import NamedTuple
 import psycopg
 
 from qserv_py.exec import limits, pools, tracking
+from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.plan import worker_sql
 from qserv_py.exec.pools import borrow
 from qserv_py.exec.run import BatchDone, Failure, Run, chunk_moved, sever, worker_failure
@@ -152,6 +153,8 @@ class Scheduler:
         transaction that commits only if the batch was not given up; how many rows."""
         run = self.run
         rows = worker_sql(run.plan, batch.chunks, citus=run.spec.backend == "citus")
+        if run.gathered is not None:
+            return self.gather(batch, conn, rows)
         if run.max_bytes is not None:  # a row is one message through this process
             rows = limits.capped_rows(rows, run.max_bytes)
         copy_out = f"{run.tag}COPY ({rows}) TO STDOUT (FORMAT BINARY)"
@@ -179,6 +182,25 @@ class Scheduler:
                 return into_cur.rowcount
         except psycopg.Error as exc:
             raise Failure(where, exc) from exc
+
+    def gather(self, batch: Batch, conn: psycopg.Connection, rows: str) -> int:
+        """Fetch the batch's rows into Arrow (a run without a merge table), kept only if
+        the batch was not given up; how many rows."""
+        run = self.run
+        if run.row_cap is not None:  # rows past the cap are never needed
+            rows = f"SELECT * FROM ({rows}) AS qserv_batch LIMIT {run.row_cap + 1}"
+        try:
+            table = fetch_table(conn, run.tag + rows, columns=run.plan.columns)
+        except psycopg.Error as exc:
+            raise Failure(batch.worker, exc) from exc
+        with run.lock:
+            self.running.discard(batch)
+            if batch.state == "abandoned":
+                raise _Abandoned()
+            batch.state = "committed"
+            assert run.gathered is not None
+            run.gathered.append(table)
+        return table.num_rows
 
     # --- the calling thread ------------------------------------------------------------
 
@@ -216,7 +238,7 @@ class Scheduler:
                         run.plan.concatenate
                         and run.plan.limit is not None
                         and rows >= run.plan.limit
-                    ):
+                    ) or (run.row_cap is not None and rows > run.row_cap):
                         run.halt("enough")
                     if on_progress is not None and run.reason in (None, "enough"):
                         try:

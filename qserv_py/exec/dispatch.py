@@ -12,6 +12,11 @@
 3. Run the merge SQL on the czar, limited to ``max_rows + 1`` rows (to detect overflow),
    into Arrow; record the query completed. Drop the merge table, whatever happened.
 
+A plan whose merge only names the worker SQL's columns (``passthrough``), run without a
+byte limit, needs no merge table: each batch's rows are fetched into Arrow (at most
+``max_rows + 1``; a batch given up is dropped, as its COPY would be rolled back) and the
+batches concatenated. No probe, no table made, filled, read and dropped on the czar.
+
 A plan that one worker answers in one batch (a cone, an id lookup, a light curve, a
 query of replicated tables) takes a shorter path: the merge SQL runs on that worker over
 the worker SQL as a subquery, straight into Arrow; no probe, no merge table, no COPY. It
@@ -132,9 +137,12 @@ def execute(
                 done = total - len(router.missing)
             else:
                 tracking.flush()  # the running row exists before sessions are registered
-                with borrow(run.czar) as czar:
-                    _make_table(run, czar, prepare)
-                    table_made = True
+                if _gathers(run):
+                    run.gathered, run.row_cap = [], max_rows
+                else:
+                    with borrow(run.czar) as czar:
+                        _make_table(run, czar, prepare)
+                        table_made = True
                 done = run_batches(
                     run,
                     dict(plan.chunks),
@@ -144,8 +152,11 @@ def execute(
                     on_progress=on_progress,
                     prepare=prepare,
                 )
-                with borrow(run.czar) as czar:
-                    table = _merge(run, czar, max_rows)
+                if run.gathered is not None:
+                    table = pa.concat_tables(run.gathered)
+                else:
+                    with borrow(run.czar) as czar:
+                        table = _merge(run, czar, max_rows)
             truncated = max_rows is not None and table.num_rows > max_rows
             if truncated:
                 table = table.slice(0, max_rows)
@@ -202,6 +213,14 @@ def _single_batch_worker(plan: ExecPlan, batch_chunks: int) -> str | None:
         if 0 < len(chunks) <= batch_chunks:
             return worker
     return None
+
+
+def _gathers(run: Run) -> bool:
+    """Can the general path do without a merge table? When the merge only names the
+    worker SQL's columns (``passthrough``) and no byte limit is to be enforced (the merge
+    counts the bytes), each batch's rows are fetched into Arrow and concatenated: no
+    probe of the columns, no merge table made, filled, read and dropped on the czar."""
+    return run.plan.passthrough and run.max_bytes is None and run.plan.total_chunks > 0
 
 
 def _run_direct(

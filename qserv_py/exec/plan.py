@@ -26,7 +26,7 @@ equality) is still repeated per chunk, as on native workers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -74,6 +74,12 @@ class ExecPlan:
     #: chunk -> the workers holding it, as the plan's metadata said (shared, not copied):
     #: execution moves chunks off a worker known down without asking the czar
     holders: Mapping[int, tuple[str, ...]] | None = field(default=None, repr=False)
+    #: rewrites the statement of one chunk (None: of no chunk) as it is written, on
+    #: native workers: execution puts a small upload's rows of that chunk in its text
+    #: (:mod:`qserv_py.exec.uploads`)
+    per_chunk: Callable[[str, int | None], str] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def total_chunks(self) -> int:
@@ -95,7 +101,8 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
     """
     template = plan.worker_sql.strip().rstrip(";")
     if "qserv_part__" not in template:
-        return template.replace("{chunks}", _array(chunks))
+        text = template.replace("{chunks}", _array(chunks))
+        return text if plan.per_chunk is None else plan.per_chunk(text, None)
     pieces = _pieces(template)
     if citus and "{chunks}" not in template:
         return _on_citus(pieces, chunks)
@@ -112,7 +119,8 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
                 text[i] = f"{table}_{chunk}"
             else:
                 text[i] = f"ONLY {table}"  # a partitioned parent alone holds no rows
-        return "".join(text).replace("{chunks}", _array(() if chunk is None else (chunk,)))
+        out = "".join(text).replace("{chunks}", _array(() if chunk is None else (chunk,)))
+        return out if plan.per_chunk is None else plan.per_chunk(out, chunk)
 
     if not chunks:
         return one(None)

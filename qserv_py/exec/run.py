@@ -19,6 +19,7 @@ from typing import NamedTuple
 from weakref import WeakKeyDictionary
 
 import psycopg
+import pyarrow as pa
 from psycopg import pq
 
 from qserv_py.cluster.spec import ClusterSpec
@@ -125,6 +126,10 @@ class Run:
         self.stop = threading.Event()
         self.reason: str | None = None  # enough | error | killed | timeout
         self.failure: BaseException | None = None
+        #: a gathered run's batch results (no merge table; see dispatch), else None
+        self.gathered: list[pa.Table] | None = None
+        #: a gathered run stops once it has more rows than this (``max_rows``)
+        self.row_cap: int | None = None
         self.events: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self._busy: dict[psycopg.Connection, str] = {}  # session -> its worker

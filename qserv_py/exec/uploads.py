@@ -13,22 +13,30 @@ range, with an index on the chunk), filled by binary COPY, analyzed, readable by
 read-only role. A worker that takes over chunks of a failed one gets their rows then.
 The tables are dropped whatever happens; :func:`sweep` drops leftovers of a crashed
 process (the service runs it at start).
+
+A small upload (at most ``INLINE_ROWS`` rows in one worker statement) on native workers
+makes no tables: its rows are written into each chunk's statement as array literals
+(:func:`_inline`), so a 2,000-target cross-match costs no round trip on a worker beyond
+its statements. The merge of a cross-match usually only names the columns: such a plan
+runs without a merge table on the czar (:mod:`qserv_py.exec.dispatch`).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 from psycopg import sql
@@ -80,6 +88,11 @@ def execute(
         return dispatch.execute(spec, plan, **options)
     shipments = _shipments(plan, uploads or {})
     plan = _narrowed(plan, shipments)
+    if not plan.passthrough and _renames(plan):
+        plan = replace(plan, passthrough=True)
+    inline = _inline(spec, plan, shipments, options.get("batch_chunks", 16))
+    if inline is not None:  # nothing to make on the workers, nor to drop
+        return dispatch.execute(spec, replace(plan, per_chunk=inline), **options)
     stamp = f"u{int(time.time())}_{secrets.token_hex(5)}"
     names = {use.token: f"{stamp}_{i}" for i, use in enumerate(plan.uploads)}
     shipper = _Shipper(spec, plan, shipments, names)
@@ -152,6 +165,20 @@ def _narrowed(plan: UploadPlan, shipments: Mapping[str, pa.Table]) -> UploadPlan
     return replace(plan, chunks={w: cs for w, cs in chunks.items() if cs})
 
 
+def _renames(plan: ExecPlan) -> bool:
+    """Does the merge SQL only name the worker SQL's columns, in order (``SELECT c0 AS
+    "a", c1 AS "b" FROM {partials}``)? (The planner leaves ``passthrough`` unset for
+    plans with uploads; a cross-match's merge is often just this.)"""
+    found = _RENAMES.fullmatch(plan.merge_sql.strip())
+    if found is None:
+        return False
+    sources = re.findall(r'(?:^|, )c(\d+) AS "', found.group(1))
+    return sources == [str(i) for i in range(len(plan.columns))] and len(plan.columns) > 0
+
+
+_RENAMES = re.compile(r'SELECT ((?:c\d+ AS "[^"]*"(?:, )?)+) FROM \{partials\}')
+
+
 def _named(plan: ExecPlan, names: Mapping[str, str]) -> str:
     """The worker SQL reading the tables made for this run."""
 
@@ -163,6 +190,117 @@ def _named(plan: ExecPlan, names: Mapping[str, str]) -> str:
 
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\b" + SCHEMA + r"\.(upload__[a-z0-9_]+)\b")
+
+
+# --- small uploads: rows written into the statement ------------------------------------------
+
+
+def _inline(
+    spec: ClusterSpec, plan: UploadPlan, shipments: Mapping[str, pa.Table], batch_chunks: int
+) -> Callable[[str, int | None], str] | None:
+    """For a small upload on native workers, the rewrite (``ExecPlan.per_chunk``) that
+    puts its rows in each chunk's statement, in place of its table: ``(SELECT * FROM
+    unnest('{...}'::type[], ...) AS qserv_rows(columns))`` (a cross-match's rows of that
+    chunk; all rows of another upload). Nothing is made on the workers, so the query
+    saves the tables' creation, filling, analysis and drop (round trips on each worker),
+    and a failed worker's chunks need nothing shipped. None when an upload is too large
+    (a statement would hold more than INLINE_ROWS rows), has a column whose values are
+    not written exactly as text here, or is not named with an alias in the SQL."""
+    if spec.backend == "citus":
+        return None
+    whole = sum(shipments[u.token].num_rows for u in plan.uploads if u.xmatch is None)
+    matched = sum(shipments[u.token].num_rows for u in plan.uploads if u.xmatch is not None)
+    branches = max(1, min(batch_chunks, max((len(c) for c in plan.chunks.values()), default=1)))
+    if matched + whole * branches > INLINE_ROWS:
+        return None
+    for found in _TOKEN.finditer(plan.worker_sql):
+        if found.group(1) is not None and not _ALIASED.match(plan.worker_sql, found.end()):
+            return None
+    texts: dict[str, dict[int | None, str]] = {}
+    empty: dict[str, str] = {}
+    for use in plan.uploads:
+        rows = shipments[use.token]
+        if not all(_writable(rows.column(n)) for n, _ in use.columns):
+            return None
+        if use.xmatch is not None:
+            order = np.argsort(rows.column(CHUNK).to_numpy(), kind="stable")
+            rows = rows.take(pa.array(order))
+        values = [_values(rows.column(n)) for n, _ in use.columns]
+        names = ", ".join(sql.Identifier(n).as_string(None) for n, _ in use.columns)
+        types = [t for _, t in use.columns]
+
+        def subquery(a: int, b: int, values: list[list[str]] = values, names: str = names,
+                     types: list[str] = types) -> str:  # fmt: skip
+            arrays = ", ".join(_literal(v[a:b], t) for v, t in zip(values, types, strict=True))
+            return f"(SELECT * FROM unnest({arrays}) AS qserv_rows({names}))"
+
+        empty[use.token] = subquery(0, 0)
+        if use.xmatch is None:
+            texts[use.token] = {None: subquery(0, rows.num_rows)}
+            continue
+        chunks = rows.column(CHUNK).to_numpy()
+        starts = np.flatnonzero(np.r_[True, chunks[1:] != chunks[:-1]]) if len(chunks) else ()
+        bounds = [*map(int, starts), len(chunks)]
+        texts[use.token] = {int(chunks[a]): subquery(a, b) for a, b in itertools.pairwise(bounds)}
+
+    def rewrite(statement: str, chunk: int | None) -> str:
+        def one(match: re.Match[str]) -> str:
+            token = match.group(1)
+            if token is None:
+                return match.group(0)  # a string literal
+            rows = texts[token]
+            return rows.get(None) or rows.get(chunk) or empty[token]
+
+        return _TOKEN.sub(one, statement)
+
+    return rewrite
+
+
+#: the most rows of uploads that one worker statement holds in its text (see _inline)
+INLINE_ROWS = 5_000
+_ALIASED = re.compile(r"\s+AS\s", re.IGNORECASE)
+
+
+def _writable(column: pa.ChunkedArray) -> bool:
+    """Are ``column``'s values written exactly by :func:`_values`? (Other types, and text
+    with a NUL, which PostgreSQL refuses, are shipped as tables, with their errors.)"""
+    kind = column.type
+    if kind == pa.string():
+        import pyarrow.compute as pc  # (here: slow to import)
+
+        return not pc.any(pc.match_substring(column, "\x00")).as_py()
+    return kind in _WRITABLE
+
+
+_WRITABLE = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(),
+             pa.float32(), pa.float64(), pa.bool_())  # fmt: skip
+
+
+def _values(column: pa.ChunkedArray) -> list[str]:
+    """``column``'s values as elements of an array literal: integers and booleans as
+    such, floats by their shortest exact text (``repr``; PostgreSQL reads ``nan``, ``inf``
+    and ``-inf`` too), strings double-quoted with their quotes and backslashes escaped."""
+    kind = column.type
+    values = column.to_pylist()
+    if kind == pa.string():
+        return [
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        ]
+    if kind == pa.bool_():
+        return ["NULL" if v is None else "t" if v else "f" for v in values]
+    if column.null_count:
+        return ["NULL" if v is None else repr(v) for v in values]
+    return list(map(repr, values))
+
+
+def _literal(values: list[str], kind: str) -> str:
+    """The array of ``values`` (from :func:`_values`) as a SQL literal of type ``kind[]``:
+    an escape string where a backslash is in it, so that no server setting changes it."""
+    text = ("{" + ",".join(values) + "}").replace("'", "''")
+    if "\\" in text:
+        return "E'" + text.replace("\\", "\\\\") + f"'::{kind}[]"
+    return f"'{text}'::{kind}[]"
 
 
 # --- the workers' side -----------------------------------------------------------------------

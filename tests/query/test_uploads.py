@@ -514,6 +514,37 @@ def test_tables_are_dropped(client: Client, spec: ClusterSpec, objects: pa.Table
     assert all(not tables for tables in shipping.upload_tables(spec).values())
 
 
+@pytest.mark.parametrize("inline", [True, False])
+def test_inline_and_shipped_uploads_agree(
+    client: Client,
+    spec: ClusterSpec,
+    oracle: psycopg.Connection,
+    objects: pa.Table,
+    monkeypatch: pytest.MonkeyPatch,
+    inline: bool,
+) -> None:
+    """Small uploads are written into the worker SQL, larger ones shipped as tables: the
+    same answers (a cross-match's rows of each chunk; a whole upload in a subquery), and
+    a cross-match cut by ``max_rows`` (its batches gathered without a merge table) says
+    so."""
+    monkeypatch.setattr(shipping, "INLINE_ROWS", shipping.INLINE_ROWS if inline else 0)
+    targets = edge_targets(client, objects, 10 * ARCSEC, seed=5)
+    ids = pa.table({"oid": objects.column("objectid").slice(0, 50)})
+    text = XMATCH_FORMS[0][1].format(r="10.0 / 3600")
+    rows = check(client, oracle, text, {"t": targets}, xmatch=True)
+    check(
+        client,
+        oracle,
+        "SELECT o.objectId FROM Object o WHERE o.objectId IN (SELECT i.oid FROM TAP_UPLOAD.ids i)",
+        {"ids": ids},
+        xmatch=False,
+    )
+    cut = client.query(text, uploads={"t": targets}, max_rows=3)
+    assert cut.num_rows == 3 < len(rows)
+    assert cut.schema.metadata[b"truncated"] == b"true"
+    assert all(not tables for tables in shipping.upload_tables(spec).values())
+
+
 def test_sweep_drops_old_leftovers(spec: ClusterSpec, client: Client) -> None:
     old = "u1000_abcdef0123_0"
     fresh = f"u{int(time.time())}_abcdef0123_0"
