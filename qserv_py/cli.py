@@ -301,7 +301,9 @@ def cmd_txn_abort(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.client import connect
+    from qserv_py.exec.arrow import skip_pandas_probe
 
+    skip_pandas_probe()
     client = connect(_spec(settings), default_catalog=args.catalog)
     uploads = _uploads(args.upload)
     if args.explain:

@@ -15,6 +15,7 @@ of a result is cached per plan columns (a plan cache hands out the same columns 
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,31 @@ ARROW_TYPES: dict[int, pa.DataType] = {
     1700: pa.float64(),  # numeric
     2950: pa.string(),  # uuid
 }
+
+
+def skip_pandas_probe() -> None:
+    """Keep pyarrow from importing pandas to look for pandas inputs (0.3-2 s of a short
+    command such as ``qserv-py query``; pyarrow has no switch for it). pyarrow looks,
+    once, the first time it builds an array from Python objects; this makes that look
+    fail at once (pandas not imported yet: nothing can be a pandas object). A conversion
+    that needs pandas (``to_pandas``) still imports it then. Call it early, in a process
+    that does not import pandas itself."""
+    if "pandas" in sys.modules:
+        return
+    blocker = _NoPandas()
+    sys.meta_path.insert(0, blocker)
+    try:
+        pa.array([])  # pyarrow's first look for pandas
+    finally:
+        sys.meta_path.remove(blocker)
+
+
+class _NoPandas:
+    """An import finder that refuses pandas (while :func:`skip_pandas_probe` runs)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas":
+            raise ImportError("pandas is not imported to look for pandas inputs")
 
 
 def arrow_type(oid: int) -> pa.DataType:
@@ -145,7 +171,7 @@ def _layout(
     converters = tuple(_converter(oid) for oid in oids)
     direct = all(c is None for c in converters)
     schema = pa.schema(fields)
-    empty = schema.empty_table()
+    empty = pa.Table.from_batches([], schema=schema)  # (empty_table() may import pandas)
     layout = _Layout(columns, schema, converters, pa.struct(fields) if direct else None, empty)
     with _layouts_lock:
         if len(_layouts) >= _LAYOUTS:

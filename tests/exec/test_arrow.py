@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from decimal import Decimal
 
 import pyarrow as pa
@@ -77,3 +79,18 @@ def test_names_and_metadata_come_from_the_plan() -> None:
     assert again.schema.field(0).metadata[b"unit"] == b"mag"
     with pytest.raises(ValueError, match="the result has 2 columns but the plan describes 1"):
         to_table(rows, ["a", "b"], [20, 701], other[:1])
+
+
+def test_results_without_importing_pandas() -> None:
+    """After ``skip_pandas_probe`` (the CLI's query command), building results does not
+    import pandas (pyarrow would, to look for pandas inputs); ``to_pandas`` still can."""
+    script = (
+        "import sys\n"
+        "from qserv_py.exec.arrow import skip_pandas_probe, to_table\n"
+        "skip_pandas_probe()\n"
+        "t = to_table([(1, 'a'), (2, None)], ['n', 's'], [20, 25])\n"
+        "to_table([], ['n'], [20]).to_pylist()\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+        "assert t.to_pandas()['n'].tolist() == [1, 2]\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
