@@ -127,9 +127,22 @@ def main() -> None:
     parser.add_argument("--phase", choices=["baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--cluster", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--release", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backend",
+        choices=["native", "citus"],
+        default="native",
+        help="citus: a Citus cluster too, beside native workers and the baseline, in the "
+        "same run (bench/citus_backend.py)",
+    )
     args = parser.parse_args()
     if args.phase == "baseline":
         baseline(args.cluster, args.release)
+        return
+    if args.backend == "citus":
+        sys.path.insert(0, str(BENCH.parent.parent))
+        from bench.citus_backend import load_main
+
+        load_main(args)
         return
 
     args.work.mkdir(parents=True, exist_ok=True)

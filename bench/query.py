@@ -589,10 +589,23 @@ def main() -> None:
         "by an earlier run of the same release (for profiling; a published run uses a "
         "fresh cluster)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["native", "citus"],
+        default="native",
+        help="citus: a Citus cluster too, beside native workers and the oracle, in the same "
+        "run (bench/citus_backend.py)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.load import fresh_cluster
+
+    if args.backend == "citus":
+        from bench.citus_backend import query_main
+
+        query_main(args)
+        return
 
     args.work.mkdir(parents=True, exist_ok=True)
     args.work.chmod(0o755)  # the servers may run as another user

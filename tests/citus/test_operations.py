@@ -104,11 +104,12 @@ def test_what_citus_cannot_do_is_refused_and_nothing_changes(
 def test_queries_stay_exact_while_citus_moves_shards_to_a_new_node(
     citus_cluster: LocalCluster, citus_client: Client, oracle: psycopg.Connection
 ) -> None:
-    """A node is added; Citus's rebalancer moves shards to it (logical replication) while
-    a thread queries without pause. The move is held in progress, deterministically, by a
-    transaction open on each source node (a logical move waits for it to build its
-    replication slot) until the thread has answered every query of the stream again;
-    then the move finishes. Every answer, before, during and after, is the oracle's."""
+    """A node is added; Citus's rebalancer moves shards to it while a thread queries
+    without pause. The move is held in progress, deterministically, by a share lock on
+    the shards' metadata (``lock_shard_metadata``, which a move takes exclusively to
+    block writes; reads do not take it) until the thread has answered every query of the
+    stream again; then the move goes on. Every answer, before, during and after the
+    move, is the oracle's."""
     answers = _answers(citus_client, oracle)
     root = str(citus_cluster.root)
     assert main(["--cluster", root, "worker", "add", "--local"]) == 0
@@ -116,12 +117,16 @@ def test_queries_stay_exact_while_citus_moves_shards_to_a_new_node(
     assert [w.name for w in spec.citus_workers] == ["worker1", "worker2", "worker3"]
     before = _placements(spec)
     assert before["worker3"] == 0
-    nodes = {w.name: w for w in spec.citus_workers}
-    blockers = []
-    for name in ("worker1", "worker2"):
-        conn = db_connect(nodes[name])
-        conn.execute("SELECT txid_current()")  # an open transaction with an xid
-        blockers.append(conn)
+    blocker = db_connect(spec.coordinator)
+    blocker.execute(
+        "SELECT lock_shard_metadata(5, array_agg(s.shardid)) FROM pg_dist_shard s"
+        " JOIN pg_dist_partition t USING (logicalrelid)"
+        " JOIN pg_class c ON c.oid = s.logicalrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND t.partmethod = 'h'",  # (the reference tables' copy
+        # to the new node, the rebalance's first task, goes on)
+        (CATALOG,),
+    )
 
     results: list[tuple[int, list[tuple]]] = []
     failures: list[BaseException] = []
@@ -143,21 +148,20 @@ def test_queries_stay_exact_while_citus_moves_shards_to_a_new_node(
 
     def move() -> None:
         try:
-            moved.append(citus_nodes.rebalance(spec, transfer_mode="force_logical"))
+            moved.append(citus_nodes.rebalance(spec))
         except BaseException as exc:
             failures.append(exc)
 
-    def waiting_for_blocker() -> bool:
+    def move_waiting() -> bool:
         assert not failures, failures
-        for name in ("worker1", "worker2"):
-            with db_connect(nodes[name], autocommit=True) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"
-                    " AND wait_event = 'transactionid'"
-                ).fetchone()
-            if row and row[0]:
-                return True
-        return False
+        with db_connect(spec.coordinator, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_dist_background_task t"
+                " JOIN pg_stat_activity a ON a.pid = t.pid WHERE t.status = 'running'"
+                " AND t.command LIKE '%citus_move_shard_placement%'"
+                " AND a.wait_event_type = 'Lock'"
+            ).fetchone()
+        return bool(row and row[0])
 
     querying = threading.Thread(target=stream)
     moving = threading.Thread(target=move)
@@ -165,7 +169,7 @@ def test_queries_stay_exact_while_citus_moves_shards_to_a_new_node(
     try:
         _until("a first answer", lambda: bool(results or failures))
         moving.start()
-        _until("the shard move to wait on the open transactions", waiting_for_blocker)
+        _until("the shard move to wait for the shards' metadata lock", move_waiting)
         during = len(results)
         _until(
             "every query of the stream answered during the move",
@@ -178,9 +182,8 @@ def test_queries_stay_exact_while_citus_moves_shards_to_a_new_node(
         assert running == (1,)  # the move was still in progress
         held = len(results) - during
     finally:
-        for conn in blockers:
-            conn.rollback()
-            conn.close()
+        blocker.rollback()
+        blocker.close()
         moving.join(PATIENCE_S)
         stop.set()
         querying.join(PATIENCE_S)
