@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import statistics
 import subprocess
@@ -63,12 +64,12 @@ def _cli(cluster: Path, *args: str) -> float:
     return _process([sys.executable, "-m", "qserv_py.cli", "--cluster", str(cluster), *args])[0]
 
 
-def _process(command: list[str]) -> tuple[float, float]:
+def _process(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall and CPU (user + system) seconds of ``command`` in a new process. On a busy
     machine the CPU time is what the start costs; the wall time also waits for a core."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -137,7 +138,6 @@ def _slice(source: Path, out: Path, rows: int, key: str, shift: int) -> Path:
 def loads(cluster: Path, release: Path, append: Path, work: Path, repeat: int) -> dict[str, Any]:
     """First load, append, 1,000-object append (``work/append-1000``), 10-row replicated
     loads."""
-    import psycopg
     import pyarrow.parquet as pq
 
     from qserv_py.cluster.spec import read_cluster_file
@@ -161,7 +161,22 @@ def loads(cluster: Path, release: Path, append: Path, work: Path, repeat: int) -
     small = _slice(append, work / "append-1000", 1000, "objectId", ID_SHIFT)
     out["append_1000_s"] = timed("Object", small)
     out["ccd_first_s"] = timed("CcdVisit", release / "CcdVisit")
-    shift = [10**13]
+    out.update(replicated(cluster, release, work, repeat))
+    return out
+
+
+def replicated(cluster: Path, release: Path, work: Path, repeat: int) -> dict[str, Any]:
+    """10-row loads into the replicated CcdVisit (loaded before): the Python API, the CLI,
+    and a bare COPY on one PostgreSQL."""
+    import psycopg
+    import pyarrow.parquet as pq
+
+    from qserv_py.cluster.spec import read_cluster_file
+    from qserv_py.loaders.load import load
+
+    spec = read_cluster_file(cluster)
+    out: dict[str, Any] = {}
+    shift = [10**14 + time.time_ns() // 10**9 % 10**4 * 10**12]  # new ids in every run
 
     def ten_rows() -> Path:
         shift[0] += 10**10
@@ -304,6 +319,14 @@ def cli(cluster: Path, release: Path, repeat: int) -> dict[str, Any]:
     run("python", "-c", "pass")
     run("help", "-m", "qserv_py.cli", "--help")
     run("query_cli", "-m", "qserv_py.cli", "--cluster", str(cluster), "query", text)
+    # as installed (pip compiles the modules): bytecode cached, outside the checkout
+    cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cached["PYTHONPYCACHEPREFIX"] = str(cluster.parent / "pycache")
+    command = [sys.executable, "-m", "qserv_py.cli", "--cluster", str(cluster), "query", text]
+    _process(command, cached)  # compiles
+    runs = [_process(command, cached) for _ in range(repeat)]
+    out["query_cli_pyc"] = statistics.median(w for w, _ in runs)
+    out["query_cli_pyc_cpu"] = statistics.median(c for _, c in runs)
     client = qserv_py.connect(cluster, default_catalog="dp02")
     out["query_api"], _ = _median(lambda: client.query(text), repeat)
     return out
@@ -318,7 +341,17 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qserv-bench-small"))
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure only the small things (10-row replicated loads, the CLI, the "
+        "cross-match) on the cluster in WORK/cluster, loaded by an earlier run with the "
+        "release of --objects objects (Object and CcdVisit); q3c database built if missing",
+    )
     args = parser.parse_args()
+    if args.reuse:
+        reuse(args)
+        return
     from bench.load import fresh_cluster
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -358,6 +391,54 @@ def main() -> None:
         f"({append_rate:,.0f} rows/s) | first load {first_rate:,.0f} rows/s "
         f"| {append_rate / first_rate:.2f}× the rate | ≥ 1× |\n"
         f"| append 1,000 objects | {ld['append_1000_s']:.2f} s | | | |\n"
+        f"| 10-row replicated load, Python API | {ld['ccd10_api_s']:.3f} s "
+        f"| {ld['ccd10_plain_s']:.3f} s (connect, COPY, commit on one PostgreSQL) "
+        f"| {ld['ccd10_api_s'] / ld['ccd10_plain_s']:.0f}× | < 1 s |\n"
+        f"| 10-row replicated load, CLI, wall (CPU) | {ld['ccd10_cli_s']:.3f} s "
+        f"({ld['ccd10_cli_cpu']:.3f} s) | | | < 1 s |\n"
+        f"| cross-match {args.targets:,} targets at 1″ ({xm['pairs']:,} pairs) "
+        f"| {xm['qserv_py']:.3f} s | {xm['q3c']:.3f} s (q3c_join) "
+        f"| {xm['qserv_py'] / xm['q3c']:.1f}× | ≤ 2× |\n"
+        f"| the same, Q3C with the targets COPYed first | | {xm['q3c_upload']:.3f} s "
+        f"| {xm['qserv_py'] / xm['q3c_upload']:.1f}× | |\n",
+        flush=True,
+    )
+
+
+def reuse(args: argparse.Namespace) -> None:
+    """``--reuse``: the small things only, on a loaded cluster (see ``--reuse``)."""
+    import psycopg
+
+    from qserv_py.cluster.local import LocalCluster
+    from qserv_py.cluster.spec import read_cluster_file
+
+    cluster_dir = args.work / "cluster"
+    release = args.work / f"release-{args.objects}"
+    LocalCluster(cluster_dir).start()
+    spec = read_cluster_file(cluster_dir)
+    with psycopg.connect(**spec.czar.conninfo, autocommit=True) as admin:
+        have_q3c = admin.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (Q3C_DB,)
+        ).fetchone()
+    if not have_q3c:
+        build_q3c(cluster_dir, [release / "Object"])
+    ld = replicated(cluster_dir, release, args.work, args.repeat)
+    cl = cli(cluster_dir, release, args.repeat)
+    xm = xmatch(cluster_dir, release, args.targets, args.repeat)
+    print(
+        f"\n### Small work on a loaded cluster ({args.objects:,} objects), medians of "
+        f"{args.repeat}\n\n"
+        "| what | qserv_py | baseline | ratio / difference | target |\n|---|---|---|---|---|\n"
+        f"| `qserv-py --help`, wall (CPU) | {cl['help']:.3f} s ({cl['help_cpu']:.3f} s) "
+        f"| {cl['python']:.3f} s ({cl['python_cpu']:.3f} s) `python -c pass` "
+        f"| +{cl['help'] - cl['python']:.3f} s (+{cl['help_cpu'] - cl['python_cpu']:.3f} s) "
+        "| < 0.3 s |\n"
+        f"| `qserv-py query` (6′ cone COUNT), wall (CPU) | {cl['query_cli']:.3f} s "
+        f"({cl['query_cli_cpu']:.3f} s) | {cl['query_api']:.3f} s (warm Python client) "
+        f"| +{cl['query_cli'] - cl['query_api']:.3f} s | ≤ +0.5 s |\n"
+        f"| the same, bytecode cached (as installed), wall (CPU) | {cl['query_cli_pyc']:.3f} s "
+        f"({cl['query_cli_pyc_cpu']:.3f} s) | {cl['query_api']:.3f} s "
+        f"| +{cl['query_cli_pyc'] - cl['query_api']:.3f} s | ≤ +0.5 s |\n"
         f"| 10-row replicated load, Python API | {ld['ccd10_api_s']:.3f} s "
         f"| {ld['ccd10_plain_s']:.3f} s (connect, COPY, commit on one PostgreSQL) "
         f"| {ld['ccd10_api_s'] / ld['ccd10_plain_s']:.0f}× | < 1 s |\n"
