@@ -182,6 +182,17 @@ def test_run_a_query_see_rows_headers_and_sky_points(page: Any, client: Client) 
     tip = page.inner_text("#sky-tip")
     assert int(re.search(r"objectId = (\d+)", tip).group(1)) in ids  # type: ignore[union-attr]
     shot(page, "sky")
+    # the wheel zooms at the cursor: the point under it stays there; a drag pans
+    at = canvas_point(page, ra, dec)
+    page.mouse.wheel(0, -200)
+    page.wait_for_function("portal.sky.zoom > 1")
+    assert max(abs(a - b) for a, b in zip(canvas_point(page, ra, dec), at, strict=True)) < 2
+    page.mouse.down()
+    page.mouse.move(at[0] + 40, at[1] + 20, steps=4)
+    page.mouse.up()
+    moved = canvas_point(page, ra, dec)
+    assert abs(moved[0] - at[0] - 40) < 3 and abs(moved[1] - at[1] - 20) < 3, (at, moved)
+    page.click("#sky-reset")
 
     page.click(".subtabs button[data-pane=plot]")
     page.check("input[name=plotkind][value=scatter]")
@@ -213,6 +224,11 @@ def test_download_the_result_in_two_formats(page: Any, client: Client) -> None:
         page.click("#downloads a[data-format=votable]")
     table = parse_single_table(votable_download.value.path()).to_table()
     assert table["objectId"].tolist() == ids
+    # cut at MAXREC: the rows up to it, and the overflow said
+    page.fill("#maxrec", "10")
+    run(page)
+    assert page.inner_text("#rowcount").startswith("10 rows")
+    assert page.is_visible("#overflow")
 
 
 def test_open_an_example_and_run_it(page: Any, served: Served, client: Client) -> None:

@@ -229,13 +229,6 @@ export async function tapSchemaKeys() {
     { from_table, target_table, from_column, target_column }));
 }
 
-/** Every table's description from TAP_SCHEMA: {table: description}. */
-export async function tapSchemaTables() {
-  const result = await runSync("SELECT table_name, description FROM TAP_SCHEMA.tables",
-    { lang: "ADQL", maxrec: 100000 });
-  return Object.fromEntries(result.rows);
-}
-
 export const catalogs = () => getJSON("api/v1/catalogs");
 export const chunkMap = (name) => getJSON(`api/v1/catalogs/${encodeURIComponent(name)}/chunks`);
 export const queries = () => getJSON("api/v1/queries?limit=30");

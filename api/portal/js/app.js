@@ -783,9 +783,11 @@ async function start() {
   // (its columns' UCDs and its foreign keys)
   const columns = api.tapSchemaColumns();
   columns.then((tables) => editor.setSchema(tables)).catch(() => {});
-  Promise.all([columns, api.tapSchemaKeys(), api.tapSchemaTables()]).then(
-    ([tables, keys, descriptions]) => {
+  Promise.all([columns, api.tapSchemaKeys()]).then(
+    ([tables, keys]) => {
       const directors = new Set(directorTables().map((t) => t.name));
+      const descriptions = Object.fromEntries(state.catalogs.flatMap(
+        (c) => c.tables.map((t) => [`${c.name}.${t.name}`, t.description || ""])));
       setLightCurveSources(lc.lightCurveSources(
         { columns: tables, keys, tables: descriptions }, directors));
     }).catch((error) => setStatus(`light curves: ${error.message}`));

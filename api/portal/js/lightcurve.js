@@ -31,10 +31,10 @@ export function errorColumn(columns, flux) {
 }
 
 /**
- * The tables that can give a light curve, best first. ``schema`` is TAP_SCHEMA as loaded:
- * ``columns`` {table: [{name, ucd, unit, ...}]}, ``keys`` [{from_table, target_table,
- * from_column, target_column}], ``tables`` {table: description}; ``directors`` the
- * qualified names of the director tables (an object's table).
+ * The tables that can give a light curve, best first. ``schema`` holds TAP_SCHEMA's
+ * ``columns`` {table: [{name, ucd, unit, ...}]} and ``keys`` [{from_table, target_table,
+ * from_column, target_column}], and the tables' descriptions ``tables`` {table: text};
+ * ``directors`` the qualified names of the director tables (an object's table).
  *
  * A source is a table with a foreign key to a director table and flux columns, whose
  * epoch is a column of its own or of a table it has a foreign key to (a visit table).
