@@ -14,6 +14,7 @@ from qserv_py.errors import QueryRefused
 from qserv_py.query import geometry as geo
 from qserv_py.query import params
 from qserv_py.query.context import PlanContext
+from qserv_py.query.guard import list_values
 from qserv_py.query.regions_ast import arguments, constant, integer_constant, region_of
 from qserv_py.schema.model import Catalog, Table, TableKind
 from qserv_py.sky.regions import Cone, Region
@@ -311,7 +312,10 @@ def _key_restrictor(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref
     if isinstance(conjunct, exp.In) and not conjunct.args.get("query"):
         col = _column_of(conjunct.this, refs)
         if col and col[1] == col[0].director_key:
-            values = [integer_constant(v) for v in conjunct.expressions]
+            items = conjunct.expressions
+            if len(items) == 1 and (listed := list_values(items[0])) is not None:
+                items = listed  # a long list of numbers, parsed as one node
+            values = [integer_constant(v) for v in items]
             if values and None not in values:
                 return col[0], {v for v in values if v is not None}
     return None

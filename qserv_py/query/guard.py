@@ -24,6 +24,7 @@ qserv_py.errors.QueryLimitExceeded: the query text is 8 characters long, ... max
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -132,6 +133,90 @@ def check_tokens(text: str, tokens: Sequence[Token], limits: PlanLimits) -> None
                     "1.5e-3; put a space between a number and a name)",
                     token.start,
                 )
+
+
+#: an IN list of at least this many plain numbers is parsed as one node (:func:`value_list`)
+COMPACT_AT = 64
+_SIGNS = frozenset({TokenType.DASH, TokenType.PLUS})
+
+
+def value_list(texts: Sequence[str]) -> exp.Var:
+    """One node for the plain numbers of a long ``IN (...)`` list: a ``Var`` of their
+    text as spelled, signs included (``1, -2, 3``), which every SQL writer writes as it
+    is. As one subtree per value, sqlglot's parser descended ~15 calls per value and
+    every pass walked each: a 75,000-value list cost ~19 s to plan (issue 13). Only
+    lists of plain number tokens become one (:func:`compact_lists`); :func:`list_values`
+    gives the values back as the parser would have built them."""
+    return exp.Var(this=", ".join(texts))
+
+
+def list_values(node: exp.Expr) -> list[exp.Expr] | None:
+    """The values of a :func:`value_list` node as parse trees (``-5`` a Neg of a
+    Literal), or None if ``node`` is not one."""
+    if not isinstance(node, exp.Var):
+        return None
+    texts = node.name.split(", ")
+    if len(texts) < COMPACT_AT:
+        return None
+    found: list[exp.Expr] = []
+    for text in texts:
+        number = text[1:] if text[:1] == "-" else text
+        if not _NUMBER.fullmatch(number):
+            return None
+        literal = exp.Literal.number(number)
+        found.append(exp.Neg(this=literal) if number is not text else literal)
+    return found
+
+
+def compact_lists(tokens: list[Token]) -> tuple[list[Token], dict[str, tuple[str, ...]]]:
+    """``tokens`` with each ``IN (`` list of at least :data:`COMPACT_AT` plain numbers
+    (each maybe signed) replaced by one string token, a marker unique to this call; and
+    the numbers' texts of each marker (:func:`restore_lists` makes them a
+    :func:`value_list` after parsing). Tokens only, so strings and comments that look
+    like lists are left alone; a list with anything else in it stays as it is."""
+    lists: dict[str, tuple[str, ...]] = {}
+    out: list[Token] = []
+    nonce = secrets.token_hex(8)
+    i, n = 0, len(tokens)
+    while i < n:
+        token = tokens[i]
+        out.append(token)
+        i += 1
+        if token.token_type != TokenType.IN or i >= n or tokens[i].token_type != TokenType.L_PAREN:
+            continue
+        j = i + 1
+        texts: list[str] = []
+        while j < n:
+            sign = ""
+            if tokens[j].token_type in _SIGNS and j + 1 < n:
+                sign = "-" if tokens[j].token_type == TokenType.DASH else ""
+                j += 1
+            if tokens[j].token_type != TokenType.NUMBER:
+                break
+            texts.append(sign + tokens[j].text)
+            j += 1
+            if j < n and tokens[j].token_type == TokenType.COMMA:
+                j += 1
+                continue
+            break
+        if len(texts) < COMPACT_AT or j >= n or tokens[j].token_type != TokenType.R_PAREN:
+            continue
+        marker = f"qserv_py value list {len(lists)} {nonce}"
+        lists[marker] = tuple(texts)
+        first, last = tokens[i + 1], tokens[j - 1]
+        out.append(tokens[i])
+        out.append(Token(TokenType.STRING, marker, first.line, first.col, first.start, last.end))
+        i = j  # the closing parenthesis comes next
+    return out, lists
+
+
+def restore_lists(tree: exp.Expression, lists: dict[str, tuple[str, ...]]) -> None:
+    """Replace the markers of :func:`compact_lists` in ``tree`` by their value lists."""
+    if not lists:
+        return
+    for node in find_all(tree, exp.Literal):
+        if node.is_string and node.this in lists:
+            node.replace(value_list(lists[node.this]))
 
 
 def _chain(node: exp.Connector) -> list[exp.Expr]:
@@ -270,6 +355,5 @@ def check_row_references(tree: exp.Expression) -> None:
     table or client can take. Run after qualify, which marks such a name a TableColumn."""
     for node in find_all(tree, exp.TableColumn):
         raise QueryRefused(
-            f"{node.name} names a table, not a column: select {node.name}.* or the columns "
-            "you need"
+            f"{node.name} names a table, not a column: select {node.name}.* or the columns you need"
         )

@@ -25,7 +25,14 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from qserv_py.errors import QueryError, QueryParseError, QueryRefused
 from qserv_py.query.dialects import Adql, Qserv
-from qserv_py.query.guard import PlanLimits, check_text, check_tokens, check_tree
+from qserv_py.query.guard import (
+    PlanLimits,
+    check_text,
+    check_tokens,
+    check_tree,
+    compact_lists,
+    restore_lists,
+)
 
 DEFAULT_LIMITS = PlanLimits()
 
@@ -65,6 +72,7 @@ def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expr
     except TokenError as exc:
         raise _token_error(text, tokenizer, exc) from exc
     check_tokens(text, tokens, limits)
+    tokens, lists = compact_lists(tokens)  # long IN lists of numbers: one token each
     parser = d.parser(error_level=ErrorLevel.IMMEDIATE, error_message_context=len(text) + 1)
     try:
         statements = [s for s in parser.parse(tokens, text) if s is not None]
@@ -79,6 +87,7 @@ def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expr
     statement = statements[0]
     if not isinstance(statement, exp.Expression):
         raise QueryRefused(f"only one SELECT statement is allowed per query, not {statement!r}")
+    restore_lists(statement, lists)
     return check_tree(statement, limits)
 
 
