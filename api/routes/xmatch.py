@@ -235,7 +235,7 @@ def cross_match_plan(service: Service, req: XmatchRequest) -> tuple[ExecPlan, st
         [f"t.{c}" for c in names]
         + [f"t.{ROW}"]
         + [f"o.{c}" for c in wanted]
-        + [f"DISTANCE(POINT(t.{ra}, t.{dec}), POINT(o.{o_ra}, o.{o_dec})) * 3600 AS {DISTANCE}"]
+        + [f'DISTANCE(POINT(t.{ra}, t.{dec}), POINT(o.{o_ra}, o.{o_dec})) * 3600 AS "{DISTANCE}"']
     )
     text = (
         f"SELECT {select} FROM TAP_UPLOAD.targets AS t JOIN {catalog.name}.{model.name} AS o "
