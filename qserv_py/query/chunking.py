@@ -183,9 +183,20 @@ def near_neighbour_cells(
             continue
         if not (first.ra and first.dec and second.ra and second.dec):
             continue
-        own = [c for c in [*conjuncts(select.args.get("where")), *extra] if _only(c, a)]
+        known = [*conjuncts(select.args.get("where")), *extra]
+        own = [c for c in known if _only(c, a)]
+        theirs = [c for c in known if _only(c, b)]
         conditions.append(
-            cell_join(select, a, (first.ra, first.dec), (b, second.ra, second.dec), radius, own)
+            cell_join(
+                select,
+                a,
+                (first.ra, first.dec),
+                (b, second.ra, second.dec),
+                radius,
+                own,
+                theirs,
+                [*extra, *conditions],
+            )
         )
     return conditions
 

@@ -87,13 +87,16 @@ def test_near_neighbour_reads_the_overlap(client: Client) -> None:
         "WHERE DISTANCE(POINT(o1.coord_ra, o1.coord_dec), POINT(o2.coord_ra, o2.coord_dec)) "
         "< 0.005 AND o1.objectId <> o2.objectId"
     )
+    # o2: the chunk's rows and its overlap, each with the key of its cell
+    o2 = planned.worker_sql.split(" AS o1")[1].split(" AS o2")[0]
     assert (
-        "(SELECT * FROM qt.qserv_part__object UNION ALL "
-        "SELECT * FROM qt.qserv_part__object_overlap) AS o2"
-    ) in planned.worker_sql
+        "FROM (SELECT * FROM qt.qserv_part__object UNION ALL "
+        "SELECT * FROM qt.qserv_part__object_overlap) AS t"
+    ) in o2
+    assert "AS qserv_cell2" in o2
     # o1: the chunk's rows with the cells they reach, joined to o2's cell
     assert "FROM qt.qserv_part__object AS t" in planned.worker_sql.split(" AS o1")[0]
-    assert "o1.qserv_cell = " in planned.worker_sql
+    assert "o1.qserv_cell = o2.qserv_cell2" in planned.worker_sql
     assert "o1.chunk_id = o2.chunk_id" in planned.worker_sql
     assert "object_overlap" not in planned.worker_sql.split(" AS o2")[1]
     assert planned.concatenate
