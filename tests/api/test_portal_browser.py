@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from astropy.io.votable import parse_single_table
 
@@ -320,6 +322,24 @@ def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> N
     for i, o in enumerate(objects):  # 0.3 arcsec north of each object
         lines.append(f"t{i},{o['coord_ra']!r},{o['coord_dec'] + 0.3 / 3600!r}")
     page.click("#tabs button[data-view=xmatch]")
+    # a Parquet list: its columns read from the file's footer, RA and Dec guessed
+    parquet = io.BytesIO()
+    columns = {"name": ["a"], "RAJ2000": [1.0], "DEJ2000": [2.0], "kind": [{"x": 1}]}
+    pq.write_table(pa.table(columns), parquet)
+    page.set_input_files(
+        "#xm-file",
+        files=[
+            {
+                "name": "t.parquet",
+                "mimeType": "application/octet-stream",
+                "buffer": parquet.getvalue(),
+            }
+        ],
+    )
+    page.wait_for_function("document.querySelector('#xm-dec').value === 'DEJ2000'")
+    assert page.input_value("#xm-ra") == "RAJ2000"
+    offered = page.eval_on_selector_all("#xm-columns option", "os => os.map(o => o.value)")
+    assert offered == list(columns)
     page.set_input_files(
         "#xm-file",
         files=[
@@ -334,7 +354,10 @@ def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> N
     page.fill("#xm-radius", "1")
     page.select_option("#xm-best", "true")
     page.click("#xmatch-form button[type=submit]")
-    page.wait_for_function("/^\\d+ match/.test(document.querySelector('#xm-status').textContent)")
+    page.wait_for_function(  # matched, or refused (then the message is the failure)
+        "/^\\d+ match/.test(document.querySelector('#xm-status').textContent)"
+        " || !document.querySelector('#xm-error').hidden"
+    )
     assert page.is_hidden("#xm-error"), page.inner_text("#xm-error")
     result = page.evaluate("portal.state.result")
     names = [c["name"] for c in result["columns"]]

@@ -7,6 +7,7 @@ import { ResultTable } from "./table.js";
 import { SkyPlot, positionColumns } from "./sky.js";
 import { numericColumns, histogram, scatter, lightCurve } from "./plots.js";
 import * as lc from "./lightcurve.js";
+import { parquetColumns } from "./parquet.js";
 
 const $ = (selector) => document.querySelector(selector);
 const ACTIVE_PHASES = new Set(["PENDING", "QUEUED", "EXECUTING", "SUSPENDED"]);
@@ -426,7 +427,7 @@ async function targetColumns(file) {
   if (/<VOTABLE/i.test(head)) {
     return [...head.matchAll(/<FIELD\b[^>]*\bname="([^"]+)"/gi)].map((m) => m[1]);
   }
-  if (head.startsWith("PAR1")) return [];
+  if (head.startsWith("PAR1")) return parquetColumns(file).catch(() => []);
   return head.split(/\r?\n/)[0].split(",").map((s) => s.trim().replace(/^"|"$/g, ""));
 }
 
