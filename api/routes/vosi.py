@@ -81,7 +81,11 @@ class Feature:
 #: is unknown to the taplint of Debian's stilts (3.4.7), which counts it as an error.
 FEATURES: dict[str, tuple[Feature, ...]] = {
     GEO: (
-        Feature("POINT", "A position: POINT('ICRS', ra, dec), degrees; ICRS only."),
+        Feature(
+            "POINT",
+            "A position: POINT('ICRS', ra, dec), degrees. Constant positions may be given "
+            "in GALACTIC, FK5, FK4 or SUPER_GALACTIC: they are converted to ICRS.",
+        ),
         Feature("CIRCLE", "CIRCLE('ICRS', ra, dec, radius), degrees."),
         Feature("BOX", "BOX('ICRS', ra, dec, width, height), degrees."),
         Feature("POLYGON", "A convex polygon: POLYGON('ICRS', ra1, dec1, ra2, dec2, ...)."),
@@ -91,12 +95,14 @@ FEATURES: dict[str, tuple[Feature, ...]] = {
         ),
         Feature(
             "INTERSECTS",
-            "INTERSECTS(POINT(...), region) = 1: one argument must be a POINT.",
+            "INTERSECTS(POINT(...), region) = 1, or of two CIRCLEs.",
         ),
         Feature("DISTANCE", "Angular distance between two POINTs, in degrees."),
         Feature("COORD1", "The right ascension of a POINT."),
         Feature("COORD2", "The declination of a POINT."),
         Feature("COORDSYS", "The coordinate system of a geometry: always ICRS."),
+        Feature("AREA", "Square degrees: of a constant region, or a CIRCLE of constant radius."),
+        Feature("CENTROID", "Of a POINT, CIRCLE, BOX, or constant POLYGON."),
     ),
     f"{TAPREGEXT}#features-adql-string": (
         Feature("LOWER"),

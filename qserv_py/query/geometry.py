@@ -27,7 +27,7 @@ from typing import ClassVar
 from sqlglot import exp
 
 from qserv_py.errors import QueryError, QueryRefused, RegionError
-from qserv_py.query import params
+from qserv_py.query import frames, params
 from qserv_py.sky import regions
 
 Args = Sequence[exp.Expression]
@@ -258,20 +258,39 @@ def _count(name: str, args: Args, *allowed: int) -> None:
         raise QueryError(f"{name} takes {counts} arguments, got {len(args)}")
 
 
-def _without_frame(name: str, args: Args) -> Args:
-    """``args`` without a leading coordinate-system string, which must name ICRS."""
+def _frame(name: str, args: Args) -> tuple[str | None, str, Args]:
+    """(the system other than ICRS, its text, the other arguments) of a constructor's
+    arguments (:mod:`qserv_py.query.frames`)."""
     if args and isinstance(args[0], exp.Literal) and args[0].is_string:
-        frame = args[0].name.strip()
-        if frame and frame.split()[0].upper() != "ICRS":
-            raise QueryRefused(
-                f"{name}: only ICRS coordinates are supported, got the frame {frame!r}; "
-                "give ICRS positions and write 'ICRS' (or leave the frame out)"
-            )
-        return args[1:]
-    return args
+        return frames.frame_of(name, args[0].name), args[0].name, args[1:]
+    return None, "", args
+
+
+def _without_frame(name: str, args: Args) -> Args:
+    """``args`` without a leading coordinate-system string; constant positions in another
+    system (``ra, dec`` pairs from the first argument on) converted to ICRS."""
+    frame, text, rest = _frame(name, args)
+    if frame is None:
+        return rest
+    pairs = len(rest) // 2 if name == "POLYGON" else 1
+    values = numbers(rest[: 2 * pairs])
+    if values is None or len(rest) < 2:
+        raise frames.not_constant(name, text)
+    converted = frames.to_icrs(frame, list(zip(values[::2], values[1::2], strict=True)))
+    return [*(_literal(c) for pair in converted for c in pair), *rest[2 * pairs :]]
+
+
+def _literal(value: float) -> exp.Expression:
+    return exp.Literal.number(repr(value))
 
 
 def _point(name: str, node: exp.Expression) -> Point:
+    if isinstance(node, exp.Column):
+        raise QueryRefused(
+            f"{name} needs POINT(ra, dec) here, got the column {node.sql()}: point-valued "
+            "columns are not supported (positions are ra and dec columns); write "
+            "POINT(ra_column, dec_column)"
+        )
     if not isinstance(node, Point):
         raise QueryError(
             f"{name} needs POINT(ra, dec) here, got {node.sql()}; "
@@ -287,8 +306,13 @@ def _checked(node: Region) -> Region:
 
 
 def _build_point(args: Args) -> exp.Expression:
+    _count("POINT", _frame("POINT", args)[2], 2)
+    if any(isinstance(a, exp.Null) for a in args):
+        raise QueryError(
+            f"POINT({', '.join(a.sql() for a in args)}): a coordinate is the constant NULL, "
+            "so the point is NULL and no row can match it; give numbers or columns"
+        )
     args = _without_frame("POINT", args)
-    _count("POINT", args, 2)
     return Point(ra=args[0], dec=args[1])
 
 
@@ -302,7 +326,17 @@ def _build_circle(args: Args) -> exp.Expression:
 
 
 def _build_box(args: Args) -> exp.Expression:
-    args = _without_frame("BOX", args)
+    frame, text, rest = _frame("BOX", args)
+    if frame is not None:  # its sides follow the other system: a polygon of its corners
+        values = numbers(rest)
+        if values is None or len(values) != 4:
+            raise frames.not_constant("BOX", text)
+        with params.restrictor_scope(validation=True):
+            box = _checked(AdqlBox.from_arg_list([_literal(v) for v in values]))
+        corners = region_of(box).polygon.vertices  # type: ignore[union-attr]
+        pairs = frames.to_icrs(frame, list(corners))
+        return _checked(Polygon(expressions=[_literal(c) for pair in pairs for c in pair]))
+    args = rest
     if len(args) == 3:
         centre = _point("BOX(centre, width, height)", args[0])
         ra, dec = centre.args["ra"], centre.args["dec"]
@@ -312,6 +346,8 @@ def _build_box(args: Args) -> exp.Expression:
 
 
 def _build_polygon(args: Args) -> exp.Expression:
+    if _frame("POLYGON", args)[0] is not None and any(isinstance(a, Point) for a in args):
+        raise frames.not_constant("POLYGON (with POINT vertices)", args[0].name)
     args = _without_frame("POLYGON", args)
     if args and all(isinstance(a, Point) for a in args):
         args = [c for a in args for c in (a.args["ra"], a.args["dec"])]
@@ -336,6 +372,12 @@ def _build_contains(args: Args) -> exp.Expression:
         )
     if isinstance(point, Point) and isinstance(region, Point):
         raise QueryRefused("CONTAINS(POINT, POINT) is not supported; compare with DISTANCE")
+    if isinstance(region, exp.Column):
+        raise QueryRefused(
+            f"CONTAINS: {region.sql()} is a column, and region-valued columns are not "
+            "supported (the catalog's positions are points); give the region as CIRCLE, BOX "
+            "or POLYGON"
+        )
     raise QueryError(
         "CONTAINS takes a POINT and a region (CIRCLE, BOX or POLYGON), "
         f"got {point.sql()} and {region.sql()}"
@@ -349,10 +391,20 @@ def _build_intersects(args: Args) -> exp.Expression:
         a, b = b, a
     if isinstance(a, Point) and isinstance(b, REGIONS):
         return Contains(point=a, region=b)
+    if isinstance(a, Circle) and isinstance(b, Circle):
+        # two discs meet where their centres are at most the sum of the radii apart
+        if numbers([a.args["ra"], a.args["dec"]]) is not None:
+            a, b = b, a
+        radius = exp.Add(this=b.args["radius"].copy(), expression=a.args["radius"].copy())
+        centre = Point(ra=a.args["ra"], dec=a.args["dec"])
+        disc = Circle(ra=b.args["ra"], dec=b.args["dec"], radius=radius)
+        return Contains(point=centre, region=disc)
     if isinstance(a, REGIONS) and isinstance(b, REGIONS):
         raise QueryRefused(
-            f"INTERSECTS of two regions ({adql_name(a)}, {adql_name(b)}) is not supported: "
-            "one argument must be a POINT, as in INTERSECTS(POINT(ra, dec), CIRCLE(...))"
+            f"INTERSECTS of two regions ({adql_name(a)}, {adql_name(b)}) is not supported "
+            "unless both are CIRCLEs: one argument must be a POINT or both CIRCLEs, as in "
+            "INTERSECTS(POINT(ra, dec), POLYGON(...)) or INTERSECTS(CIRCLE(ra, dec, r), "
+            "CIRCLE(...))"
         )
     raise QueryRefused(
         "INTERSECTS needs a POINT and a region (CIRCLE, BOX or POLYGON), "
@@ -374,6 +426,63 @@ def _build_coord(key: str, name: str) -> Callable[[Args], exp.Expression]:
         return _point(name, args[0]).args[key]
 
     return build
+
+
+def _build_area(args: Args) -> exp.Expression:
+    """AREA in square degrees: of a constant region, a CIRCLE of constant radius, a POINT."""
+    _count("AREA", args, 1)
+    shape = args[0]
+    if isinstance(shape, Point):
+        return exp.Literal.number(0)
+    if isinstance(shape, Circle) and (radius := number(shape.args["radius"])) is not None:
+        with params.restrictor_scope(validation=True):
+            return _literal(regions.Cone(0.0, 0.0, radius).area())
+    if isinstance(shape, REGIONS):
+        with params.restrictor_scope(validation=True):
+            region = region_of(shape)
+        if region is not None:
+            return _literal(region.area())
+        raise QueryRefused(
+            f"AREA({shape.sql()}): the area of a region that depends on columns is only "
+            "computed for a CIRCLE of constant radius"
+        )
+    raise _not_geometry("AREA", shape)
+
+
+def _build_centroid(args: Args) -> exp.Expression:
+    """CENTROID: a POINT itself, the centre of a CIRCLE or BOX, and of a constant
+    POLYGON the direction of the sum of its triangles' areas times their centroids."""
+    _count("CENTROID", args, 1)
+    shape = args[0]
+    if isinstance(shape, Point):
+        return shape
+    if isinstance(shape, (Circle, AdqlBox)):
+        return Point(ra=shape.args["ra"], dec=shape.args["dec"])
+    if isinstance(shape, Polygon):
+        values = numbers(shape.expressions)
+        if values is None:
+            raise QueryRefused(
+                f"CENTROID({shape.sql()}): the centroid of a POLYGON is computed for "
+                "constant vertices only"
+            )
+        ra, dec = frames.polygon_centroid(list(zip(values[::2], values[1::2], strict=True)))
+        return Point(ra=_literal(ra), dec=_literal(dec))
+    raise _not_geometry("CENTROID", shape)
+
+
+def _build_region(args: Args) -> exp.Expression:
+    raise QueryRefused(
+        "REGION (an STC-S string) is not supported: write the region as CIRCLE, BOX or POLYGON"
+    )
+
+
+def _not_geometry(name: str, node: exp.Expression) -> QueryError:
+    if isinstance(node, exp.Column):
+        return QueryRefused(
+            f"{name}({node.sql()}): geometry-valued columns are not supported (the catalog's "
+            "positions are ra and dec columns); use POINT(ra, dec), CIRCLE, BOX or POLYGON"
+        )
+    return QueryError(f"{name} takes a POINT or a region, got {node.sql()}")
 
 
 def _build_coordsys(args: Args) -> exp.Expression:
@@ -447,6 +556,9 @@ FUNCTIONS: dict[str, Callable[[Args], exp.Expression]] = {
     "COORD1": _build_coord("ra", "COORD1"),
     "COORD2": _build_coord("dec", "COORD2"),
     "COORDSYS": _build_coordsys,
+    "AREA": _build_area,
+    "CENTROID": _build_centroid,
+    "REGION": _build_region,
     "IN_UNIT": _build_in_unit,
     "SCISQL_ANGSEP": _fixed("scisql_angSep", Distance.from_arg_list, 4),
     "SCISQL_S2PTINCIRCLE": _pt_in("scisql_s2PtInCircle", Circle, 5),

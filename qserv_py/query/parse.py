@@ -2,14 +2,15 @@
 
 Syntax errors become :class:`QueryParseError` with the line and column of the offending
 token and a caret under it; more than one statement is refused. Whether the statement
-is a SELECT is for :func:`qserv_py.query.normalize.normalize` to check.
+is a SELECT is for :func:`qserv_py.query.normalize.normalize` to check. ADQL text is
+first checked against the ADQL 2.1 grammar (:mod:`qserv_py.query.adql_grammar`).
 
 >>> parse("SELECT TOP 2 ra FROM Object", "ADQL").sql("postgres")
 'SELECT ra FROM Object LIMIT 2'
->>> parse("SELECT ra\\nFROM Object WHERE", "adql")
+>>> parse("SELECT ra\\nFROM Object WHERE", "adql")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-qserv_py.errors.QueryParseError: syntax error: the query ends too early (line 2, column 18)
+qserv_py.errors.QueryParseError: syntax error: the query ends too early: ... (line 2, column 18)
   FROM Object WHERE
                    ^
 """
@@ -24,15 +25,10 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from qserv_py.errors import QueryError, QueryParseError, QueryRefused
+from qserv_py.query import adql_grammar, adql_lexer
 from qserv_py.query.dialects import Adql, Qserv
-from qserv_py.query.guard import (
-    PlanLimits,
-    check_text,
-    check_tokens,
-    check_tree,
-    compact_lists,
-    restore_lists,
-)
+from qserv_py.query.guard import PlanLimits, check_text, check_tokens, check_tree
+from qserv_py.query.joins import flatten_joins
 
 DEFAULT_LIMITS = PlanLimits()
 
@@ -66,13 +62,16 @@ def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expr
     ``limits`` (see :mod:`qserv_py.query.guard`)."""
     d = dialect(lang)
     check_text(text, lang, limits)
+    # ADQL's own tokens first: its messages (an unterminated comment, a glued number)
+    adql_tokens = adql_lexer.tokenize(text) if isinstance(d, Adql) else None
     tokenizer = d.tokenizer()
     try:
         tokens = tokenizer.tokenize(text)
     except TokenError as exc:
         raise _token_error(text, tokenizer, exc) from exc
     check_tokens(text, tokens, limits)
-    tokens, lists = compact_lists(tokens)  # long IN lists of numbers: one token each
+    if adql_tokens is not None:
+        adql_grammar.check(text, adql_tokens)
     parser = d.parser(error_level=ErrorLevel.IMMEDIATE, error_message_context=len(text) + 1)
     try:
         statements = [s for s in parser.parse(tokens, text) if s is not None]
@@ -87,8 +86,11 @@ def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expr
     statement = statements[0]
     if not isinstance(statement, exp.Expression):
         raise QueryRefused(f"only one SELECT statement is allowed per query, not {statement!r}")
-    restore_lists(statement, lists)
-    return check_tree(statement, limits)
+    # a user's comment means nothing to the plan; left on a node it would be part of the
+    # SQL text that passes compare (a GROUP BY key with a comment matched no select item)
+    for node in statement.walk():
+        node.comments = None
+    return check_tree(flatten_joins(statement), limits)
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:

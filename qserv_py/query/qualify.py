@@ -223,6 +223,9 @@ def _unknown_column(tree: exp.Expression, catalogs: CatalogSet, message: str) ->
     if not match:
         return UnknownName(f"cannot resolve the query's columns: {message}")
     name = (match.group(1) or match.group(2)).strip("'\"")
+    stray = _stray_qualifier(tree, name)
+    if stray is not None:
+        return stray
     known: list[str] = []
     holders: list[str] = []
     tables: list[str] = []
@@ -241,3 +244,18 @@ def _unknown_column(tree: exp.Expression, catalogs: CatalogSet, message: str) ->
         )
     where = f" in {', '.join(dict.fromkeys(tables))}" if tables else ""
     return UnknownName(f"no column {name}{where}{_suggest(name, known)}")
+
+
+def _stray_qualifier(tree: exp.Expression, name: str) -> UnknownName | None:
+    """The error for ``x.name`` where no table of the query is called ``x``."""
+    scopes = list(traverse_scope(tree))
+    aliases = {alias.lower() for scope in scopes for alias in scope.sources}
+    for column in find_all(tree, exp.Column):
+        qualifier = column.table
+        if column.name.lower() == name.lower() and qualifier and qualifier.lower() not in aliases:
+            names = ", ".join(sorted({a for scope in scopes for a in scope.sources})) or "none"
+            return UnknownName(
+                f"{qualifier}.{column.name}: {qualifier} is not a table or alias of the FROM "
+                f"clause (those are: {names}); qualify the column with one of them"
+            )
+    return None

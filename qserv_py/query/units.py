@@ -42,25 +42,27 @@ UNIT_META = "qserv_unit"
 def convert_units(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
     """Replace every IN_UNIT of ``tree`` (qualified: columns name their table alias)."""
     for node in find_all(tree, InUnit):
-        column = node.this
-        if not isinstance(column, exp.Column) or not column.table:
-            raise QueryRefused(
-                f"IN_UNIT({node.this.sql()}, ...) needs a catalog column (whose unit is known), "
-                "not an expression; convert the column, then compute"
-            )
-        source = _table_of(node, column.table)
-        unit = ""
-        if source is not None and source.args.get("db"):
-            catalog = catalogs.catalogs.get(source.args["db"].name)
-            if catalog is not None and catalog.has_table(source.name):
-                model = catalog.table(source.name)
-                if model.has_column(column.name):
-                    unit = model.column(column.name).unit
+
+        def column_unit(column: exp.Column, node: exp.Expression = node) -> str:
+            source = _table_of(node, column.table) if column.table else None
+            if source is not None and source.args.get("db"):
+                catalog = catalogs.catalogs.get(source.args["db"].name)
+                if catalog is not None and catalog.has_table(source.name):
+                    model = catalog.table(source.name)
+                    if model.has_column(column.name):
+                        return model.column(column.name).unit
+            return ""
+
+        value = node.this
+        unit = expression_unit(value, column_unit)
         if not unit:
-            raise QueryRefused(
-                f"IN_UNIT: column {column.name} has no unit in the catalog schema, so it "
-                "cannot be converted"
+            what = (
+                f"column {value.name} has no unit in the catalog schema"
+                if isinstance(value, exp.Column)
+                else f"the unit of {value.sql()} does not follow from its columns' units "
+                "(its terms have no unit or different ones)"
             )
+            raise QueryRefused(f"IN_UNIT: {what}, so it cannot be converted")
         node.replace(_convert(node, unit))
     return tree
 

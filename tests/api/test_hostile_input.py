@@ -29,7 +29,7 @@ def test_each_finding_is_a_400_with_a_dali_error(api: TestClient) -> None:
         "SELECT 'a\x00b' FROM Object": "NUL character",
         "SELECT TOP 10 FROM Object": "lists no columns",
         "SELECT TOP 3 1e FROM Object": "is not a number",
-        "WITH t(a, a) AS (SELECT coord_ra, coord_dec FROM Object) SELECT TOP 2 a FROM t": (
+        "WITH t AS (SELECT coord_ra AS a, coord_dec AS A FROM Object) SELECT TOP 2 a FROM t": (
             "names column a twice"
         ),
     }

@@ -144,6 +144,8 @@ def _feature_queries(ra: float, dec: float) -> dict[str, str]:
         "COORD1": computed.format(value=f"COORD1(POINT('ICRS', {ra}, {dec}))"),
         "COORD2": computed.format(value=f"COORD2(POINT('ICRS', {ra}, {dec}))"),
         "COORDSYS": computed.format(value=f"COORDSYS(POINT('ICRS', {ra}, {dec}))"),
+        "AREA": computed.format(value=f"AREA({cone})"),
+        "CENTROID": computed.format(value=f"COORD2(CENTROID({cone}))"),
         "LOWER": computed.format(value="LOWER('Ab')"),
         "UPPER": computed.format(value="UPPER('Ab')"),
         "ILIKE": "SELECT TOP 1 coord_ra FROM qt.Object WHERE 'Ab' ILIKE 'a%'",

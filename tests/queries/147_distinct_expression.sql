@@ -1,1 +1,1 @@
-SELECT DISTINCT FLOOR(coord_dec / 30) AS zone, refExtendedness FROM Object
+SELECT DISTINCT FLOOR(coord_dec / 30) AS dec_zone, refExtendedness FROM Object

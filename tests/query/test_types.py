@@ -21,7 +21,7 @@ EXTRA = [
     Case("star", "SELECT * FROM Object"),
     Case("star_join", "SELECT * FROM Object o JOIN ForcedSource f ON o.objectId = f.objectId"),
     Case("order", "SELECT objectId, coord_ra AS r FROM Object ORDER BY r"),
-    Case("same_alias", "SELECT o.objectId FROM Object o, (SELECT 1 AS x) o2"),
+    Case("same_alias", "SELECT o.objectId FROM Object o, (SELECT 1 AS x) o2", "postgresql"),
     Case("boolean", "SELECT detect_isPrimary FROM Object WHERE detect_isPrimary = 1"),
     Case("units", "SELECT IN_UNIT(coord_ra, 'arcsec') AS a, coord_dec FROM Object"),
 ]

@@ -1,0 +1,2 @@
+-- refuse: x is not a table or alias of the FROM clause
+SELECT x.objectId FROM Object

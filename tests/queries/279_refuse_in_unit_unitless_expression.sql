@@ -1,0 +1,2 @@
+-- refuse: does not follow from its columns' units
+SELECT IN_UNIT(g_psfFlux * 2, 'mJy') FROM Object
