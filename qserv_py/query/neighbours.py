@@ -134,36 +134,43 @@ class Cells:
         Set-level steps, each kept apart (OFFSET 0) so that PostgreSQL computes each
         value once per row (not inlined into every use), with narrow rows: the zones
         reached (at most two: the zone height is more than 2r'), their bucket counts, the
-        first bucket and the bucket count reached in each, then the keys of the (at most
-        six) cells, unnested."""
+        buckets of o1's westmost and eastmost reach in each, the first bucket and the
+        bucket count reached in each, then the keys of the (at most six) cells,
+        unnested."""
         r = _f(self.reach)
         cols = ", ".join(f"t.{c}" for c in columns)
         first = (
             f"SELECT {cols}, {self.zone(f't.{self.dec} - {r}')} AS qz, "
             f"{self.zone(f't.{self.dec} + {r}')} AS qz_hi, {self.reach_ra(f't.{self.dec}')} AS qa "
-            f"FROM {source} AS t" + (f" WHERE {where}" if where else "")
+            f"FROM {source} AS t" + (f" WHERE {where}" if where else "") + " OFFSET 0"
         )
         counted = (
             f"SELECT t.*, {self.buckets('t.qz')} AS qn0, {self.buckets('(t.qz + 1)')} AS qn1 "
             f"FROM ({first}) AS t OFFSET 0"
         )
 
-        def lo(n: str) -> str:
-            return self.bucket(f"(t.{self.ra} - LEAST(t.qa, 360 / {n}))", n)
+        def edge(z: int, sign: str) -> str:  # the bucket of ra -/+ o1's reach, in zone z
+            n = f"t.qn{z}"
+            return self.bucket(f"(t.{self.ra} {sign} LEAST(t.qa, 360 / {n}))", n)
 
-        def reached(n: str) -> str:
-            hi = self.bucket(f"(t.{self.ra} + LEAST(t.qa, 360 / {n}))", n)
+        edged = (
+            f"SELECT t.*, {edge(0, '-')} AS qb0, {edge(0, '+')} AS qe0, "
+            f"{edge(1, '-')} AS qb1, {edge(1, '+')} AS qe1 FROM ({counted}) AS t OFFSET 0"
+        )
+
+        def reached(z: int) -> str:
+            n = f"t.qn{z}"
             return (
                 f"CASE WHEN {n} <= 3 THEN {n} ELSE "
-                f"MOD(CAST({hi} - {lo(n)} + {n} AS BIGINT), CAST({n} AS BIGINT)) + 1 END"
+                f"MOD(CAST(t.qe{z} - t.qb{z} + {n} AS BIGINT), CAST({n} AS BIGINT)) + 1 END"
             )
 
         ranged = (
-            f"SELECT t.*, CASE WHEN t.qn0 <= 3 THEN 0 ELSE {lo('t.qn0')} END AS qlo0, "
-            f"{reached('t.qn0')} AS qk0, "
-            f"CASE WHEN t.qn1 <= 3 THEN 0 ELSE {lo('t.qn1')} END AS qlo1, "
-            f"CASE WHEN t.qz_hi > t.qz THEN {reached('t.qn1')} ELSE 0 END AS qk1 "
-            f"FROM ({counted}) AS t OFFSET 0"
+            f"SELECT t.*, CASE WHEN t.qn0 <= 3 THEN 0 ELSE t.qb0 END AS qlo0, "
+            f"{reached(0)} AS qk0, "
+            f"CASE WHEN t.qn1 <= 3 THEN 0 ELSE t.qb1 END AS qlo1, "
+            f"CASE WHEN t.qz_hi > t.qz THEN {reached(1)} ELSE 0 END AS qk1 "
+            f"FROM ({edged}) AS t OFFSET 0"
         )
         scale = self.key_scale()
         keys = ", ".join(
