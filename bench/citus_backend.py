@@ -356,7 +356,8 @@ def load_main(args: argparse.Namespace) -> None:
                 )
         finally:
             cluster.destroy()
-    (native, _), (citus, rss), (base, _) = times["native"], times["Citus"], times["baseline"]
+    native, citus, base = times["native"][0], times["Citus"][0], times["baseline"][0]
+    rss = times["Citus"][1]
     print(
         "\n| objects | forced sources | native load | Citus load | baseline COPY + btrees |"
         " Citus / native | native / baseline | Citus / baseline | Citus loader peak RSS |"
