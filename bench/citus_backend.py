@@ -350,9 +350,9 @@ def load_main(args: argparse.Namespace) -> None:
             times[side] = (obj[0] + fs[0], max(obj[1], fs[1]))
             print(f"{side}: Object {obj[0]:.1f} s, ForcedSource {fs[0]:.1f} s", flush=True)
             if side == "native":
-                base = [sys.executable, str(BENCH / "load.py"), "--phase", "baseline"]
+                phase = [sys.executable, str(BENCH / "load.py"), "--phase", "baseline"]
                 times["baseline"] = b._run(
-                    [*base, "--cluster", str(cluster_dir), "--release", str(release)]
+                    [*phase, "--cluster", str(cluster_dir), "--release", str(release)]
                 )
         finally:
             cluster.destroy()
