@@ -73,6 +73,11 @@ _NUMBERS: dict[pa.DataType, tuple[str, pa.DataType]] = {
 def _votable_type(values: pa.Array, felis: str) -> tuple[str, str | None, str | None, pa.Array]:
     """(datatype, arraysize, xtype, values to write) of a column."""
     kind = values.type
+    if pa.types.is_list(kind) and pa.types.is_floating(kind.value_type):
+        # ADQL geometry values: DALI point (ra, dec), circle (ra, dec, radius), polygon
+        size = {"point": "2", "circle": "3"}.get(felis, "*")
+        xtype = felis if felis in ("point", "circle", "polygon") else None
+        return "double", size, xtype, values.cast(pa.list_(pa.float64()))
     if kind in _NUMBERS:
         datatype, written = _NUMBERS[kind]
         return datatype, None, None, values.cast(written)
@@ -122,6 +127,14 @@ def float_text(
 def text_scalar(value: str) -> pa.Scalar:
     """A ``large_string`` scalar (Arrow's string kernels want one type throughout)."""
     return pa.scalar(value, pa.large_string())
+
+
+def list_text(values: pa.Array) -> pa.Array:
+    """Lists of numbers as DALI writes arrays in text: the numbers separated by spaces."""
+    return pa.array(
+        [None if v is None else " ".join(repr(float(x)) for x in v) for v in values.to_pylist()],
+        pa.large_string(),
+    )
 
 
 def hex_text(values: pa.Array) -> pa.Array:

@@ -37,7 +37,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from qserv_py.api.astropy_formats import ecsv_bytes, fits_bytes
-from qserv_py.api.columns import Column, chunks, float_text, hex_text, joined, text_scalar
+from qserv_py.api.columns import (
+    Column,
+    chunks,
+    float_text,
+    hex_text,
+    joined,
+    list_text,
+    text_scalar,
+)
 from qserv_py.api.votable import VOTABLE_NS, binary2_data, tabledata, votable_document
 from qserv_py.errors import QueryRefused
 from qserv_py.tables import astropy_parquet_metadata
@@ -253,6 +261,8 @@ def _text_cells(values: pa.Array, *, tsv: bool) -> pa.Array:
         text = float_text(values, nan="NaN", inf="inf", minus_inf="-inf", integral_suffix=".0")
     elif pa.types.is_large_binary(kind):
         text = hex_text(values)
+    elif pa.types.is_list(kind):  # geometry values, as DALI writes them: "ra dec"
+        text = list_text(values)
     elif pa.types.is_large_string(kind):
         text = _delimited_cells(values, tsv=tsv)
     else:

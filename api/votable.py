@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from qserv_py.api.columns import Column, chunks, float_text, joined, text_scalar
+from qserv_py.api.columns import Column, chunks, float_text, joined, list_text, text_scalar
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"  # VOTable 1.4 keeps the 1.3 namespace
 
@@ -127,6 +127,8 @@ def _td_cells(column: Column, values: pa.Array) -> pa.Array:
             [None if v is None else " ".join(map(str, v)) for v in values.to_pylist()],
             pa.large_string(),
         )
+    elif pa.types.is_list(kind):
+        text = list_text(values)
     elif pa.types.is_large_string(kind):
         text = values
         for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
@@ -170,7 +172,10 @@ def _binary2_rows(columns: Sequence[Column], chunk: Sequence[pa.Array]) -> bytes
     nulls = np.column_stack([v.is_null().to_numpy(zero_copy_only=False) for v in chunk])
     pieces: list[_Piece] = [np.packbits(nulls, axis=1)]
     for column, values in zip(columns, chunk, strict=True):
-        pieces += _binary2_pieces(column.datatype, values, n)
+        if pa.types.is_list(values.type):
+            pieces += _binary2_arrays(values, n, column.arraysize)
+        else:
+            pieces += _binary2_pieces(column.datatype, values, n)
     return _assemble(pieces, n)
 
 
@@ -198,6 +203,23 @@ def _binary2_pieces(datatype: str, values: pa.Array, n: int) -> list[_Piece]:
     counts = cumulative[offsets[1:]] - cumulative[offsets[:-1]]
     utf16 = np.frombuffer(payload.tobytes().decode("utf-8").encode("utf-16-be"), np.uint8)
     return [_be_int32(counts), (utf16, np.concatenate(([0], np.cumsum(counts * 2))))]
+
+
+def _binary2_arrays(values: pa.Array, n: int, arraysize: str | None) -> list[_Piece]:
+    """Lists of doubles (geometry values): cells of ``arraysize`` doubles for a point (2)
+    or circle (3), NaN where NULL; else (``*``) a count and the elements."""
+    rows = [
+        None if r is None else [np.nan if x is None else x for x in r] for r in values.to_pylist()
+    ]
+    if arraysize and arraysize.isdigit():
+        width = int(arraysize)
+        filled = [r if r is not None and len(r) == width else [np.nan] * width for r in rows]
+        cells = np.array(filled, dtype=">f8").reshape(n, width)
+        return [cells.view(np.uint8).reshape(n, 8 * width)]
+    counts = np.array([0 if r is None else len(r) for r in rows], np.int64)
+    flat = np.array([x for r in rows if r is not None for x in r], dtype=">f8")
+    offsets = np.concatenate(([0], np.cumsum(counts * 8)))
+    return [_be_int32(counts), (flat.view(np.uint8), offsets)]
 
 
 def _be_int32(counts: np.ndarray) -> np.ndarray:

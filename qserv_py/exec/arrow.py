@@ -47,6 +47,8 @@ ARROW_TYPES: dict[int, pa.DataType] = {
     1114: pa.timestamp("us"),
     1184: pa.timestamp("us", tz="UTC"),
     1700: pa.float64(),  # numeric
+    1021: pa.list_(pa.float32()),  # float4[]
+    1022: pa.list_(pa.float64()),  # float8[]: ADQL geometry values (DALI point, ...)
     2950: pa.string(),  # uuid
 }
 

@@ -10,6 +10,8 @@ from sqlglot import exp
 from qserv_py.exec.plan import ResultColumn
 from qserv_py.query.chunking import PARTITION
 from qserv_py.query.context import PlanContext
+from qserv_py.query.geometry import Circle, Point
+from qserv_py.query.normalize import VALUE_GEOMETRY
 from qserv_py.query.units import expression_unit
 from qserv_py.query.walk import find_all
 from qserv_py.schema.model import Table
@@ -32,7 +34,12 @@ def result_columns(
             model = _source_model(select, ctx, inner.table, models)
             if model is not None and model.has_column(inner.name):
                 col = model.column(inner.name)
-        if col is None:
+        if isinstance(inner, VALUE_GEOMETRY):
+            kind = "point" if isinstance(inner, Point) else "circle"
+            if not isinstance(inner, (Point, Circle)):
+                kind = "polygon"
+            out.append(ResultColumn(name, "deg", datatype=kind))
+        elif col is None:
             out.append(ResultColumn(name, expression_unit(inner, unit_of)))
         else:
             out.append(

@@ -14,8 +14,9 @@ plus the nodes of :mod:`qserv_py.query.geometry` (angles in degrees):
   ``ROUND(x, n)`` and ``TRUNCATE(x, n)`` round ``x::numeric``, MOD and MySQL's DIV
   take numerics;
 - a POINT only inside CONTAINS (after INTERSECTS, DISTANCE and COORD1/2 are resolved),
-  a region only as CONTAINS' second argument or in AreaSpec, and AreaSpec only as an
-  AND term of a WHERE clause.
+  a region only as CONTAINS' second argument or in AreaSpec — or either as a whole
+  result column (a DALI point, circle or polygon value) — and AreaSpec only as an AND
+  term of a WHERE clause.
 
 >>> from qserv_py.query.parse import parse
 >>> from qserv_py.query.render import to_postgres
@@ -166,13 +167,19 @@ def postgres_functions(tree: exp.Expression) -> None:
 def check_geometry(tree: exp.Expression) -> None:
     """Points and regions only where a predicate uses them; AreaSpec only in WHERE."""
     for point in find_all(tree, geo.Point):
+        if geometry_value(point):
+            continue
         if not (isinstance(point.parent, geo.Contains) and point.arg_key == "point"):
             raise QueryRefused(
                 f"{point.sql()} can only be used inside CONTAINS, INTERSECTS, DISTANCE, "
-                "COORD1 or COORD2"
+                "COORD1, COORD2, CENTROID or AREA, or as a whole result column"
             )
     for region in find_all(tree, *geo.REGIONS):
         parent = region.parent
+        if geometry_value(region):
+            if not isinstance(region, VALUE_GEOMETRY):
+                raise QueryRefused(f"{geo.adql_name(region)} cannot be a result column")
+            continue
         if not (
             (isinstance(parent, geo.Contains) and region.arg_key == "region")
             or isinstance(parent, geo.AreaSpec)
@@ -191,6 +198,19 @@ def check_geometry(tree: exp.Expression) -> None:
                 "WHERE qserv_areaspec_circle(10, 20, 1) AND ... (or "
                 "qserv_areaspec_circle(10, 20, 1) = 1)"
             )
+
+
+#: the geometry a result column may be (DALI point, circle, polygon; a BOX as a polygon)
+VALUE_GEOMETRY = (geo.Point, geo.Circle, geo.Polygon, geo.AdqlBox)
+
+
+def geometry_value(node: exp.Expr) -> bool:
+    """Whether ``node`` is a whole result column (``SELECT POINT(ra, dec) AS p``): the
+    one place a POINT or region is a value rather than a predicate's argument."""
+    parent = node.parent
+    if isinstance(parent, exp.Alias):
+        node, parent = parent, parent.parent
+    return isinstance(parent, exp.Select) and node.arg_key == "expressions"
 
 
 def _zero_or_one(node: exp.Expr) -> int | None:

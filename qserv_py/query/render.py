@@ -101,7 +101,25 @@ def _not_here(why: str) -> Callable[[PostgresGenerator, exp.Expression], str]:
     return sql
 
 
-_POSITIONS = "positions and regions are only written inside CONTAINS"
+_POSITIONS = "positions and regions are only written inside CONTAINS or as result values"
+
+
+def _array_sql(self: PostgresGenerator, e: exp.Func) -> str:
+    """A POINT, CIRCLE or POLYGON as a result value: its numbers as a ``float8[]`` (DALI
+    point: ra, dec; circle: ra, dec, radius; polygon: ra1, dec1, ...). A BOX is the
+    polygon of its corners."""
+    if isinstance(e, geo.Polygon):
+        values = list(e.expressions)
+    elif isinstance(e, geo.AdqlBox):
+        numbers = geo.numbers([e.args.get(k) for k in e.arg_types])
+        if numbers is None:
+            raise QueryRefused("a BOX as a result value needs constant centre, width and height")
+        box = regions.Box(*numbers)
+        values = [exp.Literal.number(float(c)) for v in box.polygon.vertices for c in v]
+    else:
+        values = [e.args[k] for k in e.arg_types]
+    return f"ARRAY[{self.format_args(*values)}]::float8[]"
+
 
 TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
     IndexRanges: _index_ranges_sql,
@@ -113,8 +131,12 @@ TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
     geo.AbMagToNanojansky: _call("abmag_to_nanojansky"),
     geo.AreaSpec: _not_here("the planner turns qserv_areaspec_* into restrictions"),
     geo.InUnit: _not_here("the planner converts IN_UNIT, knowing the column units"),
-    geo.Point: _not_here(_POSITIONS),
-    **{region: _not_here(_POSITIONS) for region in geo.REGIONS},
+    geo.Point: _array_sql,
+    geo.Circle: _array_sql,
+    geo.Polygon: _array_sql,
+    geo.AdqlBox: _array_sql,
+    geo.LonLatBox: _not_here(_POSITIONS),
+    geo.Ellipse: _not_here(_POSITIONS),
 }
 
 
