@@ -77,11 +77,18 @@ export function histogram(canvas, result, i, bins = 30) {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const values = finite(result, i);
   if (!values.length) return [];
-  const [lo, hi] = extent(values);
-  const width = hi > lo ? (hi - lo) / bins : 1;
+  let [lo, hi] = extent(values);
+  // one value (or values equal but for rounding, 0.3 and 0.30000000000002): a range
+  // around it, so that its bar stands in the middle
+  if (!(hi - lo > 1e-9 * Math.max(Math.abs(lo), Math.abs(hi)))) {
+    const half = Math.max(Math.abs(lo) * 0.05, 0.5 * (hi - lo), 1e-9);
+    const shift = bins % 2 ? 0 : half / bins; // the value in a bin's middle, not on an edge
+    [lo, hi] = [(lo + hi) / 2 - half + shift, (lo + hi) / 2 + half + shift];
+  }
+  const width = (hi - lo) / bins;
   const counts = new Array(bins).fill(0);
   for (const v of values) counts[Math.min(bins - 1, Math.floor((v - lo) / width))]++;
-  const x = scale(lo, hi > lo ? hi : lo + 1, MARGIN.left, canvas.width - MARGIN.right);
+  const x = scale(lo, hi, MARGIN.left, canvas.width - MARGIN.right);
   const y = scale(0, Math.max(...counts), canvas.height - MARGIN.bottom, MARGIN.top);
   ctx.fillStyle = "#3b6fb6";
   counts.forEach((count, k) => {
