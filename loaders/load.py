@@ -28,7 +28,7 @@ import psycopg
 import pyarrow as pa
 
 from qserv_py.cluster.catalogs import get_catalog
-from qserv_py.cluster.db import connect
+from qserv_py.cluster.db import connect, kept_sessions
 from qserv_py.cluster.metadata import metadata_version
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import LoadError
@@ -91,6 +91,18 @@ def load(
     progress: Progress | None = None,
 ) -> LoadResult:
     """Load Parquet ``files`` into ``catalog_name.table_name``."""
+    with kept_sessions():  # a session per instance, not one per step
+        return _load(spec, catalog_name, table_name, files, options, progress)
+
+
+def _load(
+    spec: ClusterSpec,
+    catalog_name: str,
+    table_name: str,
+    files: Sequence[str | Path],
+    options: LoadOptions | None,
+    progress: Progress | None,
+) -> LoadResult:
     options = options or LoadOptions()
     started = time.monotonic()
     with connect(spec.czar, autocommit=True) as czar:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import select
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from qserv_py.cluster.spec import Instance
 from qserv_py.errors import InstanceUnreachable
@@ -19,8 +22,16 @@ Item = TypeVar("Item")
 def connect(
     instance: Instance, *, autocommit: bool = False, timeout: float = 10
 ) -> psycopg.Connection:
-    """A connection to ``instance``; InstanceUnreachable says which one and why."""
+    """A connection to ``instance``; InstanceUnreachable says which one and why. Inside
+    :func:`kept_sessions`, a connection closed earlier (idle) is handed out again."""
+    if (kept := _keeper.take(instance.dsn)) is not None:
+        kept.autocommit = autocommit
+        return kept
     try:
+        if _keeper.active:
+            conn = _Kept.connect(instance.dsn, autocommit=autocommit, connect_timeout=int(timeout))
+            conn.kept_dsn = instance.dsn
+            return conn
         return psycopg.connect(instance.dsn, autocommit=autocommit, connect_timeout=int(timeout))
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -28,6 +39,81 @@ def connect(
             f"cannot connect to {instance.name} ({instance.public_dsn}): {reason}; is it "
             "running (`qserv-py cluster status`) and is the cluster file right?"
         ) from exc
+
+
+@contextmanager
+def kept_sessions() -> Iterator[None]:
+    """Within the block, connections made by :func:`connect` are kept when closed
+    outside a transaction (their settings reset, session locks released), handed out again
+    to the next ``connect`` of the same instance: a small load, which opens and closes a
+    dozen sessions on each instance in turn, pays for each connection once (a connection
+    costs as much as the load's own statements). Kept sessions are closed at the end."""
+    with _keeper.lock:
+        _keeper.depth += 1
+    try:
+        yield
+    finally:
+        with _keeper.lock:
+            _keeper.depth -= 1
+            idle = [] if _keeper.depth else [c for cs in _keeper.idle.values() for c in cs]
+            if idle:
+                _keeper.idle.clear()
+        for conn in idle:
+            psycopg.Connection.close(conn)
+
+
+class _Keeper:
+    """The idle sessions :func:`kept_sessions` keeps, by DSN."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.idle: dict[str, list[psycopg.Connection]] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.depth > 0
+
+    def take(self, dsn: str) -> psycopg.Connection | None:
+        if not self.depth:
+            return None
+        while True:
+            with self.lock:
+                conns = self.idle.get(dsn)
+                conn = conns.pop() if conns else None
+            if conn is None or not (conn.broken or has_input(conn)):
+                return conn
+            psycopg.Connection.close(conn)  # its server closed it (restarted, or gone)
+
+    def give(self, conn: _Kept) -> bool:
+        """Keep ``conn`` (being closed) if sessions are kept and it is reusable."""
+        if not self.depth or conn.broken or conn.closed:
+            return False
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            return False  # a transaction left open is rolled back by the close
+        try:  # as a new session: no setting made with SET, no session advisory lock
+            conn.autocommit = True
+            conn.execute("RESET ALL; SELECT pg_advisory_unlock_all()")
+        except psycopg.Error:
+            return False
+        with self.lock:
+            if not self.depth:
+                return False
+            self.idle.setdefault(conn.kept_dsn, []).append(conn)
+        return True
+
+
+_keeper = _Keeper()
+
+
+class _Kept(psycopg.Connection):  # type: ignore[type-arg]
+    """A connection that :func:`kept_sessions` may keep when it is closed."""
+
+    kept_dsn = ""  # the instance's DSN (``info.dsn`` leaves the password out)
+
+    def close(self) -> None:
+        if not _keeper.give(self):
+            super().close()
 
 
 def has_input(conn: psycopg.Connection) -> bool:
