@@ -321,6 +321,25 @@ def _check_select(select: exp.Select) -> None:
                 f"a row value {value.sql()} cannot be a result column: select its "
                 "values as separate columns"
             )
+        for row in find_all(value, exp.Tuple):
+            if not _compared(row, value):
+                raise QueryRefused(
+                    f"a row value {row.sql()} cannot be (part of) a result column, as in "
+                    f"{value.sql()}: select its values as separate columns"
+                )
+
+
+def _compared(row: exp.Expr, top: exp.Expr) -> bool:
+    """Whether the row value ``row`` is an operand of a comparison (``(a, b) = (1, 2)``,
+    ``(a, b) IN (...)``), COUNT or a nested query below ``top``: otherwise the column's
+    type would be a record, which no merge table or client can hold (a CASE or COALESCE
+    of rows failed on the czar with 'has pseudo-type record', a 500)."""
+    node = row.parent
+    while node is not None and node is not top.parent:
+        if isinstance(node, (exp.Predicate, exp.Count, exp.Select, exp.Subquery)):
+            return True
+        node = node.parent
+    return False
 
 
 def _check_columns(node: exp.CTE | exp.Subquery) -> None:

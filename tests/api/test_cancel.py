@@ -107,13 +107,29 @@ def test_client_gone_kills_the_query(
     assert final is not None and "client closed the connection" in (final.error or "")
 
 
-def test_async_job_obeys_its_execution_duration(api: TestClient, spec: ClusterSpec) -> None:
+def endless_query(label: str) -> str:
+    """A recursive query that never ends (issue 13: 764 MB of temporary files in two
+    minutes before the limits)."""
+    return (
+        "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) "
+        f"SELECT COUNT(*) AS n_{label} FROM t"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query_of", "lang"),
+    [(slow_query, "ADQL"), (endless_query, "PostgreSQL")],
+    ids=["cartesian", "recursive"],
+)
+def test_async_job_obeys_its_execution_duration(
+    api: TestClient, spec: ClusterSpec, query_of: Callable[[str], str], lang: str
+) -> None:
     """A job past its EXECUTIONDURATION ends in ERROR saying so; its worker statements
     are gone."""
     label = uuid.uuid4().hex[:12]
     created = api.post(
         "/tap/async",
-        data={"QUERY": slow_query(label), "PHASE": "RUN", "EXECUTIONDURATION": "1"},
+        data={"QUERY": query_of(label), "LANG": lang, "PHASE": "RUN", "EXECUTIONDURATION": "1"},
         follow_redirects=False,
     )
     assert created.status_code == 303
