@@ -160,9 +160,11 @@ class Service:
             if granted < max_bytes:  # the memory ceiling, not the setting, stopped it
                 raise ServiceMemoryFull(
                     f"{exc.message}: the limit (setting result_max_bytes_{mode} = "
-                    f"{max_bytes:,}) was lowered to fit under the service process's memory "
-                    f"ceiling (setting {memory.SETTING}) while other queries hold memory; "
-                    "try again when fewer queries run, or ask for fewer rows or columns"
+                    f"{max_bytes:,}) was lowered to {granted:,} bytes to fit under the "
+                    f"service process's memory ceiling (setting {memory.SETTING}; a result "
+                    f"may cost {memory.RESULT_FACTOR} times its size while it is rendered, "
+                    "and running queries hold their share): ask for fewer rows or columns, "
+                    "or try again when fewer queries run"
                 ) from exc
             raise ResultTooLarge(
                 f"{exc.message} (setting result_max_bytes_{mode}"
