@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from qserv_py.errors import QueryLimitExceeded
 from qserv_py.exec.plan import ExecPlan
-from qserv_py.query import params
+from qserv_py.query import mysql, params
 from qserv_py.query.analysis import (
     Derived,
     areaspec_restrictions,
@@ -75,11 +75,19 @@ def plan(
 def _plan(
     text: str, lang: str, ctx: PlanContext, uploads: Uploads | None, oracle: bool
 ) -> ExecPlan:
-    tree = qualify(normalize(parse(text, lang, ctx.limits), copy=False), catalogs=ctx.catalogs)
+    parsed = parse(text, lang, ctx.limits)
+    qserv = lang.strip().lower() == "qserv"
+    if qserv:
+        parsed = mysql.show_columns(parsed, mysql.describer(ctx))
+    tree = normalize(parsed, copy=False)
+    pseudo = qserv and mysql.pseudo_columns(tree, mysql.column_finder(ctx))
+    tree = qualify(tree, catalogs=ctx.catalogs)
     check_row_references(tree)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)
     annotate(tree, catalogs=ctx.catalogs)
+    if qserv and mysql.after_types(tree, ctx, pseudo):
+        annotate(tree, catalogs=ctx.catalogs)
     compare_booleans(tree)
     if tree.args.get("with_") and has_partitioned(tree, ctx):
         inline_ctes(tree)

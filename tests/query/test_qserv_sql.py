@@ -5,12 +5,15 @@ tell: the restrictions that Qserv adds, and the answers MySQL gives."""
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import psycopg
 import pytest
 
 from qserv_py.client import Client
 from qserv_py.errors import QueryError
+from qserv_py.query import mysql
 
 NN = (
     "SELECT COUNT(*) FROM Object o1, Object o2 "
@@ -118,3 +121,82 @@ def test_cpoly_shape_seen_convex_then_not(client: Client, oracle: psycopg.Connec
     for verts in (convex, convex, convex, CONCAVE):
         got = client.query(shape.format(", ".join(str(x) for x in verts)), "qserv")
         assert list(got.to_pylist()[0].values()) == [int(_scisql_pt_in_cpoly(ra, dec, verts).sum())]
+
+
+# --- MySQL semantics -----------------------------------------------------------------------
+
+
+def _rows(client: Client, text: str) -> list[tuple]:
+    return [tuple(r.values()) for r in client.query(text, "qserv").to_pylist()]
+
+
+def test_nulls_sort_as_the_smallest_value(client: Client) -> None:
+    up = _rows(client, "SELECT objectId, u_psfFlux FROM Object ORDER BY u_psfFlux LIMIT 3")
+    down = _rows(client, "SELECT objectId, u_psfFlux FROM Object ORDER BY u_psfFlux DESC LIMIT 3")
+    assert [r[1] for r in up] == [None, None, None]
+    assert None not in [r[1] for r in down]
+
+
+def test_mysql_arithmetic_and_functions(client: Client) -> None:
+    """The values MySQL gives (checked by hand against MySQL's documented rules)."""
+    [row] = _rows(
+        client,
+        "SELECT 7 / 2, 1 / 3, 1.5 / 3, 7 DIV 2, -7 DIV 2, 7.9 DIV 2, 5.5 % 2, 7 % 0, 7 DIV 0,"
+        " HEX(255), HEX(-1), HEX('abc'), HEX(2.5), tract * 1000000000, 2.0E0 / 4"
+        " FROM Object ORDER BY objectId LIMIT 1",
+    )
+    values = [float(v) if hasattr(v, "as_tuple") else v for v in row]
+    assert values[:3] == [3.5, 0.3333, 0.5]  # decimal, 4 more digits than the dividend
+    assert values[3:9] == [3, -3, 3, 1.5, None, None]
+    assert values[9:13] == ["FF", "FFFFFFFFFFFFFFFF", "616263", "3"]
+    assert values[13] > 2**31 and values[14] == 0.5
+
+
+def test_like_on_a_number_compares_its_text(client: Client, oracle: psycopg.Connection) -> None:
+    got = _rows(client, "SELECT objectId FROM Object WHERE objectId LIKE '%17'")
+    want = oracle.execute("SELECT objectid FROM qt.object WHERE objectid::text LIKE '%17'")
+    assert sorted(got) == sorted(want.fetchall()) and got
+
+
+def test_show_columns(client: Client) -> None:
+    rows = _rows(client, "SHOW COLUMNS FROM Object")
+    assert rows[0] == ("objectId", "bigint", "NO", "PRI", None, "")
+    assert len(rows) == len(client.context.catalogs.catalogs["qt"].table("Object").columns)
+    assert ("refBand", "char(1)", "YES", "", None, "") in rows or any(
+        r[0] == "refBand" for r in rows
+    )
+    like = _rows(client, "SHOW COLUMNS FROM qt.Object LIKE 'COORD\\_%'")
+    assert [r[0] for r in like] == [r[0] for r in rows if r[0].lower().startswith("coord_")]
+    with pytest.raises(QueryError, match="SHOW TABLES is not supported"):
+        client.query("SHOW TABLES", "qserv")
+
+
+def test_chunk_id_pseudo_columns(client: Client) -> None:
+    state = client.context.states["qt"]
+    per_chunk = _rows(client, "SELECT chunkId, COUNT(*) AS n FROM Object GROUP BY chunkId")
+    assert dict(per_chunk) == state.chunk_rows["object"]
+    sub = _rows(
+        client,
+        "SELECT o.chunkId, o.subChunkId, s.chunkId FROM Object o JOIN Source s"
+        " ON o.objectId = s.objectId WHERE o.objectId < 1000000000100",
+    )
+    assert sub and all(c == sc and 0 <= s < 64 for c, s, sc in sub)
+    with pytest.raises(QueryError, match="qualify it"):
+        client.query(
+            "SELECT chunkId FROM Object o JOIN Source s ON o.objectId = s.objectId", "qserv"
+        )
+
+
+@pytest.mark.parametrize(
+    "call", ["FORMAT(u_psfFlux, 2)", "BIT_COUNT(objectId)", "SUBSTRING_INDEX(refBand, 'x', 1)"]
+)
+def test_untranslated_mysql_functions_are_refused(client: Client, call: str) -> None:
+    name = call.split("(")[0]
+    with pytest.raises(QueryError, match=f"function {name}") as err:
+        client.plan(f"SELECT {call} FROM Object", "qserv")
+    assert err.value.http_status == 400
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(mysql, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
