@@ -167,6 +167,18 @@ def test_jobs_belong_to_their_user(app: TestClient, tokens: dict[str, str]) -> N
 
     assert listed(alice) and listed(root) and not listed(bob)
     assert app.get(f"{base}/results/result", headers=root).status_code == 200  # an admin
+
+    def job_queries(headers: dict[str, str]) -> list[int]:
+        found = app.get("/api/v1/queries", params={"limit": 1000}, headers=headers).json()
+        return [q["id"] for q in found if q["owner"] == f"uws:{job}"]
+
+    (query_id,) = job_queries(alice)  # the job's query is hers: bob neither sees nor kills it
+    assert job_queries(bob) == [] and job_queries(root) == [query_id]
+    for response in (
+        app.get(f"/api/v1/queries/{query_id}", headers=bob),
+        app.delete(f"/api/v1/queries/{query_id}", headers=bob),
+    ):
+        assert response.status_code == 403 and "another user" in response.text
     assert app.delete(base, headers=alice, follow_redirects=False).status_code == 303
     assert app.get(base, headers=alice).status_code == 404
 
