@@ -256,15 +256,18 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def request(http: httpx.Client, rng: random.Random, n: int, text: str) -> httpx.Response:
-    lang = rng.choice(LANGS)
+def request(
+    http: httpx.Client, rng: random.Random, n: int, text: str, record: dict[str, Any]
+) -> httpx.Response:
+    """Send input ``n``; its language and format go into ``record``."""
+    lang = record["lang"] = rng.choice(LANGS)
     if n % 50 == 0:
         return http.get("/tap/async/" + quote(text[:80], safe=""))
     if n % 3 == 0:
         body = {"query": text, "lang": lang.lower(), "maxrec": 1000}
         return http.post("/api/v1/query", json=body)
     data = {"REQUEST": "doQuery", "LANG": lang, "QUERY": text, "MAXREC": "1000"}
-    fmt = rng.choice(FORMATS)
+    fmt = record["format"] = rng.choice(FORMATS)
     if fmt:
         data["FORMAT"] = fmt
     return http.post("/tap/sync", data=data)
@@ -291,7 +294,7 @@ def client_loop(
         route = "async-id" if n % 50 == 0 else "rest" if n % 3 == 0 else "tap"
         record = {"n": n, "route": route, "text": text[:2000]}
         try:
-            response = request(http, rng, n, text)
+            response = request(http, rng, n, text, record)
         except httpx.TimeoutException as exc:
             with tally.lock:
                 tally.hangs.append({**record, "error": repr(exc)})
