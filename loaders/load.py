@@ -71,6 +71,10 @@ class LoadOptions:
     fixed_order: int | None = None
     batch_rows: int = 262_144
     commit_rows: int = 4_000_000
+    #: child tables: rows whose director key is not in the director are placed by their
+    #: own position (the table's qserv:ra_column / qserv:dec_column), as Qserv places
+    #: them, instead of failing the load (the default)
+    place_unknown_by_position: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,16 @@ def _check_options(spec: ClusterSpec, table: Table, options: LoadOptions) -> Non
         )
     if options.batch_rows < 1 or options.commit_rows < 1:
         raise LoadError("batch_rows and commit_rows must be positive")
+    if options.place_unknown_by_position and not (
+        table.kind is TableKind.CHILD and table.ra_column and table.dec_column
+    ):
+        raise LoadError(
+            f"place_unknown_by_position places a child table's rows by their own position; "
+            f"{table.name} is a {table.kind.value} table"
+            + ("" if table.kind is not TableKind.CHILD else " without position columns")
+            + ": declare them with qserv:ra_column and qserv:dec_column in the schema, or "
+            "load without the option"
+        )
 
 
 # --- pass 1 ----------------------------------------------------------------------------------
@@ -396,6 +410,11 @@ class _BatchStager:
         self.czar = czar
         self.unknown_count = 0
         self.unknown_examples: list[int] = []
+        #: rows placed by their own position (unknown director key, the option set)
+        self.by_position = 0
+        self.place_by_position = bool(
+            txns.get_txn(czar, txn).options.get("place_unknown_by_position")
+        )
         if table.kind is TableKind.CHILD:
             assert table.director and table.director_key
             self.dirindex = dirindex_table(catalog.name, table.director)
@@ -426,7 +445,11 @@ class _BatchStager:
                 [keys, pa.array(chunk), pa.array(index), file_col], list(DIRINDEX_TYPES)
             )
         else:
-            chunk, index, _known = self._lookup(batch)
+            chunk, index, known = self._lookup(batch)
+            if not known.all() and self.place_by_position:
+                self._place_by_position(batch, chunk, index, known)
+            elif not known.all():
+                self._note_unknown(batch, known)
             if self.unknown_count:
                 return {}, b""  # the load fails at the end; only keep counting
         columns = [*batch.columns, pa.array(index), pa.array(chunk), file_col]
@@ -487,17 +510,45 @@ class _BatchStager:
         ).fetchall()
         found = np.array(rows, dtype=np.int64).reshape(-1, 3)
         if len(found) == 0:
-            pos = np.zeros(len(keys), dtype=np.int64)
-            known = np.zeros(len(keys), dtype=bool)
-        else:
-            pos = np.minimum(np.searchsorted(found[:, 0], keys), len(found) - 1)
-            known = found[pos, 0] == keys
-        if not known.all():
-            self.unknown_count += int((~known).sum())
-            missing = np.unique(keys[~known])[:5].tolist()
-            self.unknown_examples = sorted({*self.unknown_examples, *missing})[:5]
-            return pos, pos, known
-        return found[pos, 1], found[pos, 2], known
+            zeros = np.zeros(len(keys), dtype=np.int64)
+            return zeros, zeros.copy(), np.zeros(len(keys), dtype=bool)
+        pos = np.minimum(np.searchsorted(found[:, 0], keys), len(found) - 1)
+        return found[pos, 1], found[pos, 2], found[pos, 0] == keys
+
+    def _note_unknown(self, batch: pa.Table, known: np.ndarray) -> None:
+        assert self.table.director_key
+        column = batch.column(self.table.director_key.lower())
+        keys = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+        self.unknown_count += int((~known).sum())
+        missing = np.unique(keys[~known])[:5].tolist()
+        self.unknown_examples = sorted({*self.unknown_examples, *missing})[:5]
+
+    def _place_by_position(
+        self, batch: pa.Table, chunk: np.ndarray, index: np.ndarray, known: np.ndarray
+    ) -> None:
+        """Chunk and spatial_index of the rows of unknown director key, from their own
+        position (in place); their chunks get workers if they had none."""
+        assert self.layout is not None and self.table.ra_column and self.table.dec_column
+        unknown = ~known
+        ra = positions(batch, self.table.ra_column)[unknown]
+        dec = positions(batch, self.table.dec_column)[unknown]
+        bad = ~(np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra <= 360) & (np.abs(dec) <= 90))
+        if bad.any():
+            message = (
+                f"{int(bad.sum())} rows of {self.table.name} with an unknown "
+                f"{self.table.director_key} have no position to place them by "
+                f"({self.table.ra_column} in [0, 360], {self.table.dec_column} in [-90, 90]); "
+                f"fix the input; nothing was published: abort the load "
+                f"(`qserv-py txn abort {self.txn}`)"
+            )
+            txns.set_state(self.czar, self.txn, "failed", error=message)
+            raise LoadError(message)
+        own = spatial_index(ra, dec)
+        chunks = self.layout.chunk_of(own)
+        self.placement.place_overlap(self.czar, np.unique(chunks).tolist())
+        chunk[unknown] = chunks
+        index[unknown] = own
+        self.by_position += int(unknown.sum())
 
     def raise_unknown_keys(self, czar: psycopg.Connection) -> None:
         if self.unknown_count:

@@ -43,7 +43,14 @@ from qserv_py.loaders import txn as txns
 from qserv_py.loaders.load import Progress
 from qserv_py.loaders.staging import drop_staging, lost_staging, stage_name, stage_partition
 from qserv_py.schema.ddl import dirindex_table, overlap_table_name, partition_name
-from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, Table, TableKind
+from qserv_py.schema.model import (
+    CHUNK_ID,
+    SPATIAL_INDEX,
+    Catalog,
+    Table,
+    TableKind,
+    sql_identifier,
+)
 
 #: chunk, overlap, partition, new table (None: its staged rows are inserted), replaces
 _Swap = tuple[int, bool, str, str | None, bool]
@@ -212,7 +219,7 @@ def _build_worker(
     if not table.partitioned:
         return []
     schema = catalog.sql_name
-    columns = ", ".join([c.sql_name for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
+    columns = ", ".join([c.sql_ident for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
     key = table.key_column if table.kind is TableKind.DIRECTOR else table.director_key
     assert key is not None
     swaps: list[_Swap] = []
@@ -250,7 +257,7 @@ def _build_worker(
                         f" SELECT * FROM ({live}{staged}) s ORDER BY {SPATIAL_INDEX}"
                     )
                     conn.execute(f"CREATE INDEX ON {schema}.{new} ({SPATIAL_INDEX})")
-                    conn.execute(f"CREATE INDEX ON {schema}.{new} ({key.lower()})")
+                    conn.execute(f"CREATE INDEX ON {schema}.{new} ({sql_identifier(key)})")
                 # no VACUUM: setting the visibility map would write every page again
                 # (+30 % load time); autovacuum does it soon after (inserted rows)
                 conn.execute(f"ANALYZE {schema}.{new}")
@@ -284,7 +291,7 @@ def _check_child_keys(
     if not chunks:
         return
     rows = _first_common_keys(
-        conn, key.lower(), f"qserv_stage.{stage_name(txn)}", live, chunks=chunks
+        conn, sql_identifier(key), f"qserv_stage.{stage_name(txn)}", live, chunks=chunks
     )
     if rows:
         raise _DuplicateKeys(key, "already in the catalog", rows)
@@ -356,11 +363,11 @@ def _drop_built(conn: psycopg.Connection, catalog: Catalog, txn: int) -> None:
 
 def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]):  # type: ignore[no-untyped-def]
     schema = catalog.sql_name
-    stored = ", ".join([c.sql_name for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
+    stored = ", ".join([c.sql_ident for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
 
     def work(conn: psycopg.Connection) -> None:
         if not table.partitioned:
-            columns = ", ".join(c.sql_name for c in table.columns)
+            columns = ", ".join(c.sql_ident for c in table.columns)
             conn.execute(
                 f"INSERT INTO {schema}.{table.sql_name} ({columns})"
                 f" SELECT {columns} FROM qserv_stage.{stage_name(txn)}"

@@ -70,7 +70,7 @@ def stage_partition(txn: int, chunk: int, *, overlap: bool = False) -> str:
 
 def stage_columns(table: Table) -> tuple[list[str], list[str]]:
     """Column names and PostgreSQL types of a staging table, in COPY order."""
-    names = [c.sql_name for c in table.columns]
+    names = [c.sql_ident for c in table.columns]
     types = [c.pg_type for c in table.columns]
     if table.partitioned:
         names += [SPATIAL_INDEX, CHUNK_ID]

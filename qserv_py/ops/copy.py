@@ -202,7 +202,7 @@ def _stream(
             f"{part.parent} on the target ({sorted(theirs ^ ours)}); the catalog's tables "
             "differ between the workers: recreate the catalog"
         )
-    names = ", ".join(columns)
+    names = _quoted(columns)
     started = time.monotonic()
     tgt.execute(
         f"CREATE TABLE {schema}.{temp} (LIKE {schema}.{part.parent} INCLUDING DEFAULTS,"
@@ -300,6 +300,12 @@ def _columns(conn: psycopg.Connection, schema: str, table: str, *, typed: bool =
     return [tuple(r) for r in rows] if typed else [r[0] for r in rows]
 
 
+def _quoted(columns: list[str]) -> str:
+    """Column names (as the catalog has them, lower case) for a column list: quoted, since
+    a catalog's columns may be reserved words (``offset``, ``order``)."""
+    return ", ".join(f'"{c}"' for c in columns)
+
+
 def _index_definitions(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
     return [
         row[0]
@@ -325,7 +331,7 @@ def _checksum(
     """(rows, the sum of the rows' 64-bit hashes): equal sums, equal multisets of rows
     but for a hash collision."""
     row = conn.execute(
-        f"SELECT count(*), coalesce(sum(hash_record_extended(ROW({', '.join(columns)}), 0)), 0)"
+        f"SELECT count(*), coalesce(sum(hash_record_extended(ROW({_quoted(columns)}), 0)), 0)"
         f" FROM {schema}.{table}"
     ).fetchone()
     assert row is not None

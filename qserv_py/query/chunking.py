@@ -50,7 +50,9 @@ def chunk_set(
                 return set()
             lo, hi = region_ranges(region)
             chunks &= set(state.layout.chunks_overlapping(lo, hi)[1].tolist())
-        if ref.alias in analysis.keys:
+        if ref.alias in analysis.keys and ref.table.sql_name not in state.placed_by_position:
+            # (a child with rows placed by position: some of its keys are in no director
+            # row's chunk, so the director index cannot say where they are)
             chunks &= ctx.lookup_keys(ref.catalog.sql_name, ref.director, analysis.keys[ref.alias])
     return chunks
 

@@ -34,6 +34,9 @@ class CatalogState:
     #: the chunks that have a partition, per table and overlap table (``catalog.table``):
     #: the worker SQL names partitions, and reads an empty relation for a missing one
     partitions: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: child tables (sql names) with rows placed by their own position (a load with
+    #: place_unknown_by_position): their director keys are not all in the director index
+    placed_by_position: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -122,6 +125,11 @@ def _state(czar: psycopg.Connection, catalog: str) -> CatalogState:
         f"{catalog}.{table}": frozenset(chunks)
         for table, chunks in (*with_rows.items(), *with_overlap.items())
     }
+    by_position = czar.execute(
+        "SELECT DISTINCT table_name FROM qserv_meta.load_txns WHERE catalog = %s"
+        " AND state = 'published' AND (options ->> 'place_unknown_by_position')::boolean",
+        (catalog,),
+    ).fetchall()
     return CatalogState(
         layout,
         {c: tuple(ws) for c, ws in placement.items()},
@@ -129,4 +137,5 @@ def _state(czar: psycopg.Connection, catalog: str) -> CatalogState:
         rows,
         chunk_rows,
         partitions,
+        frozenset(r[0] for r in by_position),
     )

@@ -6,10 +6,11 @@ Passes, run only for ``lang=qserv``:
 - :func:`show_columns`: ``SHOW COLUMNS FROM t [LIKE 'pattern']`` → a SELECT of the
   catalog's description of ``t``, in MySQL's columns (Field, Type, Null, Key, Default,
   Extra);
-- :func:`pseudo_columns` (before qualify): Qserv's ``chunkId`` and ``subChunkId`` columns
-  of partitioned tables → :class:`ChunkColumn` nodes, which :func:`expand_pseudo_columns`
-  (after the type pass) writes as our ``chunk_id`` (a HEALPix NUNIQ id, not Qserv's chunk
-  number) and the row's sub-pixel within its chunk (0..63, three orders finer);
+- :func:`pseudo_columns` (before normalize and qualify): Qserv's ``chunkId`` and
+  ``subChunkId`` columns of partitioned tables → :class:`ChunkColumn` nodes, which
+  :func:`expand_pseudo_columns` (after the type pass) writes as our ``chunk_id`` (a
+  HEALPix NUNIQ id, not Qserv's chunk number) and the row's sub-pixel within its chunk
+  (0..63, three orders finer);
 - :func:`mysql_semantics` (after the type pass, which it needs): ``LIKE`` on a number
   compares its text; ``HEX``; integer ``+ - *`` in 64 bits; ``/`` of exact numbers is
   decimal with MySQL's scale (the dividend's + 4); ``DIV`` is a BIGINT; ``DIV`` and ``%``

@@ -79,9 +79,9 @@ def _plan(
     qserv = lang.strip().lower() == "qserv"
     if qserv:
         parsed = mysql.show_columns(parsed, mysql.describer(ctx))
-    tree = normalize(parsed, copy=False)
-    pseudo = qserv and mysql.pseudo_columns(tree, mysql.column_finder(ctx))
-    tree = qualify(tree, catalogs=ctx.catalogs)
+    # chunkId / subChunkId before normalize folds their case (the result keeps it)
+    pseudo = qserv and mysql.pseudo_columns(parsed, mysql.column_finder(ctx))
+    tree = qualify(normalize(parsed, copy=False), catalogs=ctx.catalogs)
     check_row_references(tree)
     check_allowed(tree)
     convert_units(tree, catalogs=ctx.catalogs)

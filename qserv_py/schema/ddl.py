@@ -24,6 +24,7 @@ from qserv_py.schema.model import (
     Table,
     TableKind,
     identifier_problem,
+    sql_identifier,
 )
 
 #: PostgreSQL truncates longer identifiers (NAMEDATALEN - 1).
@@ -132,18 +133,21 @@ def _partitioned_table(
     columns = [_column(c) for c in table.columns]
     columns += [f"{SPATIAL_INDEX} bigint NOT NULL", f"{CHUNK_ID} bigint NOT NULL"]
     key = table.key_column if table.kind is TableKind.DIRECTOR else table.director_key
-    indexed = [SPATIAL_INDEX] + ([_ident(key)] if key else [])
+    indexed = [SPATIAL_INDEX] + ([key.lower()] if key else [])
     return [
         f"CREATE TABLE {schema}.{name} (\n    " + ",\n    ".join(columns) + "\n)"
         + (f" PARTITION BY LIST ({CHUNK_ID})" if list_partitions else ""),
-        *(f"CREATE INDEX {index(name, col)} ON {schema}.{name} ({col})" for col in indexed),
+        *(
+            f"CREATE INDEX {index(name, col)} ON {schema}.{name} ({sql_identifier(col)})"
+            for col in indexed
+        ),
     ]
 
 
 def _replicated_table(schema: str, table: Table) -> str:
     items = [_column(c) for c in table.columns]
     if table.primary_key:
-        items.append(f"PRIMARY KEY ({', '.join(_ident(c) for c in table.primary_key)})")
+        items.append(f"PRIMARY KEY ({', '.join(sql_identifier(c) for c in table.primary_key)})")
     return f"CREATE TABLE {schema}.{table.sql_name} (\n    " + ",\n    ".join(items) + "\n)"
 
 
@@ -156,7 +160,9 @@ def _column(column: Column) -> str:
     'band char(1)'
     """
     null = "" if column.nullable else " NOT NULL"
-    return f"{_ident(column.name)} {column.pg_type}{null}"
+    if identifier_problem(column.name, column=True) is not None:
+        raise ValueError(f"cannot use {column.name!r} in generated SQL")
+    return f"{column.sql_ident} {column.pg_type}{null}"
 
 
 def _ident(name: str) -> str:

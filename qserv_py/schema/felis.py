@@ -58,10 +58,10 @@ _TABLE_KEYS = (
     "qserv:director",
     "qserv:director_key",
 )
+#: keys that only tables of these kinds may have
 _KIND_KEYS = {
-    TableKind.DIRECTOR: ("qserv:ra_column", "qserv:dec_column"),
-    TableKind.CHILD: ("qserv:director", "qserv:director_key"),
-    TableKind.REPLICATED: (),
+    ("qserv:ra_column", "qserv:dec_column"): (TableKind.DIRECTOR, TableKind.CHILD),
+    ("qserv:director", "qserv:director_key"): (TableKind.CHILD,),
 }
 _NUMERIC = ("float", "double")
 _TYPE_FAMILIES = (
@@ -234,7 +234,7 @@ class _Reader:
     def check_identifier(
         self, name: str, what: str, table: str | None = None, column: str | None = None
     ) -> None:
-        problem = identifier_problem(name)
+        problem = identifier_problem(name, column=what == "column name")
         if problem is not None:
             self.error(f"invalid {what}: {problem}; rename it", table, column)
 
@@ -437,24 +437,39 @@ class _Reader:
             table.kind = TableKind(value)
         except ValueError:
             self.error(f"unknown qserv:kind {value!r}; use one of {kinds}", table.name)
-        for kind, keys in _KIND_KEYS.items():
+        for keys, allowed in _KIND_KEYS.items():
             for key in keys:
-                if kind is not table.kind and key in table.doc:
+                if table.kind not in allowed and key in table.doc:
+                    names = " and ".join(k.value for k in allowed)
                     self.error(
-                        f"{key} applies only to {kind.value} tables, and this table is "
+                        f"{key} applies only to {names} tables, and this table is "
                         f"qserv:kind {table.kind.value}; remove it or change the kind",
                         table.name,
                     )
         if table.kind is TableKind.DIRECTOR:
             self.resolve_director(table)
+        elif table.kind is TableKind.CHILD and (
+            "qserv:ra_column" in table.doc or "qserv:dec_column" in table.doc
+        ):
+            # a child's own position: qserv_areaspec_* filters it, and a load can place its
+            # rows whose director key is unknown by it (place_unknown_by_position)
+            self.resolve_position(
+                table,
+                "child table with only one of qserv:ra_column, "
+                "qserv:dec_column; give both, or neither",
+            )
 
     def resolve_director(self, table: _RawTable) -> None:
+        self.resolve_position(table, "director table without {key}")
+        self.resolve_director_key(table)
+
+    def resolve_position(self, table: _RawTable, missing: str) -> None:
         axes = (("qserv:ra_column", "right ascension"), ("qserv:dec_column", "declination"))
         for key, axis in axes:
             ref = table.doc.get(key)
             if ref is None:
                 self.error(
-                    f"director table without {key}; add `{key}: <column>` naming its "
+                    f"{missing.format(key=key)}; add `{key}: <column>` naming its "
                     f"{axis} column (degrees)",
                     table.name,
                 )
@@ -467,6 +482,8 @@ class _Reader:
                     column.name,
                 )
             setattr(table, "ra_column" if key == "qserv:ra_column" else "dec_column", column.name)
+
+    def resolve_director_key(self, table: _RawTable) -> None:
         if not table.primary_key:
             self.error(
                 f'director table without primaryKey; add `primaryKey: "#{table.name}.<column>"` '

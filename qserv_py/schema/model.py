@@ -57,9 +57,11 @@ FELIS_TO_VOTABLE: dict[str, str] = {
 SPATIAL_INDEX = "spatial_index"
 CHUNK_ID = "chunk_id"
 
-#: Catalog, table and column names: generated SQL uses them unquoted (lower-cased), so they
-#: are plain ASCII identifiers, not PostgreSQL reserved words, and at most 55 characters
+#: Catalog, table and column names are plain ASCII identifiers of at most 55 characters
 #: (PostgreSQL's limit is 63; the rest leaves room for suffixes such as ``_overlap``).
+#: Generated SQL writes them lower-cased; catalog and table names unquoted, so they may not
+#: be PostgreSQL reserved words, column names through :func:`sql_identifier`, quoted when
+#: they are one (real catalogs have columns named ``offset``, ``order``, ``size``...).
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_IDENTIFIER_LENGTH = 55
 
@@ -78,8 +80,9 @@ user using variadic verbose when where window with
 PG_RESERVED_WORDS = frozenset(_PG_RESERVED.split())
 
 
-def identifier_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a catalog, table or column name, or None if it can.
+def identifier_problem(name: str, *, column: bool = False) -> str | None:
+    """Why ``name`` cannot be a catalog, table or (``column``) column name, or None if it
+    can. A column may be a reserved word: generated SQL quotes it.
 
     >>> identifier_problem("coord_ra") is None
     True
@@ -87,6 +90,8 @@ def identifier_problem(name: str) -> str | None:
     "'coord-ra' is not a valid identifier: use letters, digits and _, not starting with a digit"
     >>> identifier_problem("Order")
     "'Order' is a reserved word in PostgreSQL"
+    >>> identifier_problem("Order", column=True) is None
+    True
     """
     if not IDENTIFIER_RE.fullmatch(name):
         return (
@@ -95,9 +100,20 @@ def identifier_problem(name: str) -> str | None:
         )
     if len(name) > MAX_IDENTIFIER_LENGTH:
         return f"{name!r} is {len(name)} characters long; the limit is {MAX_IDENTIFIER_LENGTH}"
-    if name.lower() in PG_RESERVED_WORDS:
+    if name.lower() in PG_RESERVED_WORDS and not column:
         return f"{name!r} is a reserved word in PostgreSQL"
     return None
+
+
+def sql_identifier(name: str) -> str:
+    """A column name as generated SQL writes it: lower-cased, and double-quoted if it is a
+    PostgreSQL reserved word.
+
+    >>> sql_identifier("coord_RA"), sql_identifier("Offset")
+    ('coord_ra', '"offset"')
+    """
+    folded = name.lower()
+    return f'"{folded}"' if folded in PG_RESERVED_WORDS else folded
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,11 @@ class Column:
     @property
     def sql_name(self) -> str:
         return self.name.lower()
+
+    @property
+    def sql_ident(self) -> str:
+        """The name as generated SQL writes it (quoted if reserved, see sql_identifier)."""
+        return sql_identifier(self.name)
 
     @property
     def pg_type(self) -> str:

@@ -231,7 +231,7 @@ BAD_FILES = [
     ("bad_duplicate_column", "Object", "Coord_RA", ["duplicate column name", "'coord_ra'"]),
     ("bad_identifier", "Object", "psf-flux", ["invalid column name", "not a valid identifier"]),
     ("bad_identifier_too_long", "ccd_visit_metadata", None, ["56 characters", "limit is 55"]),
-    ("bad_reserved_word", "Object", "order", ["reserved word"]),
+    ("bad_reserved_word", "Order", None, ["invalid table name", "reserved word"]),
     ("bad_reserved_column", "Object", "chunk_id", ["reserved", "rename the column"]),
 ]  # fmt: skip
 
