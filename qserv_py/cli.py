@@ -244,6 +244,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         min_order=args.min_order,
         max_order=args.max_order,
         fixed_order=args.order,
+        place_unknown_by_position=args.place_unknown_by_position,
     )
     progress = ProgressLine()
     try:
@@ -742,6 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-order", type=int, default=1, help="coarsest chunk order (default 1)")
     p.add_argument("--max-order", type=int, default=10, help="finest chunk order (default 10)")
     p.add_argument("--order", type=int, help="one fixed chunk order instead of adaptive")
+    p.add_argument(
+        "--place-unknown-by-position",
+        action="store_true",
+        help="child tables: place rows whose director key is unknown by their own position "
+        "(qserv:ra_column/dec_column), as Qserv does, instead of refusing the load",
+    )
     p.set_defaults(handler=cmd_load)
 
     txn = sub.add_parser("txn", help="load transactions: list, publish, resume, abort")
