@@ -178,7 +178,7 @@ class _Recogniser:
         self.set_expression()
         if self.accept("ORDER"):
             self.expect("BY", "BY after ORDER")
-            self.comma_list(self.order_term, "an ORDER BY term")
+            self.comma_list(self.order_term, "an ORDER BY term", values=True)
         if self.accept("OFFSET"):
             self.unsigned_integer("OFFSET")
         if self.accept("LIMIT"):  # extension: TOP's PostgreSQL spelling
@@ -217,7 +217,7 @@ class _Recogniser:
         if self.at("FROM"):
             self.fail("a column, an expression or *", note=" (the SELECT lists no columns)")
         if not self.accept("*"):
-            self.comma_list(self.select_item, "a column or an expression")
+            self.comma_list(self.select_item, "a column or an expression", values=True)
         if not self.at("FROM"):
             self.fail("FROM" if self.tok.kind == "end" else "FROM (or ',' and another column)")
         self.i += 1
@@ -226,30 +226,29 @@ class _Recogniser:
             self.search_condition()
         if self.accept("GROUP"):
             self.expect("BY", "BY after GROUP")
-            self.comma_list(self.value_expression, "a GROUP BY term")
+            self.comma_list(self.value_expression, "a GROUP BY term", values=True)
         if self.accept("HAVING"):
             self.search_condition()
 
-    def comma_list(self, item: Callable[[], object], what: str) -> int:
-        """Items separated by commas; returns how many."""
-        first = self.i
-        try:
-            item()
-        except _Mismatch as exc:
-            if exc.index == first and not exc.final:
-                self.fail(what, note=exc.note)
-            raise
-        count = 1
-        while self.accept(","):
+    def comma_list(self, item: Callable[[], object], what: str, *, values: bool = False) -> int:
+        """Items separated by commas; returns how many. In a list of ``values``, a run
+        of numbers the lexer took as one token counts as its numbers."""
+        count = 0
+        while True:
+            if values and self.tok.kind == "numbers":  # it ends with ",": an item follows
+                count += self.tok.text.count(",")
+                self.i += 1
+                continue
             start = self.i
             try:
                 item()
             except _Mismatch as exc:
                 if exc.index == start and not exc.final:
-                    self.fail(f"{what} after ','", note=exc.note)
+                    self.fail(f"{what} after ','" if count else what, note=exc.note)
                 raise
             count += 1
-        return count
+            if not self.accept(","):
+                return count
 
     def select_item(self) -> None:
         t, dot, star = self.tok, self.peek(), self.peek(2)
@@ -414,7 +413,7 @@ class _Recogniser:
                 while tokens[i].kind in ("number", "string") and tokens[i + 1].key == ",":
                     i += 2
                 self.i = i
-                self.comma_list(self.value_expression, "a value")
+                self.comma_list(self.value_expression, "a value", values=True)
                 self.expect(")")
         elif self.accept("LIKE", "ILIKE"):
             self.value_expression()
@@ -527,7 +526,7 @@ class _Recogniser:
         if word in GEOMETRY and self.tok.kind == "string" and self.peek().text == ",":
             count = -1  # the coordinate system (ADQL 2.1 §4.2.5) is not counted
         if not self.at(")"):
-            count += self.comma_list(self.value_expression, "an argument")
+            count += self.comma_list(self.value_expression, "an argument", values=True)
         self.expect(")")
         if self.at("OVER"):
             self.fail(

@@ -17,6 +17,7 @@ _LEXEME = re.compile(
     r"""
     (?P<space>\s+)
   | (?P<comment>--[^\n]*|/\*.*?\*/)
+  | (?P<numbers>(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?[ \t\r\n]*,[ \t\r\n]*){16,})
   | (?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
   | (?P<word>[A-Za-z][A-Za-z0-9_]*)
   | (?P<name>"(?:[^"]|"")*")
@@ -28,8 +29,12 @@ _LEXEME = re.compile(
 )
 
 
+_NUMBER_OR_COMMA = re.compile(r"(?P<number>[^,\s]+)|(?P<op>,)")
+
+
 class Token(NamedTuple):
-    kind: str  # word, name, string, number, op, end
+    #: word, name, string, number, op, end; numbers: a run of at least 16 "number,"
+    kind: str
     text: str
     start: int
     #: what the grammar compares: a word in upper case, anything else as written
@@ -38,6 +43,8 @@ class Token(NamedTuple):
     def shown(self) -> str:
         if self.kind == "end":
             return "the end of the query"
+        if self.kind == "numbers":
+            return repr(self.text.split(",")[0].strip())
         return self.key if self.kind == "word" and is_keyword(self.text) else repr(self.text)
 
 
@@ -77,6 +84,20 @@ def tokenize(text: str) -> list[Token]:
         value = match.group()
         if kind == "word":
             append(Token(kind, value, match.start(), value.upper()))
+            continue
+        if kind == "numbers":  # "1, 2, 3, ..., " as one token: long IN lists stay cheap
+            if tokens and tokens[-1].text in ("(", ","):
+                append(Token(kind, value, match.start(), kind))
+                continue
+            for part in _NUMBER_OR_COMMA.finditer(value):  # elsewhere: one token each
+                append(
+                    Token(
+                        part.lastgroup or "",
+                        part.group(),
+                        match.start() + part.start(),
+                        part.group(),
+                    )
+                )
             continue
         if kind == "bad":
             fail_at(text, match.start(), _bad_character(text, match.start()))
