@@ -15,6 +15,9 @@ annotations saying how each table is laid out on the workers::
       qserv:kind: child
       qserv:director: Object
       qserv:director_key: objectId    # optional if a ForeignKey references Object's key
+      qserv:ra_column: ra             # optional: the child's own position (both or
+      qserv:dec_column: dec           # neither): areaspec filters by it, and a load can
+                                      # place rows of unknown director key by it
 
 Every other key (``mysql:``, ``tap:``, ``votable:``, ``indexes`` ...) is accepted and
 ignored. Every problem raises :class:`~qserv_py.errors.SchemaError` naming the file, the
