@@ -105,6 +105,16 @@ def _summary(report: Any) -> str:
         if report.pending_drops:
             lines.append(f"  {report.pending_drops} old copies are dropped later (by the next run)")
         return "\n".join(lines)
+    if hasattr(report, "unavailable"):  # replication on Citus: its placements
+        for name, (shards, fewest, level) in sorted(report.catalogs.items()):
+            lines.append(
+                f"  {name}: {shards} shards, the fewest placements of one {fewest}, level {level}"
+            )
+        for table, shard in report.unavailable:
+            lines.append(f"  shard {shard} of {table}: no placement on an active node")
+        if report.healthy:
+            lines.append("  every shard has its catalog's level of placements on active nodes")
+        return "\n".join(lines)
     if hasattr(report, "shards_before"):  # a drain or rebalance through Citus
         lines.append(f"  {report.moved} shards moved by Citus in {report.seconds:.1f} s")
         lines.append(f"  {'NODE':<21} {'SHARDS BEFORE':>14} {'SHARDS AFTER':>14}")

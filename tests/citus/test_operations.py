@@ -260,4 +260,7 @@ def test_drain_and_remove_a_node_through_citus(
     assert [w.name for w in read_cluster_file(Path(root)).citus_workers] == ["worker1", "worker2"]
     assert "worker3" not in [i.name for i in citus_cluster.instances()]
     assert not (citus_cluster.root / "worker3").exists()
+    capsys.readouterr()
+    assert main(["--cluster", root, "replicate"]) == 0
+    assert f"  {CATALOG}: " in capsys.readouterr().out
     _check(connect(spec, default_catalog=CATALOG), answers)
