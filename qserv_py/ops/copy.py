@@ -10,8 +10,8 @@ FROM STDIN`` on the target (rows are never decoded here). The new tables
 ``wal_level = minimal``). Once committed they are still unattached, so queries never see
 them; their indexes (the source partition's) and checksums are then made on
 several target sessions at once. The check: each table's row count and order-independent
-checksum (the sum of every row's ``hash_record_extended``) equal the source's, taken in
-the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
+checksum (the sum of every row's 64-bit hash, :func:`row_hash`) equal the source's, taken
+in the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
 dropped (:func:`drop_leftovers`, by the copy's record after a crash). Their planner
 statistics are made once they are published (:func:`analyze`): they do not decide
 whether the copy is right, and replication is restored without waiting for them.
@@ -52,7 +52,7 @@ PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
 
 Work = Callable[[psycopg.Connection], None]
-#: ("index", table, statement) | ("check", table, columns)
+#: ("index", table, statement) | ("check", table, the row hash's SQL)
 _Task = tuple[str, str, str]
 
 
@@ -144,7 +144,9 @@ def build(
                 conn.execute("SELECT set_config('application_name', %s, false)", (app,))
             parts = held_parts(src, schema, chunk_parts(catalog, chunk))
             _check_complete(parts, expected, catalog, chunk, source)
-            columns = {p.partition: _columns(tgt, schema, p.parent) for p in parts}
+            hashes = {
+                p.partition: row_hash(_columns(tgt, schema, p.parent, typed=True)) for p in parts
+            }
             src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if parts:  # a load cannot replace them while they are copied
                 names = ", ".join(f"{schema}.{p.partition}" for p in parts)
@@ -155,7 +157,7 @@ def build(
             # the source's checksums, in the copy's snapshot, on a session of their own from
             # the start: they overlap the stream (which the target's side bounds)
             with ThreadPoolExecutor(1) as pool:
-                sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, columns)
+                sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, hashes)
                 with tgt.transaction():
                     streamed = []
                     for n, part in enumerate(parts):
@@ -166,7 +168,7 @@ def build(
                 tasks: list[_Task] = []
                 for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
                     # the checksum (a full scan) first, beside the index builds; ANALYZE last
-                    tasks.append(("check", temp, ", ".join(columns[part.partition])))
+                    tasks.append(("check", temp, hashes[part.partition]))
                     tasks += [
                         ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
                     ]
@@ -269,7 +271,7 @@ def _finish(
             if kind == "index":
                 conn.execute(text)
             else:
-                found[temp] = _checksum(conn, schema, temp, text.split(", "))
+                found[temp] = _checksum(conn, schema, temp, text)
 
     def session() -> None:
         with connect(target, autocommit=True) as conn:
@@ -325,14 +327,54 @@ def _oids(conn: psycopg.Connection, schema: str, parts: list[Part]) -> dict[str,
     return {str(name): int(oid) for name, oid in rows}
 
 
-def _checksum(
-    conn: psycopg.Connection, schema: str, table: str, columns: list[str]
-) -> tuple[int, int]:
-    """(rows, the sum of the rows' 64-bit hashes): equal sums, equal multisets of rows
-    but for a hash collision."""
+#: the seeded 64-bit hash function of a column type, where PostgreSQL has one to call by
+#: name (the one its hash operator class uses); any other type is hashed as a record
+#: of one column, which costs a tuple a row
+TYPE_HASHES = {
+    "smallint": "hashint2extended",
+    "integer": "hashint4extended",
+    "bigint": "hashint8extended",
+    "real": "hashfloat4extended",
+    "double precision": "hashfloat8extended",
+    "numeric": "hash_numeric_extended",
+    "text": "hashtextextended",
+    "character varying": "hashtextextended",
+}
+
+
+def row_hash(columns: list[tuple[str, str]]) -> str:
+    """SQL of a row's 64-bit hash from its (name, type) ``columns``: the XOR of each
+    column's hash, seeded by the column's position (equal values in two columns do not
+    cancel; a value moved to another column changes it), a NULL hashed as the position
+    plus one. Equal rows hash equal on any server of the same major version.
+
+    About 40 % cheaper than ``hash_record_extended(ROW(...))``, which builds a tuple of
+    each row to take it apart again (1M rows of 42 columns: 6.1 s against 9.8 s in one
+    run on a loaded machine): the checksums are a large part of a chunk copy's CPU.
+
+    >>> row_hash([("ra", "double precision"), ("order", "character varying(8)")])
+    'coalesce(hashfloat8extended("ra", 0), 1) # coalesce(hashtextextended("order", 1), 2)'
+    >>> row_hash([("t", "timestamp without time zone")])
+    'coalesce(hash_record_extended(ROW("t"), 0), 1)'
+    """
+    terms = []
+    for i, (name, type_) in enumerate(columns):
+        column = sql.Identifier(name).as_string(None)
+        function = TYPE_HASHES.get(type_.split("(")[0])
+        hashed = (
+            f"{function}({column}, {i})"
+            if function
+            else f"hash_record_extended(ROW({column}), {i})"
+        )
+        terms.append(f"coalesce({hashed}, {i + 1})")
+    return " # ".join(terms)
+
+
+def _checksum(conn: psycopg.Connection, schema: str, table: str, hashed: str) -> tuple[int, int]:
+    """(rows, the sum of the rows' 64-bit hashes ``hashed``): equal sums, equal multisets
+    of rows but for a hash collision."""
     row = conn.execute(
-        f"SELECT count(*), coalesce(sum(hash_record_extended(ROW({_quoted(columns)}), 0)), 0)"
-        f" FROM {schema}.{table}"
+        f"SELECT count(*), coalesce(sum({hashed}), 0) FROM {schema}.{table}"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
@@ -344,7 +386,7 @@ def _source_checksums(
     snapshot: str,
     schema: str,
     parts: list[Part],
-    columns: dict[str, list[str]],
+    hashes: dict[str, str],
 ) -> dict[str, tuple[int, int]]:
     """Row counts and checksums of the source's partitions, in the copy's snapshot."""
     with connect(source, autocommit=True) as conn:
@@ -353,7 +395,7 @@ def _source_checksums(
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         found = {}
         for part in parts:  # in the target's column order: equal rows, equal hashes
-            found[part.partition] = _checksum(conn, schema, part.partition, columns[part.partition])
+            found[part.partition] = _checksum(conn, schema, part.partition, hashes[part.partition])
         conn.execute("ROLLBACK")
         return found
 
