@@ -490,6 +490,11 @@ def test_sign_in_see_only_your_jobs_and_download_a_result(
     with portal(browser, served.url) as page:
         page.click("#tabs button[data-view=jobs]")  # not signed in: the lists say why
         page.get_by_text("sign in with your token").first.wait_for()
+        page.click("#tabs button[data-view=query]")  # an async query needs a user too
+        page.check("input[name=mode][value=async]")
+        write(page, text)
+        run(page)
+        assert "for its users only: sign in" in page.inner_text("#error")
         page.fill("#token", "not-a-token")
         page.click("#signin")
         page.wait_for_function("document.querySelector('#status').textContent.includes('token')")
@@ -499,9 +504,6 @@ def test_sign_in_see_only_your_jobs_and_download_a_result(
         page.wait_for_function("document.querySelector('#signin').textContent === 'Sign out'")
         assert page.inner_text("#user") == "t16alice"
 
-        page.click("#tabs button[data-view=query]")
-        page.check("input[name=mode][value=async]")
-        write(page, text)
         run(page)
         assert page.is_hidden("#error"), page.inner_text("#error")
         job = re.search(r"job (\S+): COMPLETED", page.inner_text("#status")).group(1)  # type: ignore[union-attr]
@@ -519,6 +521,7 @@ def test_sign_in_see_only_your_jobs_and_download_a_result(
             "#jobs tr[data-job]", "rows => rows.map(r => r.cells[1].textContent)"
         )
         assert set(owners) == {"t16alice"}
+        page.locator("#queries tr[data-query]").first.wait_for()  # loaded beside the jobs
         queries = page.eval_on_selector_all(
             "#queries tr[data-query]", "rows => rows.map(r => r.cells[2].textContent)"
         )

@@ -89,6 +89,10 @@ async function run(then = null) {
   if (state.running) state.running.abort();
   clearError();
   const opts = options();
+  if (refused(opts.mode)) {
+    showError(signInFirst(`${opts.mode} queries`, opts.mode === "async" ? " (or run it sync)" : ""));
+    return;
+  }
   $("#run").disabled = true;
   $("#cancel").hidden = false;
   try {
@@ -463,6 +467,10 @@ $("#xmatch-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearError("#xm-error");
   const file = $("#xm-file").files[0];
+  if (refused("uploads")) {
+    showError(signInFirst("cross-matches of uploaded lists"), "#xm-error");
+    return;
+  }
   const fields = {
     radius: $("#xm-radius").value, ra: $("#xm-ra").value, dec: $("#xm-dec").value,
     table: $("#xm-table").value, columns: $("#xm-columns-out").value,
@@ -587,6 +595,12 @@ function listFailed(list, error) {
   cell.textContent = error.status === 401
     ? "This service has users: sign in with your token (top right) to see your work."
     : error.message;
+}
+
+/** The error that says what needs a signed-in user on this service. */
+function signInFirst(what, other = "") {
+  return new api.ServiceError(`this service runs ${what} for its users only: sign in ` +
+    `with your token (top right)${other}`, 401);
 }
 
 /** Whether the service would refuse a route group to this page (auth = token, signed
