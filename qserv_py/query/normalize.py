@@ -166,6 +166,13 @@ def postgres_functions(tree: exp.Expression) -> None:
 
 def check_geometry(tree: exp.Expression) -> None:
     """Points and regions only where a predicate uses them; AreaSpec only in WHERE."""
+    for cast in find_all(tree, exp.Cast):
+        target = cast.to.sql().upper()
+        if target in ("POINT", "CIRCLE", "POLYGON"):
+            raise QueryRefused(
+                f"CAST to {target} is not supported: build the value with {target}(...), as "
+                "in POINT(ra, dec)"
+            )
     for point in find_all(tree, geo.Point):
         if geometry_value(point):
             continue
