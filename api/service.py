@@ -20,12 +20,7 @@ import pyarrow as pa
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
 from qserv_py.config import Settings
-from qserv_py.errors import (
-    InstanceUnreachable,
-    QueryRefused,
-    ResultTooLarge,
-    ServiceMemoryFull,
-)
+from qserv_py.errors import InstanceUnreachable, QueryRefused, ResultTooLarge
 from qserv_py.exec import memory
 from qserv_py.exec import uploads as upload_tables
 from qserv_py.exec.dispatch import close_pools
@@ -157,14 +152,15 @@ class Service:
                 )
                 memory.CEILING.check(f"the result of query {result.query_id}")
         except ResultTooLarge as exc:
-            if granted < max_bytes:  # the memory ceiling, not the setting, stopped it
-                raise ServiceMemoryFull(
+            if granted < max_bytes:  # the memory ceiling lowered the limit: still a 400
+                raise ResultTooLarge(
                     f"{exc.message}: the limit (setting result_max_bytes_{mode} = "
                     f"{max_bytes:,}) was lowered to {granted:,} bytes to fit under the "
                     f"service process's memory ceiling (setting {memory.SETTING}; a result "
                     f"may cost {memory.RESULT_FACTOR} times its size while it is rendered, "
                     "and running queries hold their share): ask for fewer rows or columns, "
-                    "or try again when fewer queries run"
+                    "or try again when fewer queries run",
+                    limit=granted,
                 ) from exc
             raise ResultTooLarge(
                 f"{exc.message} (setting result_max_bytes_{mode}"

@@ -327,6 +327,19 @@ def _check_select(select: exp.Select) -> None:
                     f"a row value {row.sql()} cannot be (part of) a result column, as in "
                     f"{value.sql()}: select its values as separate columns"
                 )
+    # a sort or group key is a column of the merge table too
+    for clause, keys, advice in (
+        ("ORDER BY", select.args.get("order"), "sort by its values: ORDER BY a, b"),
+        ("GROUP BY", select.args.get("group"), "group by its values: GROUP BY a, b"),
+    ):
+        for key in keys.expressions if keys is not None else ():
+            value = key.this if isinstance(key, exp.Ordered) else key
+            rows = [value] if isinstance(value, exp.Tuple) else []
+            rows += [r for r in find_all(value, exp.Tuple) if not _compared(r, value)]
+            if rows:
+                raise QueryRefused(
+                    f"a row value {rows[0].sql()} cannot be (part of) a key of {clause}: {advice}"
+                )
 
 
 def _compared(row: exp.Expr, top: exp.Expr) -> bool:

@@ -163,8 +163,9 @@ def test_the_memory_ceiling_holds_for_huge_results_and_uploads(
 ) -> None:
     """A service process (its own, uvicorn) with a memory ceiling of 480 MB and sync
     limits far above it (2 GB results, 1 GB uploads): ``SELECT repeat('x', 100000000)``
-    and a 60 MB upload (declared, and streamed without a length) are refused with 503
-    naming ``service_max_memory_mb``; a result within the grant and a small upload run;
+    is stopped at the byte limit the ceiling lowered (400 naming ``service_max_memory_mb``)
+    and a 60 MB upload (declared, and streamed without a length) is refused with 503
+    naming it; a result within the grant and a small upload run;
     a REST result over its own smaller limit is stopped by the servers (400 naming
     ``result_max_bytes_rest``); the process's peak resident memory stays under the
     ceiling (without the limits, libpq alone held the whole value: issue 13's 16 GB;
@@ -209,7 +210,8 @@ def test_the_memory_ceiling_holds_for_huge_results_and_uploads(
             huge = http.get(
                 "/tap/sync", params={"LANG": "PostgreSQL", "QUERY": BIG.format(n=100_000_000)}
             )
-            assert huge.status_code == 503 and "service_max_memory_mb" in huge.text, huge.text
+            assert huge.status_code == 400 and "service_max_memory_mb" in huge.text, huge.text
+            assert "was lowered to" in huge.text and "result_max_bytes_sync" in huge.text
             rest = http.post(
                 "/api/v1/query", json={"query": BIG.format(n=20_000_000), "lang": "postgresql"}
             )

@@ -25,6 +25,22 @@ def test_a_row_value_in_a_result_column_is_refused(client: Client, column: str) 
     assert info.value.http_status == 400
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT objectId FROM Object ORDER BY (350, -10, 10, 15) LIMIT 2",
+        "SELECT objectId FROM Object ORDER BY COALESCE((1, 2), (3, 4)) LIMIT 2",
+        "SELECT COUNT(*) FROM Object GROUP BY (coord_ra, coord_dec)",
+    ],
+)
+def test_a_row_value_as_a_sort_or_group_key_is_refused(client: Client, text: str) -> None:
+    """(bench/fuzz.py: ``ORDER BY (350, -10, 10, 15)`` was the same 500, and the next
+    request on its connection was dropped)"""
+    with pytest.raises(QueryRefused, match="row value") as info:
+        client.plan(text, "postgresql")
+    assert info.value.http_status == 400
+
+
 def test_compared_rows_run(client: Client) -> None:
     text = (
         "SELECT objectId, (objectId, 1) = (objectId, 1) AS same, "
