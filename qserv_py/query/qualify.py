@@ -180,6 +180,13 @@ def _suggest(name: str, known: list[str]) -> str:
 def qualify(tree: exp.Expression, *, catalogs: CatalogSet) -> exp.Expression:
     """Resolve tables and columns of ``tree`` (modified in place and returned)."""
     ctes = {cte.alias_or_name.lower() for cte in find_all(tree, exp.CTE)}
+    for node in find_all(tree, exp.Table, exp.Column):
+        if node.args.get("catalog"):  # catalog.schema.table: no level above schemas here
+            raise UnknownName(
+                f"{node.sql()}: names here have no part before the catalog (the catalogs "
+                "are the schemas), so write catalog.table or catalog.table.column, as in "
+                "qt.Object.objectId"
+            )
     for table in find_all(tree, exp.Table):
         if not table.args.get("db") and table.name.lower() in ctes:
             continue
