@@ -220,6 +220,8 @@ def mysql_semantics(tree: exp.Expression) -> bool:
             op.set("this", exp.cast(op.this.copy(), exp.DType.BIGINT))
             changed = True
     for div in list(find_all(tree, exp.Div)):
+        if geo.number(div) is not None:
+            continue  # constants (a radius 1 / 3600.0) keep their value, see docs/qserv-sql.md
         scale = _scale(div.this)
         if scale is not None and _scale(div.expression) is not None:
             quotient = exp.Div(

