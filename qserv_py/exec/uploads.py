@@ -204,7 +204,8 @@ def _inline(
     chunk; all rows of another upload). Nothing is made on the workers, so the query
     saves the tables' creation, filling, analysis and drop (round trips on each worker),
     and a failed worker's chunks need nothing shipped. None when an upload is too large
-    (a statement would hold more than INLINE_ROWS rows), has a column whose values are
+    (a statement would hold more than INLINE_ROWS rows) or too wide (more than
+    INLINE_COLUMNS columns), has a column whose values are
     not written exactly as text here, or is not named with an alias in the SQL."""
     if spec.backend == "citus":
         return None
@@ -213,6 +214,8 @@ def _inline(
     branches = max(1, min(batch_chunks, max((len(c) for c in plan.chunks.values()), default=1)))
     if matched + whole * branches > INLINE_ROWS:
         return None
+    if any(len(u.columns) > INLINE_COLUMNS for u in plan.uploads):
+        return None  # a wide upload goes as a table (which also names PostgreSQL's limits)
     for found in _TOKEN.finditer(plan.worker_sql):
         if found.group(1) is not None and not _ALIASED.match(plan.worker_sql, found.end()):
             return None
@@ -258,6 +261,8 @@ def _inline(
 
 #: the most rows of uploads that one worker statement holds in its text (see _inline)
 INLINE_ROWS = 5_000
+#: the most columns of an upload written into statements (a wider one is shipped)
+INLINE_COLUMNS = 64
 _ALIASED = re.compile(r"\s+AS\s", re.IGNORECASE)
 
 
