@@ -12,8 +12,13 @@ times :data:`RESULT_FACTOR` / :data:`UPLOAD_FACTOR`. Each query and each upload 
   (the servers then stop a larger result, :mod:`qserv_py.exec.limits`), so a busy
   process gives its later queries smaller limits rather than running out of memory;
 - an upload needs its whole size times the factor, or it is refused;
-- with less than :data:`MIN_GRANT` bytes to give, the request is refused at once with
-  :class:`~qserv_py.errors.ServiceMemoryFull` (503: try again later).
+- with less than :data:`MIN_GRANT` bytes to give, a result waits (up to
+  :data:`WAIT_S`) for the grants running now to be given back, as it would wait for a
+  worker session: fifty small queries at once on a process whose first queries took
+  large grants are queued, not refused. It is refused with
+  :class:`~qserv_py.errors.ServiceMemoryFull` (503: try again later) when nothing is
+  held that could free room (the process's own memory is the problem) or at the end of
+  the wait.
 
 A grant is held until the request's answer is sent (:func:`request_scope`, entered by
 the service's middleware and the async job runner), else until its ``with`` block ends.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -44,6 +50,8 @@ RESULT_FACTOR = 20
 UPLOAD_FACTOR = 8
 #: the smallest grant worth running a query with, bytes of rows
 MIN_GRANT = 1 << 20
+#: the longest a result waits for the grants held by other queries to be given back, s
+WAIT_S = 300.0
 SETTING = "service_max_memory_mb"
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -85,6 +93,7 @@ class Ceiling:
         self._rss = rss
         self._held = 0
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
 
     def configure(self, limit: int) -> None:
         with self._lock:
@@ -109,16 +118,23 @@ class Ceiling:
     def _give_back(self, amount: int) -> None:
         with self._lock:
             self._held -= amount
+            self._freed.notify_all()
 
     @contextmanager
     def result(self, max_bytes: int, what: str = "a query's result") -> Iterator[int]:
         """Grant a result of at most ``max_bytes`` (its setting's limit) what memory there
         is: yields the byte limit to run it with (``max_bytes`` or less)."""
+        deadline = time.monotonic() + WAIT_S
         with self._lock:
-            room = (self.limit - self._rss() - self._held) // (2 * RESULT_FACTOR)
-            granted = min(max_bytes, room)
-            if granted < min(max_bytes, MIN_GRANT):
-                raise self._full(what)
+            while True:
+                room = (self.limit - self._rss() - self._held) // (2 * RESULT_FACTOR)
+                granted = min(max_bytes, room)
+                if granted >= min(max_bytes, MIN_GRANT):
+                    break
+                left = deadline - time.monotonic()
+                if self._held <= 0 or left <= 0:  # nothing running could free room
+                    raise self._full(what)
+                self._freed.wait(min(left, 1.0))
             self._held += granted * RESULT_FACTOR
         with _held_until_answered(self, granted * RESULT_FACTOR):
             yield granted

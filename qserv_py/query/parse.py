@@ -27,7 +27,14 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from qserv_py.errors import QueryError, QueryParseError, QueryRefused
 from qserv_py.query import adql_grammar, adql_lexer
 from qserv_py.query.dialects import Adql, Qserv
-from qserv_py.query.guard import PlanLimits, check_text, check_tokens, check_tree
+from qserv_py.query.guard import (
+    PlanLimits,
+    check_text,
+    check_tokens,
+    check_tree,
+    compact_lists,
+    restore_lists,
+)
 from qserv_py.query.joins import flatten_joins
 
 DEFAULT_LIMITS = PlanLimits()
@@ -72,6 +79,7 @@ def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expr
     check_tokens(text, tokens, limits)
     if adql_tokens is not None:
         adql_grammar.check(text, adql_tokens)
+    tokens, lists = compact_lists(tokens)  # long IN lists of numbers: one token each
     parser = d.parser(error_level=ErrorLevel.IMMEDIATE, error_message_context=len(text) + 1)
     try:
         statements = [s for s in parser.parse(tokens, text) if s is not None]
@@ -90,6 +98,7 @@ def parse(text: str, lang: str, limits: PlanLimits = DEFAULT_LIMITS) -> exp.Expr
     # SQL text that passes compare (a GROUP BY key with a comment matched no select item)
     for node in statement.walk():
         node.comments = None
+    restore_lists(statement, lists)
     return check_tree(flatten_joins(statement), limits)
 
 
