@@ -123,6 +123,9 @@ def needs_user(settings: Settings, caller: Caller, group: str) -> bool:
 #: the challenge of a 401: a bearer token, or (for clients that only do HTTP Basic when
 #: challenged, such as TOPCAT) Basic with the token as the password
 CHALLENGE = 'Bearer realm="qserv_py", Basic realm="qserv_py"'
+#: the challenge a script in a browser gets (a request with ``X-Requested-With``, as the
+#: portal sends): a Basic challenge there would open the browser's own login dialog
+SCRIPT_CHALLENGE = b'Bearer realm="qserv_py"'
 
 
 def unauthenticated(message: str) -> StarletteHTTPException:
@@ -207,11 +210,17 @@ class Access:
         state = scope.setdefault("state", {})
         group = route_group(scope["method"], scope["path"])
         status, sent = 500, 0
+        scripted = _header(scope, b"x-requested-with") is not None
 
         async def counting_send(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if status == 401 and scripted:
+                    message["headers"] = [
+                        (k, SCRIPT_CHALLENGE if k.lower() == b"www-authenticate" else v)
+                        for k, v in message.get("headers", ())
+                    ]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)

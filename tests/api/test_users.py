@@ -123,6 +123,16 @@ def test_who_may_do_what(app: TestClient, tokens: dict[str, str]) -> None:
     ):
         assert response.status_code == 401, response.text
         assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "Basic" in response.headers["www-authenticate"]  # TOPCAT answers Basic
+    # a script in a browser (the portal) is challenged with Bearer only: a Basic challenge
+    # would open the browser's login dialog over the page
+    scripted = {"X-Requested-With": "XMLHttpRequest", "Authorization": "Bearer nope"}
+    for response in (
+        app.get("/tap/async", headers={"X-Requested-With": "XMLHttpRequest"}),
+        app.get("/tap/sync", params={"QUERY": QUERY}, headers=scripted),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == 'Bearer realm="qserv_py"'
     with_token = app.get("/tap/sync", params={"QUERY": QUERY}, headers=auth(tokens, "t13bob"))
     assert with_token.status_code == 200 and with_token.content == anonymous_sync.content
     # TOPCAT's way: HTTP Basic when challenged, the token as the password

@@ -18,10 +18,15 @@ export function setToken(value) {
 
 export const signedIn = () => Boolean(token);
 
+/** Marks the page's requests as a script's, so that a 401 challenges with Bearer only
+ *  (a Basic challenge would open the browser's login dialog over the page). */
+const SCRIPTED = { "X-Requested-With": "XMLHttpRequest" };
+
 /** fetch, with the user's token when signed in. */
 export function call(url, init = {}) {
-  if (!token) return fetch(url, init);
-  return fetch(url, { ...init, headers: { ...(init.headers || {}), Authorization: `Bearer ${token}` } });
+  const headers = { ...(init.headers || {}), ...SCRIPTED };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(url, { ...init, headers });
 }
 
 /** A failed request: its message as the service wrote it, and the line and column of a
@@ -68,7 +73,7 @@ export async function fetchBlob(url) {
  *  the service does not know is refused: a ServiceError with status 401). */
 export async function access(value = null) {
   const response = value == null ? await call("api/v1/access")
-    : await fetch("api/v1/access", { headers: { Authorization: `Bearer ${value.trim()}` } });
+    : await fetch("api/v1/access", { headers: { ...SCRIPTED, Authorization: `Bearer ${value.trim()}` } });
   return (await checked(response)).json();
 }
 
