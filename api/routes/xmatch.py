@@ -49,7 +49,7 @@ from qserv_py.api.forms import read_body, read_form
 from qserv_py.api.service import Service
 from qserv_py.api.uploads import read_table
 from qserv_py.errors import QueryRefused, UnknownName, UploadError
-from qserv_py.exec.plan import ExecPlan
+from qserv_py.exec.plan import ExecPlan, ResultColumn
 from qserv_py.exec.uploads import execute
 from qserv_py.schema.model import TableKind
 
@@ -243,6 +243,10 @@ def cross_match_plan(service: Service, req: XmatchRequest) -> tuple[ExecPlan, st
     )
     plan = service.client.plan(text, "adql", uploads={"targets": upload}, oracle=False)
     row, dist = len(names), len(plan.columns) - 1
+    separation = ResultColumn(
+        DISTANCE, "arcsec", "pos.angDistance", "angular separation of the target and the object"
+    )
+    plan = replace(plan, columns=(*plan.columns[:dist], separation))
     lowered = [c.lower() for c in wanted]
     order = [row, dist] + ([row + 1 + lowered.index(key.lower())] if key else [])
     out = [plan.columns[i].name for i in order]

@@ -137,9 +137,12 @@ def test_multipart_targets_and_formats(
     )
     assert response.status_code == 200, response.text
     if fmt == "votable":
-        table = parse_single_table(io.BytesIO(response.content)).to_table()
+        votable = parse_single_table(io.BytesIO(response.content))
+        table = votable.to_table()
         got = list(zip(table["src"], table["objectId"], table["distance"], strict=True))
         assert table["g_psfFlux"].unit == "nJy"
+        separation = votable.get_field_by_id_or_name("distance")
+        assert (separation.unit, separation.ucd) == ("arcsec", "pos.angDistance")
     elif fmt == "parquet":
         result = pq.read_table(io.BytesIO(response.content))
         got = list(
