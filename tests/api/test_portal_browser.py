@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from astropy.io.votable import parse_single_table
+from astropy.table import Table
 
 from qserv_py.client import Client
 from qserv_py.cluster.spec import ClusterSpec
@@ -264,6 +265,24 @@ def test_open_an_example_and_run_it(page: Any, served: Served, client: Client) -
     shot(page, "schema")
 
 
+def test_complete_a_column_from_tap_schema(page: Any) -> None:
+    page.wait_for_selector("body[data-schema=ready]", state="attached")
+    page.click(".cm-content")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("SELECT qt.Object.coord_r")
+    page.wait_for_selector(".cm-tooltip-autocomplete")
+    offered = page.eval_on_selector_all(
+        ".cm-tooltip-autocomplete li",
+        "items => items.map(i => [i.querySelector('.cm-completionLabel').textContent,"
+        " (i.querySelector('.cm-completionDetail') || {}).textContent || ''])",
+    )
+    labels = dict(offered)
+    assert "coord_ra" in labels, offered
+    assert labels["coord_ra"].startswith("[deg]")  # the column's unit, from TAP_SCHEMA
+    page.keyboard.press("Enter")  # take the first offer
+    assert editor_text(page).strip() == "SELECT qt.Object.coord_ra"
+
+
 def test_draw_a_circle_and_run_the_query_it_wrote(page: Any, client: Client) -> None:
     objects = client.query(POSITIONS)
     write(page, POSITIONS)
@@ -349,6 +368,28 @@ def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> N
     # the page reads the file's header (asynchronously) and picks the position columns
     page.wait_for_function("document.querySelector('#xm-dec').value === 'dec_deg'")
     assert page.input_value("#xm-ra") == "ra_deg"
+    # the same list as a VOTable (as TOPCAT writes one): the list that is cross-matched
+    votable = io.BytesIO()
+    rows = [line.split(",") for line in lines[1:]]
+    Table(
+        {
+            "name": [r[0] for r in rows],
+            "RA_ICRS": [float(r[1]) for r in rows],
+            "DE_ICRS": [float(r[2]) for r in rows],
+        }
+    ).write(votable, format="votable")
+    page.set_input_files(
+        "#xm-file",
+        files=[
+            {
+                "name": "targets.vot",
+                "mimeType": "application/x-votable+xml",
+                "buffer": votable.getvalue(),
+            }
+        ],
+    )
+    page.wait_for_function("document.querySelector('#xm-dec').value === 'DE_ICRS'")
+    assert page.input_value("#xm-ra") == "RA_ICRS"
     page.select_option("#xm-table", "qt.Object")
     assert "60″" in page.inner_text("#xm-limit")
     page.fill("#xm-radius", "1")

@@ -797,7 +797,10 @@ async function start() {
   // after the page is usable: TAP_SCHEMA for completion (its columns) and for light curves
   // (its columns' UCDs and its foreign keys)
   const columns = api.tapSchemaColumns();
-  columns.then((tables) => editor.setSchema(tables)).catch(() => {});
+  columns.then((tables) => {
+    editor.setSchema(tables);
+    document.body.dataset.schema = "ready"; // completion knows the columns (tests wait on it)
+  }).catch(() => {});
   Promise.all([columns, api.tapSchemaKeys()]).then(
     ([tables, keys]) => {
       const directors = new Set(directorTables().map((t) => t.name));
