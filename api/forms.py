@@ -76,7 +76,11 @@ async def read_form(
         hold_memory(int(length))
     kind = request.headers.get("content-type", "")
     if not kind.startswith("multipart/form-data"):
-        return await FormParser(request.headers, counted(request, limit)).parse()
+        # (starlette's own part limit, 1 MiB, would refuse a long query before
+        # max_query_chars could name the setting: the body's limit is the only one)
+        return await FormParser(
+            request.headers, counted(request, limit), max_part_size=limit + FIELDS_SLACK
+        ).parse()
     parser = MultiPartParser(
         request.headers,
         counted(request, limit),

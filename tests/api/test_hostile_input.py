@@ -43,6 +43,11 @@ def test_sql_errors_postgresql_reports_are_400_with_its_message(api: TestClient)
     cases = {
         "SELECT 1/0 FROM qt.Object": ("division by zero", "22012"),
         "SELECT coord_ra - 'x'::text FROM qt.Object LIMIT 1": ("operator does not exist", "42883"),
+        # within the planning limits, too deep for PostgreSQL's own stack (class 54)
+        f"SELECT '{'[' * 400_000}{']' * 400_000}'::jsonb FROM qt.Object LIMIT 1": (
+            "stack depth limit exceeded",
+            "54001",
+        ),
     }
     for query, (message, sqlstate) in cases.items():
         text = _dali_error(_sync(api, query, "PostgreSQL"))
@@ -67,6 +72,10 @@ def test_reserved_word_names_run(api: TestClient) -> None:
 
 def test_bad_values_in_urls_forms_and_uploads(api: TestClient) -> None:
     assert "NUL" in _dali_error(api.get("/tap/async/ab%00c"))
+    # a form field over starlette's 1 MiB part limit reaches the planner, which names its
+    # own setting
+    long_query = "SELECT coord_ra FROM qt.Object WHERE " + " OR ".join(["coord_ra = 1"] * 160_000)
+    assert "max_query_chars" in _dali_error(_sync(api, long_query))
     assert _dali_error(api.post("/tap/async", data={"QUERY": "SELECT 1", "RUNID": "a\x00b"}))
     csv = b"a\xff,b\n1,2\n"
     upload = api.post(
