@@ -341,33 +341,22 @@ def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> N
     for i, o in enumerate(objects):  # 0.3 arcsec north of each object
         lines.append(f"t{i},{o['coord_ra']!r},{o['coord_dec'] + 0.3 / 3600!r}")
     page.click("#tabs button[data-view=xmatch]")
-    # a Parquet list: its columns read from the file's footer, RA and Dec guessed
+
+    def choose(name: str, mime: str, data: bytes, ra: str, dec: str) -> None:
+        """Choose a target list; the page reads its header (asynchronously) and picks
+        the position columns."""
+        page.set_input_files("#xm-file", files=[{"name": name, "mimeType": mime, "buffer": data}])
+        page.wait_for_function(f"document.querySelector('#xm-dec').value === '{dec}'")
+        assert page.input_value("#xm-ra") == ra
+
+    # a Parquet list: its columns read from the file's footer
     parquet = io.BytesIO()
     columns = {"name": ["a"], "RAJ2000": [1.0], "DEJ2000": [2.0], "kind": [{"x": 1}]}
     pq.write_table(pa.table(columns), parquet)
-    page.set_input_files(
-        "#xm-file",
-        files=[
-            {
-                "name": "t.parquet",
-                "mimeType": "application/octet-stream",
-                "buffer": parquet.getvalue(),
-            }
-        ],
-    )
-    page.wait_for_function("document.querySelector('#xm-dec').value === 'DEJ2000'")
-    assert page.input_value("#xm-ra") == "RAJ2000"
+    choose("t.parquet", "application/octet-stream", parquet.getvalue(), "RAJ2000", "DEJ2000")
     offered = page.eval_on_selector_all("#xm-columns option", "os => os.map(o => o.value)")
     assert offered == list(columns)
-    page.set_input_files(
-        "#xm-file",
-        files=[
-            {"name": "targets.csv", "mimeType": "text/csv", "buffer": "\n".join(lines).encode()}
-        ],
-    )
-    # the page reads the file's header (asynchronously) and picks the position columns
-    page.wait_for_function("document.querySelector('#xm-dec').value === 'dec_deg'")
-    assert page.input_value("#xm-ra") == "ra_deg"
+    choose("targets.csv", "text/csv", "\n".join(lines).encode(), "ra_deg", "dec_deg")
     # the same list as a VOTable (as TOPCAT writes one): the list that is cross-matched
     votable = io.BytesIO()
     rows = [line.split(",") for line in lines[1:]]
@@ -378,18 +367,7 @@ def test_upload_a_target_list_and_cross_match_it(page: Any, client: Client) -> N
             "DE_ICRS": [float(r[2]) for r in rows],
         }
     ).write(votable, format="votable")
-    page.set_input_files(
-        "#xm-file",
-        files=[
-            {
-                "name": "targets.vot",
-                "mimeType": "application/x-votable+xml",
-                "buffer": votable.getvalue(),
-            }
-        ],
-    )
-    page.wait_for_function("document.querySelector('#xm-dec').value === 'DE_ICRS'")
-    assert page.input_value("#xm-ra") == "RA_ICRS"
+    choose("targets.vot", "application/x-votable+xml", votable.getvalue(), "RA_ICRS", "DE_ICRS")
     page.select_option("#xm-table", "qt.Object")
     assert "60″" in page.inner_text("#xm-limit")
     page.fill("#xm-radius", "1")
