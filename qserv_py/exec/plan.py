@@ -80,6 +80,9 @@ class ExecPlan:
     per_chunk: Callable[[str, int | None], str] | None = field(
         default=None, repr=False, compare=False
     )
+    #: planner settings the worker statements run with, (name, value): measured choices
+    #: for shapes whose estimates mislead PostgreSQL (see :mod:`qserv_py.query.neighbours`)
+    worker_settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def total_chunks(self) -> int:

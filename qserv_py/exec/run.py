@@ -38,21 +38,33 @@ RESULT_SCHEMA = "qserv_result"  # the merge tables: qserv_result.q<id>
 #: server shutting down or starting up, out of connections, I/O errors
 _WORKER_STATES = ("08", "57P01", "57P02", "57P03", "53300", "58")
 
-#: worker session -> the statement_timeout last set there (sessions are pooled)
-_timeouts: WeakKeyDictionary[psycopg.Connection, str] = WeakKeyDictionary()
+#: worker session -> the statement_timeout and planner settings last set there (sessions
+#: are pooled)
+_prepared: WeakKeyDictionary[psycopg.Connection, tuple[str, tuple[tuple[str, str], ...]]] = (
+    WeakKeyDictionary()
+)
 
 
-def prepare_session(conn: psycopg.Connection, timeout: str) -> None:
-    """Set a worker session's statement timeout if it changed (no round trip if not). Sent
-    by libpq straight away (a third cheaper than through a cursor); anything unexpected
-    goes through psycopg again, which raises its error."""
-    if _timeouts.get(conn) == timeout:
+def prepare_session(
+    conn: psycopg.Connection, timeout: str, settings: tuple[tuple[str, str], ...] = ()
+) -> None:
+    """Set a worker session's statement timeout and the plan's planner ``settings`` (those
+    of the session's previous query reset) if they changed: one round trip, none if
+    nothing changed. Sent by libpq straight away (a third cheaper than through a
+    cursor); anything unexpected goes through psycopg again, which raises its error."""
+    wanted = (timeout, settings)
+    last = _prepared.get(conn)
+    if last == wanted:
         return
-    settings = f"SET statement_timeout = {timeout}"
-    result = conn.pgconn.exec_(settings.encode())
+    names = {name for name, _ in settings}
+    statements = [f"SET statement_timeout = {timeout}"]
+    statements += [f"RESET {name}" for name, _ in (last[1] if last else ()) if name not in names]
+    statements += [f"SET {name} = {value}" for name, value in settings]
+    result = conn.pgconn.exec_("; ".join(statements).encode())
     if result.status != pq.ExecStatus.COMMAND_OK:
-        conn.execute(settings)
-    _timeouts[conn] = timeout
+        for statement in statements:
+            conn.execute(statement)
+    _prepared[conn] = wanted
 
 
 class Failure(Exception):
@@ -183,7 +195,7 @@ class Run:
         with borrow(worker_pool(self.spec, name), self.wait()) as conn:
             try:
                 with watchdog.guard(conn, self.batch_deadline_s):
-                    prepare_session(conn, self.timeout)
+                    prepare_session(conn, self.timeout, self.plan.worker_settings)
             except psycopg.Error as exc:
                 raise Failure(name, exc) from exc
             with self.lock:

@@ -64,6 +64,11 @@ CELL = "qserv_cell"
 #: the column of o2's cell in worker SQL
 CELL2 = "qserv_cell2"
 CHUNK_ID = "chunk_id"
+#: the planner settings of a statement with a cell join. PostgreSQL takes o1's cells for
+#: ten rows an object (an unnest's default) where there are about two, and then often
+#: sorts both sides for a merge join; a hash join on the cell (the other side's ~15k rows
+#: a chunk in memory) is 20-25 % faster on the 100k-object release (bench/neighbours.py)
+CELL_JOIN_SETTINGS = (("enable_mergejoin", "off"),)
 
 
 def _f(value: float) -> str:
@@ -288,3 +293,9 @@ def _replace(select: exp.Select, alias: str, body: str) -> None:
 
 def _sources(select: exp.Select) -> list[exp.Expression]:
     return [select.args["from_"].this] + [j.this for j in select.args.get("joins") or []]
+
+
+def worker_settings(worker_sql: str) -> tuple[tuple[str, str], ...]:
+    """The planner settings of a plan's worker statements: :data:`CELL_JOIN_SETTINGS`
+    when they join cells, else none."""
+    return CELL_JOIN_SETTINGS if CELL in worker_sql else ()

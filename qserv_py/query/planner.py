@@ -34,6 +34,7 @@ from qserv_py.query.chunking import (
 from qserv_py.query.columns import display_names, result_columns
 from qserv_py.query.context import PlanContext
 from qserv_py.query.guard import check_row_references
+from qserv_py.query.neighbours import worker_settings
 from qserv_py.query.normalize import normalize
 from qserv_py.query.parse import parse
 from qserv_py.query.qualify import qualify
@@ -148,4 +149,5 @@ def _plan_select(
         passthrough=parts.passthrough and uploads is None,
         catalog=refs[0].catalog.sql_name,
         holders=ctx.states[refs[0].catalog.sql_name].placement,
+        worker_settings=worker_settings(worker_sql),
     )

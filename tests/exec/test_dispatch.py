@@ -367,3 +367,15 @@ def test_a_slow_statement_on_a_live_worker_is_not_given_up(
         ).fetchone()
     assert row is not None and got == row[0] > 0
     assert health(patient).state(worker) is WorkerState.UP
+
+
+def test_worker_settings_hold_for_their_plan_only(
+    spec: ClusterSpec, chunks: dict[str, tuple[int, ...]]
+) -> None:
+    """A plan's planner settings reach its worker statements, and the pooled sessions
+    lose them before the next plan runs there."""
+    sql = "SELECT DISTINCT current_setting('enable_mergejoin') AS m FROM unnest({chunks}) AS c"
+    plan = ExecPlan(worker_sql=sql, merge_sql="SELECT DISTINCT m FROM {partials}", chunks=chunks)
+    tuned = dataclasses.replace(plan, worker_settings=(("enable_mergejoin", "off"),))
+    for run, want in ((tuned, "off"), (plan, "on"), (tuned, "off"), (plan, "on")):
+        assert execute(spec, run, per_worker=1).table.column("m").to_pylist() == [want]

@@ -100,6 +100,9 @@ def test_near_neighbour_reads_the_overlap(client: Client) -> None:
     assert "o1.chunk_id = o2.chunk_id" in planned.worker_sql
     assert "object_overlap" not in planned.worker_sql.split(" AS o2")[1]
     assert planned.concatenate
+    # the cells are joined by hash, not sorted for a merge join (see neighbours)
+    assert planned.worker_settings == (("enable_mergejoin", "off"),)
+    assert client.plan("SELECT COUNT(*) FROM Object").worker_settings == ()
 
 
 def test_cone_becomes_spatial_index_ranges(client: Client) -> None:
