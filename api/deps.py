@@ -67,7 +67,7 @@ async def tap_params(request: Request) -> TapParams:
     if request.method == "POST":
         kind = request.headers.get("content-type", "")
         if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            limit = get_service(request).settings.upload_max_bytes
+            limit = get_service(request).settings.upload_max_file_bytes
             form = await read_form(request, limit, max_files=100, max_fields=1000)
             for name, item in form.multi_items():
                 if isinstance(item, UploadFile):

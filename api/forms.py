@@ -3,7 +3,7 @@
 ``request.form()`` reads all of a body before anything can look at its size, and a file
 part is then read whole into memory by the route. :func:`read_form` parses the same
 form (urlencoded or multipart, Starlette's parsers) from the body's stream counted as it
-arrives: a body larger than the upload limit (``upload_max_bytes``) plus ``FIELDS_SLACK``
+arrives: a body larger than the upload limit (``upload_max_file_bytes``) plus ``FIELDS_SLACK``
 for the other fields is refused at the first byte over it (and at once when its
 Content-Length says so), before it is all received. File parts are spooled by the
 parser (to disk past 1 MB), so what a route reads of them is bounded by the limit; and
@@ -30,7 +30,8 @@ def too_large(limit: int, seen: int | None = None) -> UploadError:
     size = f" ({seen:,} bytes or more)" if seen is not None else ""
     return UploadError(
         f"the request body is too large{size}: uploads may have {limit:,} bytes (setting "
-        f"upload_max_bytes) and the other parameters {FIELDS_SLACK:,}; send a smaller table"
+        f"upload_max_file_bytes) and the other parameters {FIELDS_SLACK:,}; send a smaller "
+        "table, or in a compact format (VOTable BINARY2, Parquet)"
     )
 
 

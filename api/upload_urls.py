@@ -100,8 +100,8 @@ def _read(where: str, response: IO[bytes], max_bytes: int, deadline: float, t: f
 def _too_large(where: str, size: int, limit: int, *, at_least: bool = False) -> UploadError:
     more = "more than " if at_least else ""
     return UploadError(
-        f"{where} is {more}{size:,} bytes; the limit of uploads is {limit:,} bytes: "
-        "upload fewer rows or columns"
+        f"{where} is {more}{size:,} bytes; the limit of uploads is {limit:,} bytes "
+        "(setting upload_max_file_bytes): upload fewer rows or columns"
     )
 
 

@@ -87,13 +87,15 @@ def parse_upload_param(values: list[str]) -> list[tuple[str, str]]:
 
 
 def request_uploads(params: TapParams, settings: Settings) -> dict[str, Upload]:
-    """The uploaded tables of a request within the service's limits (``upload_max_bytes``,
-    ``upload_max_rows``; URLs fetched within ``upload_url_timeout_s``, from public
-    addresses unless ``upload_url_allow_local``)."""
+    """The uploaded tables of a request within the service's limits (``upload_max_bytes``
+    and ``upload_max_rows`` on the decoded tables, ``upload_max_file_bytes`` on the files
+    as sent; URLs fetched within ``upload_url_timeout_s``, from public addresses unless
+    ``upload_url_allow_local``)."""
     return read_uploads(
         params,
         max_bytes=settings.upload_max_bytes,
         max_rows=settings.upload_max_rows,
+        max_file_bytes=settings.upload_max_file_bytes,
         url_timeout_s=settings.upload_url_timeout_s,
         allow_local_urls=settings.upload_url_allow_local,
     )
@@ -104,11 +106,16 @@ def read_uploads(
     *,
     max_bytes: int,
     max_rows: int,
+    max_file_bytes: int | None = None,
     url_timeout_s: float = 60.0,
     allow_local_urls: bool = False,
 ) -> dict[str, Upload]:
-    """The uploaded tables of a request, by name; ``max_bytes`` bounds the size of all
-    uploaded files together (inline and fetched), ``max_rows`` the rows of each table."""
+    """The uploaded tables of a request, by name. ``max_bytes`` bounds the size of all
+    the tables together as decoded (Arrow's buffers: what the engine holds and ships,
+    not the size of a VOTable's XML), ``max_rows`` the rows of each table, and
+    ``max_file_bytes`` (None: no bound here) the size of all uploaded files together
+    (inline and fetched), before they are read. A refusal comes before anything is
+    shipped to a worker."""
     pairs = parse_upload_param(params.all("upload"))
     parts: dict[str, str] = {}
     urls: dict[str, str] = {}
@@ -131,11 +138,13 @@ def read_uploads(
                 f"file part of that name"
             )
         parts[name] = part
+    file_limit = max_file_bytes if max_file_bytes is not None else 1 << 62
     total = sum(len(params.files[part]) for part in set(parts.values()))
-    if total > max_bytes:
+    if total > file_limit:
         raise UploadError(
-            f"the uploaded tables are {total:,} bytes; the limit is {max_bytes:,} bytes: "
-            "upload fewer rows or columns"
+            f"the uploaded files are {total:,} bytes; the limit is {file_limit:,} bytes "
+            "(setting upload_max_file_bytes): upload fewer rows or columns, or send them "
+            "in a compact format (VOTable BINARY2, Parquet)"
         )
     sources: dict[str, tuple[str, bytes]] = {
         name: (f"upload {name!r} (part {part!r})", params.files[part])
@@ -145,21 +154,29 @@ def read_uploads(
         data = fetch_upload(
             name,
             url,
-            max_bytes=max_bytes - total,
+            max_bytes=file_limit - total,
             timeout_s=url_timeout_s,
             allow_local=allow_local_urls,
         )
         total += len(data)
         sources[name] = (f"upload {name!r} ({url})", data)
     uploads: dict[str, Upload] = {}
+    decoded = 0
     for name, _uri in pairs:
         where, data = sources[name]
         table = read_table(data, where)
         memory.CEILING.check(where)
         if table.num_rows > max_rows:
             raise UploadError(
-                f"{where} has {table.num_rows:,} rows; the limit is {max_rows:,} rows: "
-                "upload fewer rows"
+                f"{where} has {table.num_rows:,} rows; the limit is {max_rows:,} rows "
+                "(setting upload_max_rows): upload fewer rows"
+            )
+        decoded += table.nbytes
+        if decoded > max_bytes:
+            raise UploadError(
+                f"{where} ({table.num_rows:,} rows, {table.num_columns} columns) makes the "
+                f"uploaded tables {decoded:,} bytes as decoded; the limit is {max_bytes:,} "
+                "bytes (setting upload_max_bytes): upload fewer rows or columns"
             )
         uploads[name] = Upload(name, table)
     return uploads
@@ -184,8 +201,20 @@ def read_table(data: bytes, where: str) -> pa.Table:
 
 
 def _read_votable(data: bytes, where: str) -> pa.Table:
+    """The first table of a VOTable: its rows decoded in C when they can be
+    (:mod:`qserv_py.api.upload_votable`, the same table faster), else read by astropy."""
     from astropy.io.votable import parse
 
+    from qserv_py.api.upload_votable import read_binary, read_tabledata
+
+    fast = read_tabledata(data) or read_binary(data)
+    if fast is not None:
+        fields, rows = fast
+        columns = [
+            _timestamps(c) if f.xtype == "timestamp" and pa.types.is_string(c.type) else c
+            for f, c in zip(fields, rows.columns, strict=True)
+        ]
+        return _described(fields, columns)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -198,17 +227,28 @@ def _read_votable(data: bytes, where: str) -> pa.Table:
         ) from None
     if vot is None:
         raise UploadError(f"{where} is a VOTable without a TABLE; send one with a table")
-    arrays: list[pa.Array] = []
-    fields: list[pa.Field] = []
-    for i, field in enumerate(vot.fields):
-        column = vot.array[vot.array.dtype.names[i]]
-        arrays.append(_votable_column(field, column, where))
-        meta = {
-            b"unit": str(field.unit or "").encode(),
-            b"ucd": (field.ucd or "").encode(),
-            b"description": (field.description or "").encode(),
-        }
-        fields.append(pa.field(field.name, arrays[-1].type, metadata=meta))
+    arrays = [
+        _votable_column(field, vot.array[vot.array.dtype.names[i]], where)
+        for i, field in enumerate(vot.fields)
+    ]
+    return _described(vot.fields, arrays)
+
+
+def _described(described: list[Any], arrays: list[Any]) -> pa.Table:
+    """The table of ``arrays`` named, and with the unit, UCD and description, of the
+    VOTable FIELDs ``described``."""
+    fields = [
+        pa.field(
+            field.name,
+            array.type,
+            metadata={
+                b"unit": str(field.unit or "").encode(),
+                b"ucd": (field.ucd or "").encode(),
+                b"description": (field.description or "").encode(),
+            },
+        )
+        for field, array in zip(described, arrays, strict=True)
+    ]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 

@@ -137,7 +137,16 @@ class Settings(BaseSettings):
         "cluster's directory, else ~/.local/share/qserv_py/results).",
     )
     upload_max_bytes: int = Field(
-        default=100_000_000, ge=0, description="Largest upload (all UPLOAD parts), bytes."
+        default=100_000_000,
+        ge=0,
+        description="Most bytes of a request's uploaded tables together, as decoded (Arrow's "
+        "buffers: 8 bytes a double, a string's bytes plus 4), not of the files as sent.",
+    )
+    upload_max_file_bytes: int = Field(
+        default=500_000_000,
+        ge=0,
+        description="Largest request body with uploads (all UPLOAD parts and fetched files "
+        "together), bytes: a VOTable's XML is ~5x its decoded table.",
     )
     upload_max_rows: int = Field(
         default=1_000_000, ge=0, description="Most rows of one uploaded table."

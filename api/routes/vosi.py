@@ -271,7 +271,8 @@ def capabilities_document(base: str, settings: Settings) -> bytes:
     _limits(tap, "retentionPeriod", settings.job_retention_s, settings.job_retention_s)
     _limits(tap, "executionDuration", settings.async_timeout_s, settings.async_timeout_limit_s)
     _limits(tap, "outputLimit", settings.maxrec_default, settings.maxrec_limit, unit="row")
-    _limits(tap, "uploadLimit", None, settings.upload_max_bytes, unit="byte")
+    # (the files' limit: the one a client can check before sending)
+    _limits(tap, "uploadLimit", None, settings.upload_max_file_bytes, unit="byte")
     vosi = (
         ("ivo://ivoa.net/std/VOSI#capabilities", "capabilities"),
         ("ivo://ivoa.net/std/VOSI#availability", "availability"),

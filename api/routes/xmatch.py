@@ -154,7 +154,7 @@ def _json_targets(value: Any) -> pa.Table:
 async def xmatch_request(request: Request) -> XmatchRequest:
     """The parameters and targets of a request: multipart form, or JSON."""
     kind = request.headers.get("content-type", "")
-    limit = request.app.state.service.settings.upload_max_bytes
+    limit = request.app.state.service.settings.upload_max_file_bytes
     if kind.startswith("application/json"):
         try:
             body = json.loads(await read_body(request, limit))
@@ -202,7 +202,13 @@ def cross_match_plan(service: Service, req: XmatchRequest) -> tuple[ExecPlan, st
     if targets.num_rows > settings.upload_max_rows:
         raise UploadError(
             f"targets: {targets.num_rows:,} rows; the limit is {settings.upload_max_rows:,} "
-            "rows: send fewer targets"
+            "rows (setting upload_max_rows): send fewer targets"
+        )
+    if targets.nbytes > settings.upload_max_bytes:
+        raise UploadError(
+            f"targets: {targets.nbytes:,} bytes as decoded; the limit is "
+            f"{settings.upload_max_bytes:,} bytes (setting upload_max_bytes): send fewer "
+            "targets or columns"
         )
     names = [f.name for f in targets.schema]
     ra, dec = (_identifier(c, "column").lower() for c in (req.ra, req.dec))

@@ -35,7 +35,7 @@ def small(api_settings: Settings, spec: ClusterSpec, client: object) -> Iterator
         update={
             "result_max_bytes_sync": 1_000_000,
             "result_max_bytes_rest": 2_000_000,
-            "upload_max_bytes": 1000,
+            "upload_max_file_bytes": 1000,
             "maxrec_limit_rest": 2,
             "result_max_bytes_async": 3_000_000,
         }
@@ -95,7 +95,7 @@ def multipart_chunks(total_mb: int) -> Iterator[bytes]:
 
 def test_upload_refused_while_it_streams() -> None:
     """The form reader pulls the body from the server (ASGI receive) only until it is over
-    upload_max_bytes + the fields' slack, and refuses it then (no Content-Length: the
+    upload_max_file_bytes + the fields' slack, and refuses it then (no Content-Length: the
     size is only known by counting)."""
     total = 3 * (FIELDS_SLACK >> 20)
     pulled = 0
@@ -116,7 +116,7 @@ def test_upload_refused_while_it_streams() -> None:
             "path": "/tap/sync",
             "headers": [(b"content-type", b"multipart/form-data; boundary=XyZ")],
         }
-        with pytest.raises(UploadError, match="upload_max_bytes"):
+        with pytest.raises(UploadError, match="upload_max_file_bytes"):
             await read_form(Request(scope, receive), 1000)
 
     asyncio.run(read())
@@ -129,7 +129,7 @@ def test_upload_over_the_limit_is_a_400(small: TestClient) -> None:
         content=multipart_chunks(FIELDS_SLACK >> 19),
         headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
     )
-    assert response.status_code == 400 and "upload_max_bytes" in response.text
+    assert response.status_code == 400 and "upload_max_file_bytes" in response.text
 
 
 def test_declared_upload_size(small: TestClient) -> None:
@@ -141,7 +141,7 @@ def test_declared_upload_size(small: TestClient) -> None:
             "Content-Length": str(FIELDS_SLACK + 10_000),
         },
     )
-    assert declared.status_code == 400 and "upload_max_bytes" in declared.text
+    assert declared.status_code == 400 and "upload_max_file_bytes" in declared.text
 
 
 def _free_port() -> int:
@@ -176,7 +176,7 @@ def test_the_memory_ceiling_holds_for_huge_results_and_uploads(
             "service_max_memory_mb": ceiling_mb,
             "result_max_bytes_sync": 2_000_000_000,
             "result_max_bytes_rest": 3_000_000,
-            "upload_max_bytes": 1_000_000_000,
+            "upload_max_file_bytes": 1_000_000_000,
         }
     )
     port = _free_port()

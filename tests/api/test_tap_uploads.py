@@ -166,18 +166,35 @@ def test_upload_limits(small_api: TestClient, targets: pa.Table) -> None:
     )
     assert response.status_code == 400
     assert "11 rows; the limit is 10 rows" in response.text
-    big = pa.table({"x": pa.array(np.arange(20_000, dtype=np.float64))})
+    big = pa.table({"id": pa.array(range(10)), "note": pa.array(["x" * 6000] * 10)})
     response = small_api.post(
         "/tap/sync",
         data={"QUERY": query, "UPLOAD": "t,param:t"},
         files={"t": ("t.csv", encoded(big, "csv"))},
     )
-    assert response.status_code == 400
-    assert "the limit is 50,000 bytes" in response.text
+    assert response.status_code == 400  # 60,000 bytes of text (and offsets) decoded
+    assert "the limit is 50,000 bytes (setting upload_max_bytes)" in response.text
     response = small_api.post(
         "/tap/sync",
         data={"QUERY": query, "UPLOAD": "t,param:t"},
         files={"t": ("t.csv", encoded(targets.slice(0, 10), "csv"))},
+    )
+    assert response.status_code == 200, response.text
+    assert rows_of(response.content) == [(10,)]
+
+
+def test_upload_limit_counts_the_decoded_table(small_api: TestClient, targets: pa.Table) -> None:
+    """upload_max_bytes (here 50,000) counts the decoded table, not the XML: 10 rows in
+    over 60,000 bytes of VOTable are taken (test_upload_limits: 10 rows holding 60,000
+    bytes of text are refused)."""
+    query = "SELECT COUNT(*) FROM TAP_UPLOAD.t"
+    xml = votable_bytes(targets.slice(0, 10))
+    padded = xml.replace(b"<TABLEDATA>", b"<TABLEDATA>" + b"\n " * 30_000, 1)
+    assert len(padded) > 60_000
+    response = small_api.post(
+        "/tap/sync",
+        data={"QUERY": query, "UPLOAD": "t,param:t"},
+        files={"t": ("t.xml", padded)},
     )
     assert response.status_code == 200, response.text
     assert rows_of(response.content) == [(10,)]

@@ -77,7 +77,11 @@ def files() -> Iterator[str]:
 
 def _upload(uri: str, **limits: object) -> dict[str, object]:
     options: dict[str, object] = dict(
-        max_bytes=10_000, max_rows=100, url_timeout_s=30.0, allow_local_urls=True
+        max_bytes=10_000,
+        max_rows=100,
+        max_file_bytes=10_000,
+        url_timeout_s=30.0,
+        allow_local_urls=True,
     )
     options.update(limits)
     params = TapParams({"upload": [f"t,{uri}"]}, {})

@@ -109,7 +109,7 @@ def test_pyvo_reads_languages_formats_and_limits(tap_url: str, api_settings: Set
     ]
     assert tap.retentionperiod.default == int(api_settings.job_retention_s)
     assert tap.executionduration.hard == int(api_settings.async_timeout_limit_s)
-    assert tap.uploadlimit.hard.content == api_settings.upload_max_bytes
+    assert tap.uploadlimit.hard.content == api_settings.upload_max_file_bytes
     assert tap.uploadlimit.hard.unit == "byte"
 
 
