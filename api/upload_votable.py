@@ -127,8 +127,12 @@ def _kind(field: Any) -> pa.DataType | None:
 def _delimited(rows: bytes) -> bytes | None:
     """TABLEDATA's rows as lines of values separated by \\x1f (b"" for none), or None
     when they hold markup other than plain ``<TR><TD>value</TD>...</TR>``."""
-    # astropy strips each value: so does this (and drops the whitespace between tags)
-    rows = _BEFORE_TAG.sub(b"<", _AFTER_TAG.sub(b">", rows)).strip()
+    # astropy strips each value: so does this (and drops the white space between tags)
+    rows = rows.strip()
+    if _next_to_tags_only(rows):  # (the usual case: ~40x faster than the regexes)
+        rows = rows.translate(None, _WHITESPACE)
+    else:
+        rows = _BEFORE_TAG.sub(b"<", _AFTER_TAG.sub(b">", rows))
     rows = rows.replace(b"<TD/>", b"<TD></TD>")
     if not rows:
         return b""
@@ -140,6 +144,23 @@ def _delimited(rows: bytes) -> bytes | None:
     del rows
     text = text.replace(b"</TD><TD>", b"\x1f")
     return None if b"<" in text else text
+
+
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+_IS_SPACE = np.zeros(256, bool)
+_IS_SPACE[list(_WHITESPACE)] = True
+
+
+def _next_to_tags_only(rows: bytes) -> bool:
+    """Is each run of white space in ``rows`` (stripped) after a ``>`` or before a
+    ``<``? (Then deleting all white space strips each value, as astropy does, and keeps
+    every value whole.)"""
+    chars = np.frombuffer(rows, np.uint8)
+    space = _IS_SPACE[chars]
+    changes = np.flatnonzero(space[1:] != space[:-1])  # runs: starts, ends, alternating
+    before = chars[changes[0::2]]  # the character before each run
+    after = chars[changes[1::2] + 1]  # the character after it
+    return not ((before != ord(">")) & (after != ord("<"))).any()
 
 
 def _nulls(field: Any, array: pa.Array) -> pa.Array | None:
