@@ -303,6 +303,7 @@ def cmd_txn_abort(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.client import connect
     from qserv_py.exec.arrow import skip_pandas_probe
+    from qserv_py.exec.pools import set_warm
 
     skip_pandas_probe()
     client = connect(_spec(settings), default_catalog=args.catalog)
@@ -310,13 +311,17 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     if args.explain:
         print(client.explain(args.text, args.lang, uploads=uploads or None))
         return 0
-    table = client.query(
-        args.text,
-        args.lang,
-        max_rows=args.max_rows,
-        timeout_s=args.timeout,
-        uploads=uploads or None,
-    )
+    warm = set_warm(False)  # one query, then exit: no warm-up of every partition first
+    try:
+        table = client.query(
+            args.text,
+            args.lang,
+            max_rows=args.max_rows,
+            timeout_s=args.timeout,
+            uploads=uploads or None,
+        )
+    finally:
+        set_warm(warm)  # (main called in a longer process: its later pools warm up)
     _write_table(table, args.format, args.out)
     if (table.schema.metadata or {}).get(b"truncated") == b"true":
         print(f"qserv-py: the result was cut at {args.max_rows} rows", file=sys.stderr)
@@ -344,17 +349,18 @@ def _uploads(items: list[str] | None) -> dict[str, pa.Table]:
 
 
 def _write_table(table: pa.Table, fmt: str, out: Path | None) -> None:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     from qserv_py.errors import QservError
 
     if fmt == "parquet":
+        import pyarrow.parquet as pq  # (each writer imported only when used)
+
         if out is None:
             raise QservError("--format parquet needs --out FILE")
         pq.write_table(table, out)
         return
     if fmt == "csv":
+        import pyarrow.csv as pacsv
+
         target = str(out) if out else sys.stdout.buffer
         pacsv.write_csv(table, target)
         return

@@ -78,6 +78,7 @@ class Client:
         self._version: tuple[object, ...] | None = None  # of the metadata in _context
         self._seen: tuple[object, ...] = ()  # the version last read
         self._czar: psycopg.Connection | None = None  # LISTENs on qserv_meta
+        self._czar_dsn = ""  # of the czar that _czar is connected to
         self._changed = True  # the czar notified a change since the version was read
         self._listening = False  # the czar notifies changes (else: read at every plan)
         self._placement_versioned = False  # the czar counts placement changes
@@ -90,11 +91,23 @@ class Client:
         version = self._metadata_version()
         if self._context is None or version != self._version:
             self._follow_workers(version[-1] if version else None)
-            self._context = PlanContext.load(
-                self.spec, self.default_catalog, self.director_index_memory_keys, self.limits
-            )
+            self._context = self._load_context()
             self._version = version
         return self._context
+
+    def _load_context(self) -> PlanContext:
+        """The metadata read on the kept czar session (one connection less for a short
+        process), under the lock that keeps its other uses away; on a new session if it
+        is of another czar (the cluster file changed) or broke meanwhile."""
+        args = (self.spec, self.default_catalog, self.director_index_memory_keys, self.limits)
+        with self._lock:
+            conn = self._czar
+            if conn is not None and not conn.closed and self._czar_dsn == self.spec.czar.dsn:
+                try:
+                    return PlanContext.load(*args, czar=conn)
+                except psycopg.OperationalError:
+                    pass  # the czar restarted: a new session below
+        return PlanContext.load(*args)
 
     def _follow_workers(self, czar_workers: object) -> None:
         """Read the cluster file again if the czar's workers are not the spec's."""
@@ -137,6 +150,7 @@ class Client:
         conn = self._czar
         if conn is None or conn.closed:
             conn = self._czar = db_connect(self.spec.czar, autocommit=True)
+            self._czar_dsn = self.spec.czar.dsn
             conn.add_notify_handler(self._notified)  # those that come with a result
             conn.execute("LISTEN qserv_meta")
             row = conn.execute("SELECT max(version) FROM qserv_meta.schema_version").fetchone()

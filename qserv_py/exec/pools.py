@@ -67,6 +67,27 @@ class _Connection(psycopg.Connection):
         return conn
 
 
+def _starting_with(first: psycopg.Connection) -> type[_Connection]:
+    """A pool's connection class whose first ``connect`` returns ``first`` (the session
+    :func:`_pool` made and set up to see that the instance answers): a new pool costs one
+    connection and one setup, not two (a tenth of a second or more of a short process
+    such as ``qserv-py query``)."""
+    handed = [first]
+
+    class _First(_Connection):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> _Connection:  # type: ignore[override]
+            try:
+                conn = handed.pop()  # atomic: the pool's threads may call this at once
+            except IndexError:
+                conn = None
+            if conn is not None and not conn.closed:
+                return conn  # type: ignore[return-value]
+            return super().connect(conninfo, **kwargs)
+
+    return _First
+
+
 def _check(conn: psycopg.Connection) -> None:
     """Check a pooled session by a round trip only if the server has sent something (an
     idle session gets data only when the server hangs up); the pool replaces it if dead."""
@@ -108,27 +129,41 @@ def _pool(
             _failures[instance.dsn] = (time.monotonic(), text.splitlines()[-1] if text else "")
             raise
 
-    try:  # one session first: fails fast, and says why
-        with psycopg.connect(instance.dsn, autocommit=True, **options) as conn:
-            configure(conn)
+    kwargs = dict(autocommit=True, application_name="qserv_py", **options)
+    first: psycopg.Connection | None = None
+    try:  # one session first: fails fast, and says why; then it is the pool's first
+        first = _Connection.connect(instance.dsn, **kwargs)
+        configure(first)
     except psycopg.OperationalError as exc:
+        if first is not None:
+            first.close()
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InstanceUnreachable(
             f"cannot connect to {instance.name} ({instance.public_dsn}): {reason}"
         ) from exc
     except psycopg.Error as exc:
+        if first is not None:
+            first.close()
         raise InstanceUnreachable(f"{instance.name}: cannot set up a session: {exc}") from exc
+    handed = [first]
+
+    def configure_new(conn: psycopg.Connection) -> None:
+        if handed and conn is handed[0]:  # set up above
+            handed.clear()
+            return
+        configure(conn)
+
     pool = ConnectionPool(
         instance.dsn,
-        kwargs=dict(autocommit=True, application_name="qserv_py", **options),
+        kwargs=kwargs,
         min_size=1,
         max_size=size,
-        configure=configure,
+        configure=configure_new,
         check=_check,
         name=f"qserv_py:{instance.name}",
         timeout=POOL_TIMEOUT_S,
         open=False,
-        connection_class=_Connection,
+        connection_class=_starting_with(first),
     )
     try:
         pool.open(wait=True, timeout=timeout)
@@ -176,6 +211,19 @@ BEGIN
 END $$"""
 
 
+_warm = [True]  # whether new worker sessions warm their relation cache (see set_warm)
+
+
+def set_warm(enabled: bool) -> bool:
+    """Whether this process's new worker sessions warm their relation cache (``_WARM``,
+    the default); the setting it replaces. A process that runs one query and exits
+    (``qserv-py query``) turns it off: that query opens the few partitions it reads,
+    while the warm-up of every partition took 55-100 ms on a busy worker, before the
+    query could start."""
+    before, _warm[0] = _warm[0], enabled
+    return before
+
+
 def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
     """Sessions on worker ``name`` as the read-only role, their relation cache warm (see
     ``WARM_PARTITIONS_MAX``)."""
@@ -190,25 +238,31 @@ def worker_pool(spec: ClusterSpec, name: str) -> ConnectionPool:
     return _cached(spec, "reader", name, make)
 
 
-def _reader(spec: ClusterSpec, name: str) -> tuple[Instance, str]:
-    """Worker ``name`` reached as the read-only role, and the setup of its sessions."""
+def _reader(spec: ClusterSpec, name: str, warm: bool | None = None) -> tuple[Instance, str]:
+    """Worker ``name`` reached as the read-only role, and the setup of its sessions (with
+    the warm-up if ``warm``, by default as :func:`set_warm` says)."""
     worker = spec.worker(name)
+    warm = _warm[0] if warm is None else warm
+    setup = "SET default_transaction_read_only = on" + (f"; {_WARM}" if warm else "")
     if spec.reader_password is not None:
-        reader = worker.with_user(spec.reader_user, spec.reader_password)
-        return reader, f"SET default_transaction_read_only = on; {_WARM}"
+        return worker.with_user(spec.reader_user, spec.reader_password), setup
     role = sql.Identifier(spec.reader_user).as_string()
-    return worker, f"SET ROLE {role}; SET default_transaction_read_only = on; {_WARM}"
+    return worker, f"SET ROLE {role}; {setup}"
 
 
 def discard(spec: ClusterSpec, name: str) -> None:
     """Forget worker ``name``'s read-only pool (it failed): its sessions are closed as
     they come back, and its attempts to reconnect stop; the next use makes a new pool."""
-    worker, setup = _reader(spec, name)
+    found = []
     with _pools_lock:
-        pool = _pools.pop((os.getpid(), worker.dsn, setup), None)
-        for key in [k for k, (_, p) in _lookups.items() if p is pool]:
+        for warm in (True, False):  # made before or after a set_warm
+            worker, setup = _reader(spec, name, warm)
+            pool = _pools.pop((os.getpid(), worker.dsn, setup), None)
+            if pool is not None:
+                found.append(pool)
+        for key in [k for k, (_, p) in _lookups.items() if any(p is f for f in found)]:
             del _lookups[key]
-    if pool is not None:  # closing waits for the pool's threads: not on the caller's time
+    for pool in found:  # closing waits for the pool's threads: not on the caller's time
         threading.Thread(target=pool.close, name="qserv-pool-close", daemon=True).start()
 
 

@@ -5,6 +5,7 @@ metadata changed (``qserv_py.client``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -58,13 +59,16 @@ class PlanContext:
         default_catalog: str | None = None,
         memory_keys: int = MEMORY_KEYS,
         limits: PlanLimits | None = None,
+        czar: psycopg.Connection | None = None,
     ) -> PlanContext:
-        with connect(spec.czar, autocommit=True) as czar:
+        """The context read from the czar: on ``czar`` (an autocommit session the caller
+        has open: a short process then connects once less), else on a new session."""
+        with nullcontext(czar) if czar is not None else connect(spec.czar, autocommit=True) as conn:
             names = [
-                r[0] for r in czar.execute("SELECT name FROM qserv_meta.catalogs ORDER BY name")
+                r[0] for r in conn.execute("SELECT name FROM qserv_meta.catalogs ORDER BY name")
             ]
-            catalogs = {name: get_catalog(czar, name) for name in names}
-            states = {name: _state(czar, name) for name in names}
+            catalogs = {name: get_catalog(conn, name) for name in names}
+            states = {name: _state(conn, name) for name in names}
         return cls(
             spec,
             CatalogSet(catalogs, default_catalog),
