@@ -98,6 +98,10 @@ class Row:
     citus: list[float] = field(default_factory=list)
     oracle: list[float] = field(default_factory=list)
     hand: list[float] = field(default_factory=list)
+    #: Citus with every query routed by the coordinator (citus_direct.ENABLED off)
+    routed: list[float] = field(default_factory=list)
+    #: whether the Citus side read the shards straight from the nodes
+    direct: bool = False
     rows: list[int] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
 
@@ -119,6 +123,7 @@ def _hand_sql(case_name: str, text: str, columns: str) -> str | None:
 
 def measure(case: Any, native: Any, citus: Any, oracle: Any, coordinator: Any) -> Row:
     from bench.query import difference
+    from qserv_py.exec import citus_direct
     from qserv_py.exec.arrow import fetch_table
     from qserv_py.schema import default_catalog
 
@@ -129,15 +134,19 @@ def measure(case: Any, native: Any, citus: Any, oracle: Any, coordinator: Any) -
         sides: list[tuple[str, Callable[[], pa.Table]]] = [
             ("native", lambda t=text: native.query(t)),
             ("citus", lambda t=text: citus.query(t)),
+            ("routed", lambda t=text: _routed(citus, t)),
             ("oracle", lambda s=sql: fetch_table(oracle, s)),
         ]
+        if i == 0:
+            planned = citus.plan(text, oracle=False)
+            row.direct = citus_direct.route(citus.spec, planned) is not None
         hand = _hand_sql(case.name, text, columns)
         if hand is not None:
             sides.append(("hand", lambda h=hand: fetch_table(coordinator, h)))
         k = i % len(sides)
         results = {side: _timed(run) for side, run in sides[k:] + sides[:k]}
         want = results["oracle"][1]
-        for side in ("native", "citus"):
+        for side in ("native", "citus", "routed"):
             why = difference(results[side][1], want)
             if why is not None:
                 row.mismatches.append(f"{side} run {i}: {why}: {text}")
@@ -153,13 +162,25 @@ def measure(case: Any, native: Any, citus: Any, oracle: Any, coordinator: Any) -
             row.rows.append(want.num_rows)
         print(".", end="", flush=True)
     print(
-        f" native {row.p50('native') * 1000:.1f} ms, Citus {row.p50('citus') * 1000:.1f} ms, "
+        f" native {row.p50('native') * 1000:.1f} ms, Citus {row.p50('citus') * 1000:.1f} ms"
+        f" ({'direct' if row.direct else 'routed'}), routed {row.p50('routed') * 1000:.1f} ms, "
         f"oracle {row.p50('oracle') * 1000:.1f} ms"
         + (f", hand {row.p50('hand') * 1000:.1f} ms" if row.hand else "")
         + (f", {len(row.mismatches)} MISMATCHES" if row.mismatches else ""),
         flush=True,
     )
     return row
+
+
+def _routed(citus: Any, text: str) -> pa.Table:
+    """``text`` on Citus with the worker SQL routed by the coordinator."""
+    from qserv_py.exec import citus_direct
+
+    citus_direct.ENABLED = False
+    try:
+        return citus.query(text)
+    finally:
+        citus_direct.ENABLED = True
 
 
 def routes(citus: Any, spec: Any, text: str, repeat: int) -> dict[str, float]:
@@ -300,19 +321,23 @@ def report(rows: list[Row], ways: dict[str, dict[str, float]]) -> None:
         return f"{s * 1000:.3g} ms" if s < 1 else f"{s:.2f} s"
 
     print(
-        "\n| query | native p50 | Citus p50 | oracle p50 | Citus / native | native / oracle"
-        " | Citus / oracle | Citus ≤ 1.2× native? | plain Citus by hand | hand / Citus |"
+        "\n| query | native p50 | Citus p50 (route) | Citus routed p50 | oracle p50 |"
+        " Citus / native | routed / native | native / oracle | Citus / oracle |"
+        " Citus ≤ 1.2× native? | plain Citus by hand | hand / Citus |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|")
     for r in rows:
         ratio = r.p50("citus") / r.p50("native")
         met = "yes" if ratio <= 1.2 else "**no**"
         if r.mismatches:
             met += " (results differ!)"
         hand = f"{ms(r.p50('hand'))} | {r.p50('hand') / r.p50('citus'):.2f}×" if r.hand else "– | –"
+        route = "direct" if r.direct else "coordinator"
         print(
-            f"| {r.name} | {ms(r.p50('native'))} | {ms(r.p50('citus'))} | {ms(r.p50('oracle'))}"
-            f" | {ratio:.2f}× | {r.p50('native') / r.p50('oracle'):.2f}× | "
+            f"| {r.name} | {ms(r.p50('native'))} | {ms(r.p50('citus'))} ({route}) | "
+            f"{ms(r.p50('routed'))} | {ms(r.p50('oracle'))} | {ratio:.2f}× | "
+            f"{r.p50('routed') / r.p50('native'):.2f}× | "
+            f"{r.p50('native') / r.p50('oracle'):.2f}× | "
             f"{r.p50('citus') / r.p50('oracle'):.2f}× | {met} | {hand} |"
         )
     print("\n| worker SQL | " + " | ".join(next(iter(ways.values()))) + " |")

@@ -39,14 +39,15 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import partial as partial_call
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
 
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled
-from qserv_py.exec import limits, pools, tracking
+from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled, QueryTimeout
+from qserv_py.exec import citus_direct, limits, pools, tracking
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.batches import Prepare, run_batches
 from qserv_py.exec.plan import ExecPlan
@@ -75,10 +76,69 @@ class QueryResult:
     missing_chunks: tuple[int, ...] = ()
 
 
+class ShardsMoved(QservError):
+    """Citus moved shards while a query read them straight from the nodes: the answer
+    is not used (the query is answered again through the coordinator)."""
+
+
 def execute(
     spec: ClusterSpec,
     plan: ExecPlan,
     *,
+    text: str = "",
+    lang: str = "",
+    owner: str = "",
+    timeout_s: float | None = None,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+    batch_chunks: int = 16,
+    per_worker: int = 2,
+    on_progress: Progress | None = None,
+    partial: bool = False,
+    prepare: Prepare | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> QueryResult:
+    """Run ``plan`` on the cluster and return its result (see :func:`_execute`).
+
+    On Citus, a plan :mod:`qserv_py.exec.citus_direct` can serve reads the shards
+    straight from the worker nodes; if Citus moved shards meanwhile (the placement
+    changed, or the read failed on a shard or a node no longer there), it is answered
+    again through the coordinator, which routes it to the shards where they are."""
+    run = partial_call(
+        _execute,
+        text=text,
+        lang=lang,
+        owner=owner,
+        timeout_s=timeout_s,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        batch_chunks=batch_chunks,
+        per_worker=per_worker,
+        on_progress=on_progress,
+        partial=partial,
+        prepare=prepare,
+        on_start=on_start,
+    )
+    direct = citus_direct.route(spec, plan) if prepare is None else None
+    if direct is not None:
+        try:
+            return run(direct.spec, direct.plan, verify=direct.still_placed)
+        except ShardsMoved:
+            pass
+        except (QueryKilled, QueryTimeout):
+            raise
+        except QservError:  # e.g. the shard's table is gone from the node (42P01)
+            if direct.still_placed():
+                raise
+        log.info("Citus moved shards during a query: answered through the coordinator")
+    return run(spec, plan)
+
+
+def _execute(
+    spec: ClusterSpec,
+    plan: ExecPlan,
+    *,
+    verify: Callable[[], bool] | None = None,
     text: str = "",
     lang: str = "",
     owner: str = "",
@@ -101,6 +161,9 @@ def execute(
     (:mod:`qserv_py.exec.limits`, ResultTooLarge). ``on_start(query_id)`` is called once
     the query has its id (a caller that may kill it, e.g. when its client goes away); it
     may raise QueryKilled to stop the query at once.
+
+    ``verify()``, if given, is asked before the result is returned: False raises
+    ShardsMoved (the placement the plan read changed meanwhile).
 
     Raises WorkerError (a worker's SQL failed), ChunksUnavailable, QueryTimeout,
     QueryKilled, QueryError (the merge failed) or InstanceUnreachable; the query is
@@ -157,6 +220,11 @@ def execute(
                 else:
                     with borrow(run.czar) as czar:
                         table = _merge(run, czar, max_rows)
+            if verify is not None and not verify():
+                raise ShardsMoved(
+                    "Citus moved shards this query read from the worker nodes; "
+                    "it was answered again through the coordinator"
+                )
             truncated = max_rows is not None and table.num_rows > max_rows
             if truncated:
                 table = table.slice(0, max_rows)

@@ -83,6 +83,10 @@ class ExecPlan:
     #: planner settings the worker statements run with, (name, value): measured choices
     #: for shapes whose estimates mislead PostgreSQL (see :mod:`qserv_py.query.neighbours`)
     worker_settings: tuple[tuple[str, str], ...] = ()
+    #: on Citus, read straight from the shards on the worker nodes: ``catalog.table`` ->
+    #: chunk -> its shard table there (:mod:`qserv_py.exec.citus_direct`); None: through
+    #: the coordinator
+    shards: Mapping[str, Mapping[int, str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_chunks(self) -> int:
@@ -107,6 +111,8 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
         text = template.replace("{chunks}", _array(chunks))
         return text if plan.per_chunk is None else plan.per_chunk(text, None)
     pieces = _pieces(template)
+    if plan.shards is not None:
+        return _on_shards(pieces, chunks, plan.shards)
     if citus and "{chunks}" not in template:
         return _on_citus(pieces, chunks)
     if citus:  # the statement reads {chunks} elsewhere too (an upload's chunk): per chunk
@@ -132,16 +138,46 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
     return " UNION ALL ".join(f"({one(c)})" for c in chunks)
 
 
-def _on_citus(pieces: list[str], chunks: tuple[int, ...]) -> str:
-    """The worker SQL for a Citus coordinator: one statement over ``chunks``."""
+def _on_citus(
+    pieces: list[str], chunks: tuple[int, ...], names: Mapping[str, str] | None = None
+) -> str:
+    """The worker SQL for a Citus coordinator: one statement over ``chunks``; with
+    ``names`` (table -> its shard table), for the worker node holding those shards."""
     text = list(pieces)
     where = f"chunk_id = ANY({_array(chunks)})" if chunks else "false"
     for i in range(1, len(pieces), 2):
         table = pieces[i]
         # a subquery in FROM needs an alias: the table's own name if none follows
         alias = "" if _ALIASED.match(pieces[i + 1]) else f" AS {table.split('.')[1]}"
-        text[i] = f"(SELECT * FROM {table} WHERE {where}){alias}"
+        source = table if names is None else names[table]
+        text[i] = f"(SELECT * FROM {source} WHERE {where}){alias}"
     return "".join(text).replace("{chunks}", _array(chunks))
+
+
+def _on_shards(
+    pieces: list[str], chunks: tuple[int, ...], shards: Mapping[str, Mapping[int, str]]
+) -> str:
+    """The worker SQL for a Citus worker node, naming the shard tables: one statement
+    per group of ``chunks`` in the same shards (a UNION ALL if several); without chunks
+    (a probe of the columns), over the shards of the plan's first chunk."""
+    tables = list(dict.fromkeys(pieces[1::2]))
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for chunk in chunks:
+        groups.setdefault(tuple(shards[t][chunk] for t in tables), []).append(chunk)
+    if not groups:
+        return _on_citus(pieces, (), {t: next(iter(shards[t].values())) for t in tables})
+    statements = [
+        _on_citus(pieces, tuple(cs), dict(zip(tables, names, strict=True)))
+        for names, cs in groups.items()
+    ]
+    return (
+        statements[0] if len(statements) == 1 else " UNION ALL ".join(f"({s})" for s in statements)
+    )
+
+
+def partitioned_tables(plan: ExecPlan) -> list[str]:
+    """The partitioned tables (``catalog.table``) the worker SQL reads, once each."""
+    return list(dict.fromkeys(_pieces(plan.worker_sql)[1::2]))
 
 
 def _pieces(template: str) -> list[str]:

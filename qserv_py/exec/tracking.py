@@ -211,7 +211,7 @@ def kill_query(spec: ClusterSpec, query_id: int, *, reason: str = "killed on req
     targets: list[tuple[Instance, list[int]]] = []
     for name, pids in backends:
         try:
-            targets.append((spec.czar if name == CZAR else spec.worker(name), list(pids)))
+            targets.append((spec.czar if name == CZAR else _instance(spec, name), list(pids)))
         except KeyError:
             log.warning("query %s: worker %s is no longer in the cluster", query_id, name)
 
@@ -230,6 +230,14 @@ def kill_query(spec: ClusterSpec, query_id: int, *, reason: str = "killed on req
         czar.execute("SET lock_timeout = '2s'")
         with suppress(psycopg.errors.LockNotAvailable):  # in use: its process drops it
             czar.execute(f"DROP TABLE IF EXISTS qserv_result.q{int(query_id)}")
+
+
+def _instance(spec: ClusterSpec, name: str) -> Instance:
+    """Worker ``name``, or a Citus worker node (a query reads shards there straight)."""
+    for instance in (*spec.workers, *spec.citus_workers):
+        if instance.name == name:
+            return instance
+    raise KeyError(name)
 
 
 def cancel_backends(conn: psycopg.Connection, query_id: int, pids: list[int]) -> int:

@@ -205,6 +205,20 @@ def remove(
             f"`qserv-py worker drain {node.name}`, then remove it"
         )
     with connect(spec.coordinator, autocommit=True) as conn:
+        # the old copies of shards moved off the node (Citus drops them later) go now: a
+        # clean-up record left for a removed node makes Citus refuse every later move of
+        # those shards ("the orphaned shard ... could not be cleaned up")
+        conn.execute("CALL citus_cleanup_orphaned_resources()")
+        left = conn.execute(
+            "SELECT count(*) FROM pg_dist_cleanup c JOIN pg_dist_node n"
+            " ON n.groupid = c.node_group_id WHERE n.nodeid = %s",
+            (node.node_id,),
+        ).fetchone()
+        if left and left[0]:
+            raise WorkerOpError(
+                f"Citus node {node.name} still has {left[0]} old shard copies that Citus could"
+                " not drop yet (a query or a move is using them); try again shortly"
+            )
         conn.execute("SELECT citus_remove_node(%s, %s)", (node.host, node.port))
     named = any(w.name == node.name for w in spec.citus_workers)
     if named and spec.path is not None:
