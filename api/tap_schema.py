@@ -179,6 +179,8 @@ def _indexed(table: Table) -> set[str]:
         keys = [table.key_column]
     elif table.kind is TableKind.CHILD:
         keys = [table.director_key]
+    elif table.kind is TableKind.MATCH:
+        keys = [table.director_key, table.director_key2]
     else:
         keys = list(table.primary_key[:1])
     return {k.lower() for k in keys if k}

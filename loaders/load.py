@@ -42,6 +42,7 @@ from qserv_py.loaders.inputs import (
     read_batches,
     resolve_files,
 )
+from qserv_py.loaders.matches import MatchPlacer
 from qserv_py.loaders.pgcopy import encode_batch
 from qserv_py.loaders.placement import Placement
 from qserv_py.loaders.staging import DIRINDEX_TYPES, StagingSession, WorkerPayload
@@ -75,6 +76,9 @@ class LoadOptions:
     #: own position (the table's qserv:ra_column / qserv:dec_column), as Qserv places
     #: them, instead of failing the load (the default)
     place_unknown_by_position: bool = False
+    #: match tables: a key that no row of its director has is let through, the row placed
+    #: by its other side only, instead of failing the load (the default)
+    allow_unknown_match_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,11 @@ def _check_options(spec: ClusterSpec, table: Table, options: LoadOptions) -> Non
         )
     if options.batch_rows < 1 or options.commit_rows < 1:
         raise LoadError("batch_rows and commit_rows must be positive")
+    if options.allow_unknown_match_keys and table.kind is not TableKind.MATCH:
+        raise LoadError(
+            f"allow_unknown_match_keys applies to match tables; {table.name} is a "
+            f"{table.kind.value} table: load without the option"
+        )
     if options.place_unknown_by_position and not (
         table.kind is TableKind.CHILD and table.ra_column and table.dec_column
     ):
@@ -226,6 +235,11 @@ def _survey(
         raise LoadError(
             f"catalog {catalog.name} has no data yet: load its director table "
             f"{table.director} before {table.name}"
+        )
+    elif table.kind is TableKind.MATCH and _stored_layout(czar, catalog) is None:
+        raise LoadError(
+            f"catalog {catalog.name} has no data yet: load its director tables "
+            f"{table.director} and {table.director2} before the match table {table.name}"
         )
     total = sum(f.rows for f in inputs)
     done = 0
@@ -418,6 +432,9 @@ class _BatchStager:
         if table.kind is TableKind.CHILD:
             assert table.director and table.director_key
             self.dirindex = dirindex_table(catalog.name, table.director)
+        if table.kind is TableKind.MATCH:
+            allow = bool(txns.get_txn(czar, txn).options.get("allow_unknown_match_keys"))
+            self.matches = MatchPlacer(catalog, table, allow_unknown=allow)
 
     def prepare(
         self,
@@ -434,6 +451,8 @@ class _BatchStager:
             return {w: WorkerPayload(rows=data) for w in self.placement.workers}, b""
         assert self.layout is not None
         dirindex = b""
+        if self.table.kind is TableKind.MATCH:
+            return self._prepare_match(session, batch, file_col, chunk_rows), b""
         if self.table.kind is TableKind.DIRECTOR:
             assert self.table.ra_column and self.table.dec_column and self.table.key_column
             ra = positions(batch, self.table.ra_column)
@@ -471,6 +490,28 @@ class _BatchStager:
                     payloads[worker].new_overlap_chunks = payload.new_overlap_chunks
                 self._count(chunk_rows, targets, 1)
         return payloads, dirindex
+
+    def _prepare_match(
+        self,
+        session: StagingSession,
+        batch: pa.Table,
+        file_col: pa.Array,
+        chunk_rows: dict[int, list[int]],
+    ) -> dict[str, WorkerPayload]:
+        """A match table's rows, each in the chunk of each director row it names."""
+        placed = self.matches.place(self.czar, batch)
+        if self.matches.failed:
+            return {}  # the load fails at the end; only keep counting
+        take = pa.array(placed.rows)
+        columns = [
+            *(c.take(take) for c in batch.columns),
+            pa.array(placed.index),
+            pa.array(placed.chunk),
+            pa.array(placed.flags, pa.int16()),
+            file_col.take(take),
+        ]
+        self._count(chunk_rows, placed.chunk, 0)
+        return self._route(session, columns, placed.chunk, overlap=False)
 
     def _route(
         self, session: StagingSession, columns: list[pa.Array], chunk: np.ndarray, *, overlap: bool
@@ -551,6 +592,13 @@ class _BatchStager:
         self.by_position += int(unknown.sum())
 
     def raise_unknown_keys(self, czar: psycopg.Connection) -> None:
+        if self.table.kind is TableKind.MATCH and self.matches.failed:
+            message = (
+                "; ".join(self.matches.problems())
+                + f"; nothing was published: abort the load (`qserv-py txn abort {self.txn}`)"
+            )
+            txns.set_state(czar, self.txn, "failed", error=message)
+            raise LoadError(message)
         if self.unknown_count:
             message = (
                 f"{self.unknown_count} rows of {self.table.name} have a {self.table.director_key} "

@@ -219,7 +219,7 @@ def _build_worker(
     if not table.partitioned:
         return []
     schema = catalog.sql_name
-    columns = ", ".join([c.sql_ident for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
+    columns = ", ".join([c.sql_ident for c in table.columns] + list(table.stored_extra))
     key = table.key_column if table.kind is TableKind.DIRECTOR else table.director_key
     assert key is not None
     swaps: list[_Swap] = []
@@ -363,7 +363,7 @@ def _drop_built(conn: psycopg.Connection, catalog: Catalog, txn: int) -> None:
 
 def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]):  # type: ignore[no-untyped-def]
     schema = catalog.sql_name
-    stored = ", ".join([c.sql_ident for c in table.columns] + [SPATIAL_INDEX, CHUNK_ID])
+    stored = ", ".join([c.sql_ident for c in table.columns] + list(table.stored_extra))
 
     def work(conn: psycopg.Connection) -> None:
         if not table.partitioned:

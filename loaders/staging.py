@@ -29,7 +29,7 @@ from qserv_py.cluster.db import connect, on_each
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.loaders.pgcopy import HEADER, TRAILER
 from qserv_py.schema.ddl import overlap_table_name
-from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, Table, TableKind
+from qserv_py.schema.model import CHUNK_ID, MATCH_FLAGS, SPATIAL_INDEX, Catalog, Table, TableKind
 
 FILE_COLUMN = "_file"
 DIRINDEX_COLUMNS = ("key", CHUNK_ID, SPATIAL_INDEX, FILE_COLUMN)
@@ -72,9 +72,8 @@ def stage_columns(table: Table) -> tuple[list[str], list[str]]:
     """Column names and PostgreSQL types of a staging table, in COPY order."""
     names = [c.sql_ident for c in table.columns]
     types = [c.pg_type for c in table.columns]
-    if table.partitioned:
-        names += [SPATIAL_INDEX, CHUNK_ID]
-        types += ["bigint", "bigint"]
+    names += list(table.stored_extra)  # spatial_index, chunk_id (, match_flags)
+    types += ["smallint" if n == MATCH_FLAGS else "bigint" for n in table.stored_extra]
     return [*names, FILE_COLUMN], [*types, "integer"]
 
 

@@ -245,6 +245,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         max_order=args.max_order,
         fixed_order=args.order,
         place_unknown_by_position=args.place_unknown_by_position,
+        allow_unknown_match_keys=args.allow_unknown_match_keys,
     )
     progress = ProgressLine()
     try:
@@ -754,6 +755,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="child tables: place rows whose director key is unknown by their own position "
         "(qserv:ra_column/dec_column), as Qserv does, instead of refusing the load",
+    )
+    p.add_argument(
+        "--allow-unknown-match-keys",
+        action="store_true",
+        help="match tables: place a row naming a director key that is not loaded by its "
+        "other side only, instead of refusing the load",
     )
     p.set_defaults(handler=cmd_load)
 

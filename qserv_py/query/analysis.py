@@ -29,6 +29,12 @@ class Ref:
     table: Table
     node: exp.Table
     overlap: bool = False
+    #: a match table: the side (1 or 2) whose director's chunk its rows are read in, and
+    #: whether a table joins it on that side (see qserv_py.query.matches)
+    match_anchor: int = 1
+    match_joined: bool = False
+    #: and whether its anchor side's key restriction chooses the chunks
+    match_narrowed: bool = False
 
     def column(self, name: str | None) -> str | None:
         return name.lower() if name else None
@@ -48,8 +54,15 @@ class Ref:
         return self.table.kind is TableKind.DIRECTOR
 
     @property
+    def is_match(self) -> bool:
+        return type(self) is Ref and self.table.kind is TableKind.MATCH
+
+    @property
     def director_key(self) -> str | None:
-        """The column holding the director key (its own key for a director)."""
+        """The column holding the director key (its own key for a director; a match
+        table has two, see :meth:`key_director`)."""
+        if self.is_match:
+            return None
         key = (
             self.table.key_column
             if self.table.kind is TableKind.DIRECTOR
@@ -59,11 +72,28 @@ class Ref:
 
     @property
     def director(self) -> str:
+        if self.is_match:
+            return ""
         return (
             self.table.sql_name
             if self.table.kind is TableKind.DIRECTOR
             else (self.table.director or "").lower()
         )
+
+    def match_side(self, column: str) -> int | None:
+        """The side (1 or 2) whose director key ``column`` of a match table holds."""
+        if self.is_match:
+            for side, (_, key) in enumerate(self.table.match_sides, start=1):
+                if column == key.lower():
+                    return side
+        return None
+
+    def key_director(self, column: str) -> str | None:
+        """The director (sql name) whose key ``column`` holds, if it holds one."""
+        side = self.match_side(column)
+        if side is not None:
+            return self.table.match_sides[side - 1][0].lower()
+        return self.director if column == self.director_key else None
 
 
 @dataclass
@@ -147,6 +177,10 @@ class Analysis:
     areaspec: list[exp.Expression]
     #: the radius (degrees) of each near-neighbour edge
     radius: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: match tables: the aliases joined to each side (1, 2) on that side's director key
+    match_sides: dict[str, dict[int, set[str]]] = field(default_factory=dict)
+    #: match tables: the director keys each side's key column is restricted to
+    match_keys: dict[str, dict[int, set[int]]] = field(default_factory=dict)
 
 
 def analyze(
@@ -162,6 +196,7 @@ def analyze(
         edge = _join_edge(conjunct, by_alias)
         if edge is not None:
             analysis.edges.append(edge)
+            _note_match_side(analysis, conjunct, by_alias)
             radius = _nn_radius(conjunct) if edge[2] else None
             if radius is not None:
                 analysis.radius[(edge[0], edge[1])] = radius
@@ -188,10 +223,29 @@ def restrict(analysis: Analysis, conjunct: exp.Expression, refs: dict[str, Ref])
     keys = _key_restrictor(conjunct, refs)
     if keys is None:
         return False
-    ref, values = keys
-    known = analysis.keys.get(ref.alias)
-    analysis.keys[ref.alias] = values if known is None else known & values
+    ref, values, column = keys
+    side = ref.match_side(column)
+    if side is None:
+        known = analysis.keys.get(ref.alias)
+        analysis.keys[ref.alias] = values if known is None else known & values
+    else:
+        sides = analysis.match_keys.setdefault(ref.alias, {})
+        before = sides.get(side)
+        sides[side] = values if before is None else before & values
     return True
+
+
+def _note_match_side(analysis: Analysis, conjunct: exp.Expression, refs: dict[str, Ref]) -> None:
+    """For a join edge with a match table, note which side of it the other table joins."""
+    if not isinstance(conjunct, exp.EQ):
+        return
+    a, b = _column_of(conjunct.this, refs), _column_of(conjunct.expression, refs)
+    if a and b:
+        for (mine, column), (other, _) in ((a, b), (b, a)):
+            side = mine.match_side(column)
+            if side is not None:
+                sides = analysis.match_sides.setdefault(mine.alias, {})
+                sides.setdefault(side, set()).add(other.alias)
 
 
 def _nn_radius(conjunct: exp.Expression) -> float | None:
@@ -211,9 +265,8 @@ def _join_edge(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[str, str
             a
             and b
             and a[0] is not b[0]
-            and a[1] == a[0].director_key
-            and b[1] == b[0].director_key
-            and a[0].director == b[0].director
+            and (director := a[0].key_director(a[1])) is not None
+            and director == b[0].key_director(b[1])
             and a[0].catalog is b[0].catalog
         ):
             return (a[0].alias, b[0].alias, False)
@@ -298,26 +351,29 @@ def _spatial_restrictor(
     return None
 
 
-def _key_restrictor(conjunct: exp.Expression, refs: dict[str, Ref]) -> tuple[Ref, set[int]] | None:
+def _key_restrictor(
+    conjunct: exp.Expression, refs: dict[str, Ref]
+) -> tuple[Ref, set[int], str] | None:
+    """The ref, keys and column of a director-key restriction (``key = n``, ``key IN``)."""
     if isinstance(conjunct, exp.EQ):
         for side, other in (
             (conjunct.this, conjunct.expression),
             (conjunct.expression, conjunct.this),
         ):
             col = _column_of(side, refs)
-            if col and col[1] == col[0].director_key:
+            if col and col[0].key_director(col[1]) is not None:
                 value = integer_constant(other)
                 if value is not None:
-                    return col[0], {value}
+                    return col[0], {value}, col[1]
     if isinstance(conjunct, exp.In) and not conjunct.args.get("query"):
         col = _column_of(conjunct.this, refs)
-        if col and col[1] == col[0].director_key:
+        if col and col[0].key_director(col[1]) is not None:
             items = conjunct.expressions
             if len(items) == 1 and (listed := list_values(items[0])) is not None:
                 items = listed  # a long list of numbers, parsed as one node
             values = [integer_constant(v) for v in items]
             if values and None not in values:
-                return col[0], {v for v in values if v is not None}
+                return col[0], {v for v in values if v is not None}, col[1]
     return None
 
 

@@ -14,6 +14,7 @@ from sqlglot import exp
 from qserv_py.errors import QueryError, QueryRefused
 from qserv_py.query.analysis import Analysis, Derived, Ref, conjuncts, from_sources
 from qserv_py.query.context import PlanContext
+from qserv_py.query.matches import anchor_keys, dedupe_condition
 from qserv_py.query.neighbours import cell_join
 from qserv_py.query.render import IndexRanges
 from qserv_py.schema.ddl import overlap_table_name
@@ -54,6 +55,9 @@ def chunk_set(
             # (a child with rows placed by position: some of its keys are in no director
             # row's chunk, so the director index cannot say where they are)
             chunks &= ctx.lookup_keys(ref.catalog.sql_name, ref.director, analysis.keys[ref.alias])
+        by_key = anchor_keys(ref, analysis)  # a match table's, on the side it is read by
+        if by_key is not None:
+            chunks &= ctx.lookup_keys(ref.catalog.sql_name, *by_key)
     return chunks
 
 
@@ -138,6 +142,9 @@ def rewrite_for_workers(
             ref.node.set("this", exp.to_identifier(PARTITION + ref.table.sql_name))
         for region in analysis.regions.get(ref.alias, []):
             extra.append(index_ranges(region, ref.alias))
+        dedupe = dedupe_condition(ref)  # a match table not joined to a director
+        if dedupe is not None:
+            extra.append(dedupe)
     for (a, b), radius in analysis.radius.items():
         # the overlap side only needs rows within the join radius of the primary's cones
         for region in analysis.regions.get(a, []):

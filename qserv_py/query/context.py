@@ -36,7 +36,8 @@ class CatalogState:
     #: the worker SQL names partitions, and reads an empty relation for a missing one
     partitions: dict[str, frozenset[int]] = field(default_factory=dict)
     #: child tables (sql names) with rows placed by their own position (a load with
-    #: place_unknown_by_position): their director keys are not all in the director index
+    #: place_unknown_by_position), and match tables loaded with allow_unknown_match_keys:
+    #: their director keys are not all in the director index
     placed_by_position: frozenset[str] = frozenset()
 
 
@@ -131,7 +132,8 @@ def _state(czar: psycopg.Connection, catalog: str) -> CatalogState:
     }
     by_position = czar.execute(
         "SELECT DISTINCT table_name FROM qserv_meta.load_txns WHERE catalog = %s"
-        " AND state = 'published' AND (options ->> 'place_unknown_by_position')::boolean",
+        " AND state = 'published' AND ((options ->> 'place_unknown_by_position')::boolean"
+        " OR (options ->> 'allow_unknown_match_keys')::boolean)",
         (catalog,),
     ).fetchall()
     return CatalogState(

@@ -23,6 +23,7 @@ from qserv_py.query.analysis import (
 )
 from qserv_py.query.chunking import chunk_set, nullable_sides, rewrite_for_workers
 from qserv_py.query.context import PlanContext
+from qserv_py.query.matches import plan_matches
 from qserv_py.query.walk import find_all
 from qserv_py.schema.model import TableKind
 
@@ -104,7 +105,16 @@ def analyse_select(select: exp.Select, ctx: PlanContext, *, outermost: bool) -> 
     if near and any(isinstance(r, Derived) for r in refs if r.alias in near[0][:2]):
         raise QueryRefused("a near-neighbour join needs the director table itself on both sides")
     check_joined(refs, analysis.edges)
-    return Analysed(refs, analysis, nullable_sides(select, refs), {near[0][1]} if near else set())
+    state = ctx.states.get(refs[0].catalog.sql_name) if refs else None
+    placed = state.placed_by_position if state else frozenset()
+    matched = plan_matches(select, refs, analysis, placed)
+    if matched and not outermost:
+        raise QueryRefused(
+            "a join director ⋈ match ⋈ director is only supported in the outermost SELECT, "
+            "not in a subquery"
+        )
+    overlap = {near[0][1]} if near else set()
+    return Analysed(refs, analysis, nullable_sides(select, refs), overlap | matched)
 
 
 def prepare_subquery(select: exp.Select, ctx: PlanContext) -> tuple[list[Ref], set[int]]:

@@ -1,11 +1,12 @@
 """DDL that creates a catalog's tables on a worker: pure functions returning SQL strings.
 
-On a worker every catalog is a schema. A partitioned (director or child) table is a parent
-table partitioned ``BY LIST (chunk_id)``, with the catalog's columns in file order plus
-``spatial_index`` and ``chunk_id``; the chunk partitions are attached by the loader. A
-director also gets an overlap table of the same shape (``<table>_overlap``) for the copies
-of rows near each chunk's edge. A replicated table is a plain table. Indexes made on a
-parent table are made on every partition attached to it.
+On a worker every catalog is a schema. A partitioned (director, child or match) table is a
+parent table partitioned ``BY LIST (chunk_id)``, with the catalog's columns in file order
+plus ``spatial_index`` and ``chunk_id`` (and ``match_flags`` for a match table); the chunk
+partitions are attached by the loader. A director also gets an overlap table of the same
+shape (``<table>_overlap``) for the copies of rows near each chunk's edge. A replicated
+table is a plain table. Indexes made on a parent table are made on every partition
+attached to it.
 
 Identifiers come from a parsed catalog, so they are valid, unquoted and lower-cased here;
 each one is checked again, so a hand-built model cannot smuggle SQL into a statement.
@@ -18,6 +19,7 @@ import hashlib
 from qserv_py.errors import ConfigError
 from qserv_py.schema.model import (
     CHUNK_ID,
+    MATCH_FLAGS,
     SPATIAL_INDEX,
     Catalog,
     Column,
@@ -132,8 +134,12 @@ def _partitioned_table(
     """The parent table ``name`` (``table`` or its overlap table) and its indexes."""
     columns = [_column(c) for c in table.columns]
     columns += [f"{SPATIAL_INDEX} bigint NOT NULL", f"{CHUNK_ID} bigint NOT NULL"]
+    if table.kind is TableKind.MATCH:
+        columns.append(f"{MATCH_FLAGS} smallint NOT NULL")
     key = table.key_column if table.kind is TableKind.DIRECTOR else table.director_key
     indexed = [SPATIAL_INDEX] + ([key.lower()] if key else [])
+    if table.director_key2:  # a match table: both keys are looked up and joined on
+        indexed.append(table.director_key2.lower())
     return [
         f"CREATE TABLE {schema}.{name} (\n    " + ",\n    ".join(columns) + "\n)"
         + (f" PARTITION BY LIST ({CHUNK_ID})" if list_partitions else ""),

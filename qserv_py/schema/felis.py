@@ -18,11 +18,18 @@ annotations saying how each table is laid out on the workers::
       qserv:ra_column: ra             # optional: the child's own position (both or
       qserv:dec_column: dec           # neither): areaspec filters by it, and a load can
                                       # place rows of unknown director key by it
+    - name: RefObjMatch
+      qserv:kind: match               # relates two directors (Qserv's match tables)
+      qserv:director1: RefObject      # the first director and the column of this table
+      qserv:director_key1: refId      # holding its key (NULL: no row on that side)
+      qserv:director2: Object         # the second director and its key column
+      qserv:director_key2: objectId
 
 Every other key (``mysql:``, ``tap:``, ``votable:``, ``indexes`` ...) is accepted and
 ignored. Every problem raises :class:`~qserv_py.errors.SchemaError` naming the file, the
 table and the column, and saying what to change. Columns that place rows on the sky
-(primary keys, director positions, director keys of children) are made NOT NULL.
+(primary keys, director positions, director keys of children) are made NOT NULL; the
+two keys of a match table may be NULL (a match row with one side only).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from qserv_py.errors import SchemaError
 from qserv_py.schema.model import (
     CHUNK_ID,
     FELIS_TO_PG,
+    MATCH_FLAGS,
     SPATIAL_INDEX,
     Catalog,
     Column,
@@ -52,19 +60,27 @@ from qserv_py.schema.model import (
 )
 
 DEFAULT_OVERLAP_ARCSEC = 60.0
-RESERVED_COLUMNS = (SPATIAL_INDEX, CHUNK_ID)
+RESERVED_COLUMNS = (SPATIAL_INDEX, CHUNK_ID, MATCH_FLAGS)
 _CATALOG_KEYS = ("qserv:overlap",)
+_MATCH_KEYS = (
+    "qserv:director1",
+    "qserv:director_key1",
+    "qserv:director2",
+    "qserv:director_key2",
+)
 _TABLE_KEYS = (
     "qserv:kind",
     "qserv:ra_column",
     "qserv:dec_column",
     "qserv:director",
     "qserv:director_key",
+    *_MATCH_KEYS,
 )
 #: keys that only tables of these kinds may have
 _KIND_KEYS = {
     ("qserv:ra_column", "qserv:dec_column"): (TableKind.DIRECTOR, TableKind.CHILD),
     ("qserv:director", "qserv:director_key"): (TableKind.CHILD,),
+    _MATCH_KEYS: (TableKind.MATCH,),
 }
 _NUMERIC = ("float", "double")
 _TYPE_FAMILIES = (
@@ -180,6 +196,8 @@ class _RawTable:
     dec_column: str | None = None
     director: str | None = None
     director_key: str | None = None
+    director2: str | None = None
+    director_key2: str | None = None
 
     def find(self, name: str) -> Column | None:
         folded = name.lower()
@@ -223,6 +241,8 @@ class _Reader:
         for table in self.tables:
             if table.kind is TableKind.CHILD:
                 self.resolve_child(table)
+            elif table.kind is TableKind.MATCH:
+                self.resolve_match(table)
         self.check_overlap_names()
         return Catalog(
             name=name,
@@ -304,8 +324,8 @@ class _Reader:
         self.check_identifier(name, "column name", table, name)
         if name.lower() in RESERVED_COLUMNS:
             self.error(
-                f"column name {name!r} is reserved: qserv_py adds {SPATIAL_INDEX} and "
-                f"{CHUNK_ID} to partitioned tables itself; rename the column",
+                f"column name {name!r} is reserved: qserv_py adds {SPATIAL_INDEX}, "
+                f"{CHUNK_ID} and {MATCH_FLAGS} to partitioned tables itself; rename the column",
                 table,
                 name,
             )
@@ -433,7 +453,8 @@ class _Reader:
             self.error(
                 f"missing qserv:kind; add `qserv:kind: {kinds}` to say how the table is "
                 "laid out (director: has positions; child: rows follow a director's; "
-                "replicated: small, copied to every worker)",
+                "replicated: small, copied to every worker; match: relates two directors' "
+                "rows by their keys)",
                 table.name,
             )
         try:
@@ -544,6 +565,73 @@ class _Reader:
             )
         table.director_key = column.name
 
+    def find_director(self, table: _RawTable, key: str) -> _RawTable:
+        """The director table that ``key`` (qserv:director, qserv:director1...) names."""
+        name = table.doc.get(key)
+        directors = [t.name for t in self.tables if t.kind is TableKind.DIRECTOR]
+        choices = ", ".join(directors) or "none; mark one with `qserv:kind: director`"
+        if name is None:
+            self.error(
+                f"{table.kind} table without {key}; add `{key}: <table>` naming a director "
+                f"table (director tables: {choices})",
+                table.name,
+            )
+        director = self.table_ids.get(name) if isinstance(name, str) else None
+        director = director or (self.find_table(name) if isinstance(name, str) else None)
+        if director is None:
+            self.error(
+                f"{key} {name!r} does not exist in this catalog; "
+                f"name a director table (director tables: {choices})",
+                table.name,
+            )
+        if director.kind is not TableKind.DIRECTOR:
+            self.error(
+                f"{key} {name!r} is a {director.kind} table, not a director; "
+                f"name a director table (director tables: {choices})",
+                table.name,
+            )
+        return director
+
+    def resolve_match(self, table: _RawTable) -> None:
+        """A match table's two directors and the columns holding their keys (Qserv's
+        dirTable1/dirColName1, dirTable2/dirColName2)."""
+        keys: list[Column] = []
+        for side in ("1", "2"):
+            director = self.find_director(table, f"qserv:director{side}")
+            what = f"qserv:director_key{side}"
+            ref = table.doc.get(what)
+            if ref is None:
+                self.error(
+                    f"match table without {what}; add `{what}: <column>` naming the column "
+                    f"that holds the {director.name} key",
+                    table.name,
+                )
+            column = self.own_column(ref, table, what)
+            director_key = director.find(director.primary_key[0])
+            assert director_key is not None
+            if column.datatype not in _TYPE_FAMILIES[0] or not _compatible(
+                column.datatype, director_key.datatype
+            ):
+                self.error(
+                    f"{what} {column.name} is {column.datatype} but the key it refers to, "
+                    f"{director.name}.{director_key.name}, is {director_key.datatype}; "
+                    "give them the same integer datatype",
+                    table.name,
+                    column.name,
+                )
+            if keys and keys[0].name == column.name:
+                self.error(
+                    f"qserv:director_key1 and qserv:director_key2 both name {column.name}; "
+                    "a match table holds the key of each side in a column of its own",
+                    table.name,
+                    column.name,
+                )
+            keys.append(column)
+            if side == "1":
+                table.director, table.director_key = director.name, column.name
+            else:
+                table.director2, table.director_key2 = director.name, column.name
+
     def infer_director_key(self, table: _RawTable, director: _RawTable) -> Column:
         """The child's column that a ForeignKey constraint links to the director key."""
         key = director.primary_key[0]
@@ -577,7 +665,9 @@ class _Reader:
 
     def build(self, table: _RawTable) -> Table:
         """The finished Table; columns that place rows on the sky become NOT NULL."""
-        placing = {*table.primary_key, table.ra_column, table.dec_column, table.director_key}
+        placing = {*table.primary_key, table.ra_column, table.dec_column}
+        if table.kind is TableKind.CHILD:
+            placing.add(table.director_key)
         columns = tuple(
             dataclasses.replace(c, nullable=False) if c.name in placing else c
             for c in table.columns
@@ -594,6 +684,8 @@ class _Reader:
             director=table.director,
             director_key=table.director_key,
             foreign_keys=table.foreign_keys,
+            director2=table.director2,
+            director_key2=table.director_key2,
         )
 
 

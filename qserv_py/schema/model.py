@@ -17,6 +17,9 @@ class TableKind(StrEnum):
     DIRECTOR = "director"  # owns positions; partitioned by sky; has overlap
     CHILD = "child"  # rows live in their director row's chunk (via the director key)
     REPLICATED = "replicated"  # small; a full copy on every worker
+    #: relates two director tables by their keys (Qserv's match tables); each row is stored
+    #: in the chunk of each director row it names, flagged with which side placed it
+    MATCH = "match"
 
 
 #: Felis datatype -> PostgreSQL type. ``char``/``string``/``unicode`` take a length.
@@ -53,9 +56,14 @@ FELIS_TO_VOTABLE: dict[str, str] = {
     "timestamp": "char",
 }
 
-#: Columns every partitioned (director and child) table carries in PostgreSQL.
+#: Columns every partitioned (director, child and match) table carries in PostgreSQL.
 SPATIAL_INDEX = "spatial_index"
 CHUNK_ID = "chunk_id"
+#: A match table's copies also carry which side placed each copy in its chunk: bit 1 the
+#: first director's row is in this chunk, bit 2 the second's, bit 4 this is the copy a
+#: query of the match table alone reads (see qserv_py.query.matches)
+MATCH_FLAGS = "match_flags"
+FLAG_FIRST, FLAG_SECOND, FLAG_PRIMARY = 1, 2, 4
 
 #: Catalog, table and column names are plain ASCII identifiers of at most 55 characters
 #: (PostgreSQL's limit is 63; the rest leaves room for suffixes such as ``_overlap``).
@@ -176,9 +184,13 @@ class Table:
     ra_column: str | None = None
     dec_column: str | None = None
     # child tables: the director table and this table's column holding the director key
+    # (match tables: the first director and its key column)
     director: str | None = None
     director_key: str | None = None
     foreign_keys: tuple[ForeignKey, ...] = ()
+    # match tables: the second director and this table's column holding its key
+    director2: str | None = None
+    director_key2: str | None = None
 
     @property
     def sql_name(self) -> str:
@@ -206,6 +218,21 @@ class Table:
     def key_column(self) -> str | None:
         """The single-column primary key (the director key of a director table)."""
         return self.primary_key[0] if len(self.primary_key) == 1 else None
+
+    @property
+    def match_sides(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """A match table's (director, key column) of side 1 and of side 2."""
+        assert self.kind is TableKind.MATCH
+        assert self.director and self.director_key and self.director2 and self.director_key2
+        return (self.director, self.director_key), (self.director2, self.director_key2)
+
+    @property
+    def stored_extra(self) -> tuple[str, ...]:
+        """The columns qserv_py adds to this table's rows on the workers, in order."""
+        if not self.partitioned:
+            return ()
+        extra = (SPATIAL_INDEX, CHUNK_ID)
+        return (*extra, MATCH_FLAGS) if self.kind is TableKind.MATCH else extra
 
 
 @dataclass(frozen=True)
