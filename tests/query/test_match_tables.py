@@ -26,9 +26,12 @@ from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.loaders.publish import abort
 from qserv_py.loaders.txn import list_txns
 from qserv_py.query import matches
+from qserv_py.query.cache import PlanCache
+from qserv_py.query.planner import plan
 from qserv_py.schema import parse_catalog
 from qserv_py.sky.healpix import angular_separation
 from tests.query.test_corpus import compare
+from tests.query.test_plan_cache import _same
 
 NAME = "mt"
 SCHEMA = """
@@ -241,12 +244,40 @@ QUERIES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("text", QUERIES, ids=[q[:60] for q in QUERIES])
-def test_matches_oracle(mt: Client, oracle: psycopg.Connection, text: str) -> None:
-    got = [tuple(r.values()) for r in mt.query(text).to_pylist()]
-    want = oracle.cursor(binary=True).execute(mt.plan(text, "adql").oracle_sql).fetchall()
+#: as Qserv users write it: joins in WHERE, an areaspec (it restricts both directors)
+QSERV = (
+    "SELECT m.refId, m.objId, scisql_angSep(r.ra, r.dec, o.ra, o.dec) * 3600 AS sep"
+    " FROM Ref r, RefMatch m, Obj o WHERE r.refId = m.refId AND o.objId = m.objId"
+    " AND qserv_areaspec_box(10.1, -0.1, 10.3, 0.1)"
+)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [("adql", q) for q in QUERIES] + [("qserv", QSERV)],
+    ids=[q[:60] for q in [*QUERIES, QSERV]],
+)
+def test_matches_oracle(mt: Client, oracle: psycopg.Connection, lang: str, text: str) -> None:
+    got = [tuple(r.values()) for r in mt.query(text, lang).to_pylist()]
+    want = oracle.cursor(binary=True).execute(mt.plan(text, lang).oracle_sql).fetchall()
     compare(got, want, ordered=False)
     assert got
+
+
+def test_the_plan_cache_gives_the_planners_plans(mt: Client) -> None:
+    """Key lookups on a match table are filled in from a template (the chunk of the new
+    key); a join through it with an overlap side is planned with its numbers pinned."""
+    cache, ctx = PlanCache(), mt.context
+    shapes = (
+        "SELECT dist FROM RefMatch WHERE objId = {k}",
+        "SELECT m.dist, r.ra FROM RefMatch m JOIN Ref r ON r.refId = m.refId WHERE m.refId = {k}",
+        f"SELECT o.mag FROM {THREE} WHERE o.objId = {{k}}",
+    )
+    for shape in shapes:
+        for key in (1001, 1002, 1003, 1004):
+            text = shape.format(k=key if "objId" in shape else key - 1000)
+            _same(cache.plan(text, "adql", ctx), plan(text, "adql", ctx, oracle=False), text)
+    assert cache.hits >= 4
 
 
 def test_id_lookups_read_one_chunk(mt: Client) -> None:
