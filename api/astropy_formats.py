@@ -14,6 +14,11 @@ masked), then adapt what the format cannot hold:
 - **ECSV** 1.0 (``text/x-ecsv``): the YAML header keeps units, descriptions and UCDs
   (``meta: {ucd: ...}``) and the column types; NULL is an empty field. The table's meta
   has ``QUERY_STATUS`` (``OK`` or ``OVERFLOW``).
+
+In both, an ADQL geometry value (DALI point, circle, polygon) is an array of doubles with
+``xtype`` in the column's meta: a point or circle a vector of 2 or 3 (NULL masked; in
+ECSV ``subtype: float64[2]``), a polygon a variable-length array (ECSV
+``float64[null]``, FITS a ``P`` array; a NULL polygon is empty).
 """
 
 from __future__ import annotations
@@ -53,7 +58,42 @@ def _plain_table(table: pa.Table, *, null_booleans: bool = True) -> Table:
         pa.field(f.name, c.type, metadata=f.metadata)
         for f, c in zip(table.schema, columns, strict=True)
     ]
-    return to_astropy(pa.Table.from_arrays(columns, schema=pa.schema(fields)))
+    result = to_astropy(pa.Table.from_arrays(columns, schema=pa.schema(fields)))
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_list(field.type) and pa.types.is_floating(field.type.value_type):
+            _typed_array(result, field, column)
+    return result
+
+
+#: DALI geometry values of fixed length (a polygon's length varies)
+_FIXED = {"point": 2, "circle": 3}
+
+
+def _typed_array(result: Table, field: pa.Field, values: pa.ChunkedArray) -> None:
+    """Replace the text column of a geometry value (a list of doubles: DALI point,
+    circle, polygon) by a typed array column, with its xtype in ``meta``: a point or
+    circle a fixed-length vector (NULL masked), a polygon a variable-length one (NULL
+    an empty array)."""
+    from astropy.table import Column, MaskedColumn
+
+    old = result[field.name]
+    xtype = ((field.metadata or {}).get(b"datatype") or b"").decode()
+    rows = values.to_pylist()
+    meta = dict(old.meta)
+    if xtype in ("point", "circle", "polygon"):
+        meta["xtype"] = xtype
+    common = dict(name=field.name, unit=old.unit, description=old.description, meta=meta)
+    size = _FIXED.get(xtype)
+    if size is not None and all(r is None or len(r) == size for r in rows):
+        data = np.array([[np.nan] * size if r is None else r for r in rows], float)
+        mask = np.array([[r is None] * size for r in rows], bool).reshape(len(rows), size)
+        column: Column = MaskedColumn(data.reshape(len(rows), size), mask=mask, **common)
+    else:
+        data = np.empty(len(rows), object)
+        for i, r in enumerate(rows):
+            data[i] = np.array([] if r is None else r, float)
+        column = Column(data, **common)
+    result.replace_column(field.name, column)
 
 
 def fits_bytes(table: pa.Table, *, truncated: bool) -> bytes:

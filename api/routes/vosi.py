@@ -91,18 +91,18 @@ FEATURES: dict[str, tuple[Feature, ...]] = {
         Feature("POLYGON", "A convex polygon: POLYGON('ICRS', ra1, dec1, ra2, dec2, ...)."),
         Feature(
             "CONTAINS",
-            "CONTAINS(POINT(...), region) = 1: the first argument must be a POINT.",
+            "CONTAINS(POINT(...), region) = 1, or of a region (of columns) in a region.",
         ),
         Feature(
             "INTERSECTS",
-            "INTERSECTS(POINT(...), region) = 1, or of two CIRCLEs.",
+            "INTERSECTS(POINT(...), region) = 1, or of two regions (CIRCLE, BOX, POLYGON).",
         ),
         Feature("DISTANCE", "Angular distance between two POINTs, in degrees."),
         Feature("COORD1", "The right ascension of a POINT."),
         Feature("COORD2", "The declination of a POINT."),
         Feature("COORDSYS", "The coordinate system of a geometry: always ICRS."),
-        Feature("AREA", "Square degrees: of a constant region, or a CIRCLE of constant radius."),
-        Feature("CENTROID", "Of a POINT, CIRCLE, BOX, or constant POLYGON."),
+        Feature("AREA", "Square degrees, of a POINT, CIRCLE, BOX or POLYGON."),
+        Feature("CENTROID", "Of a POINT, CIRCLE, BOX or POLYGON."),
     ),
     f"{TAPREGEXT}#features-adql-string": (
         Feature("LOWER"),

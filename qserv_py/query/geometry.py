@@ -20,242 +20,88 @@ context — argument counts, the coordinate frame, regions given by constants (t
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from typing import ClassVar
+from collections.abc import Callable
 
 from sqlglot import exp
 
-from qserv_py.errors import QueryError, QueryRefused, RegionError
+from qserv_py.errors import QueryError, QueryRefused
 from qserv_py.query import frames, params
-from qserv_py.sky import regions
-
-Args = Sequence[exp.Expression]
-
-
-class Point(exp.Expression, exp.Func):
-    """A sky position: ``POINT(ra, dec)``."""
-
-    arg_types: ClassVar[dict[str, bool]] = {"ra": True, "dec": True}
-
-
-class Region(exp.Expression, exp.Func):
-    """Base of the region nodes (only ever the second argument of Contains, or in AreaSpec)."""
-
-
-class Circle(Region):
-    """A cone: centre and radius."""
-
-    arg_types: ClassVar[dict[str, bool]] = {"ra": True, "dec": True, "radius": True}
-
-
-class AdqlBox(Region):
-    """The ADQL BOX: centre, full width and height (great-circle sides; regions.Box)."""
-
-    _sql_names: ClassVar[list[str]] = ["ADQL_BOX"]
-    arg_types: ClassVar[dict[str, bool]] = {"ra": True, "dec": True, "width": True, "height": True}
-
-
-class LonLatBox(Region):
-    """The scisql / ``qserv_areaspec_box`` box between two meridians and two parallels."""
-
-    _sql_names: ClassVar[list[str]] = ["LONLAT_BOX"]
-    arg_types: ClassVar[dict[str, bool]] = {
-        "ra_min": True,
-        "dec_min": True,
-        "ra_max": True,
-        "dec_max": True,
-    }
-
-
-class Polygon(Region):
-    """A convex polygon: ``expressions`` holds ra1, dec1, ra2, dec2, ..."""
-
-    arg_types: ClassVar[dict[str, bool]] = {"expressions": True}
-    is_var_len_args = True
-
-
-class S2CPolygon(Polygon):
-    """sciSQL's ``scisql_s2PtInCPoly`` vertex list. Its rows are those sciSQL returns (see
-    ``qserv.pt_in_cpoly``): for a convex polygon, the polygon (a restrictor like any
-    other); for a vertex list that is not one (not convex, a hemisphere or more,
-    degenerate), sciSQL still answers, with the intersection of the edges' half-spheres
-    as it orients them, and so does qserv_py: that region chooses no chunks (all are
-    read) and only the row test applies."""
-
-    _sql_names: ClassVar[list[str]] = ["S2CPOLY"]
-
-
-class Ellipse(Region):
-    """scisql's ellipse: centre, semi-axes in arcsec, position angle in degrees."""
-
-    arg_types: ClassVar[dict[str, bool]] = {
-        "ra": True,
-        "dec": True,
-        "semi_major_arcsec": True,
-        "semi_minor_arcsec": True,
-        "pa_deg": True,
-    }
-
-
-class Contains(exp.Expression, exp.Func):
-    """Is ``point`` in ``region``? Boolean once normalized (ADQL's CONTAINS is 0/1)."""
-
-    arg_types: ClassVar[dict[str, bool]] = {"point": True, "region": True}
-
-
-class Distance(exp.Expression, exp.Func):
-    """Angular distance between (ra1, dec1) and (ra2, dec2), in degrees."""
-
-    arg_types: ClassVar[dict[str, bool]] = {"ra1": True, "dec1": True, "ra2": True, "dec2": True}
-
-
-class AreaSpec(exp.Expression, exp.Func):
-    """``qserv_areaspec_*``: restricts the query's director table to the region ``this``."""
-
-    _sql_names: ClassVar[list[str]] = ["AREASPEC"]
-    arg_types: ClassVar[dict[str, bool]] = {"this": True}
-
-
-class InUnit(exp.Expression, exp.Func):
-    """ADQL IN_UNIT(this, 'unit'): converted by the planner, which knows column units."""
-
-    arg_types: ClassVar[dict[str, bool]] = {"this": True, "unit": True}
-
-
-class NanojanskyToAbMag(exp.Expression, exp.Func):
-    _sql_names: ClassVar[list[str]] = ["NANOJANSKY_TO_ABMAG"]
-
-
-class NanojanskyToAbMagSigma(exp.Expression, exp.Func):
-    _sql_names: ClassVar[list[str]] = ["NANOJANSKY_TO_ABMAG_SIGMA"]
-    arg_types: ClassVar[dict[str, bool]] = {"this": True, "sigma": True}
-
-
-class FluxToAbMag(exp.Expression, exp.Func):
-    _sql_names: ClassVar[list[str]] = ["FLUX_TO_ABMAG"]
-
-
-class AbMagToNanojansky(exp.Expression, exp.Func):
-    _sql_names: ClassVar[list[str]] = ["ABMAG_TO_NANOJANSKY"]
-
-
-REGIONS = (Circle, AdqlBox, LonLatBox, Polygon, Ellipse)
-NODES: tuple[type[exp.Func], ...] = (
-    Point,
-    *REGIONS,
+from qserv_py.query.geometry_nodes import (
+    NODES,
+    PREDICATES,
+    REGIONS,
+    AbMagToNanojansky,
+    AdqlBox,
+    AreaSpec,
+    Args,
+    Circle,
     Contains,
     Distance,
-    AreaSpec,
+    Ellipse,
+    FluxToAbMag,
     InUnit,
+    LonLatBox,
     NanojanskyToAbMag,
     NanojanskyToAbMagSigma,
-    FluxToAbMag,
-    AbMagToNanojansky,
+    Point,
+    Polygon,
+    PolygonCentroid,
+    Region,
+    RegionArea,
+    RegionsIntersect,
+    RegionWithin,
+    S2CPolygon,
+    adql_name,
+    count_args,
+    literal,
+    number,
+    numbers,
+    region_of,
+    s2cpoly_region,
+)
+from qserv_py.query.region_functions import (
+    build_area,
+    build_centroid,
+    region_within,
+    regions_intersect,
 )
 
-
-def adql_name(node: exp.Func) -> str:
-    """The name a user wrote for a node's kind (ADQL's where there is one)."""
-    if isinstance(node, (AdqlBox, LonLatBox)):
-        return "BOX"
-    return node.sql_name()
-
-
-def number(node: exp.Expression | None) -> float | None:
-    """The value of a constant numeric expression (literals, + - * /, parentheses), or None.
-
-    >>> number(exp.Neg(this=exp.Literal.number(2))), number(exp.column("ra"))
-    (-2.0, None)
-    """
-    if isinstance(node, exp.Literal) and not node.is_string:
-        try:
-            return float(params.text(node))
-        except ValueError:
-            return None
-    if isinstance(node, exp.Paren):
-        return number(node.this)
-    if isinstance(node, exp.Neg):
-        value = number(node.this)
-        return None if value is None else -value
-    if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div)):
-        a, b = number(node.this), number(node.expression)
-        if a is None or b is None:
-            return None
-        if isinstance(node, exp.Add):
-            return a + b
-        if isinstance(node, exp.Sub):
-            return a - b
-        if isinstance(node, exp.Mul):
-            return a * b
-        return a / b if b else None
-    return None
-
-
-def numbers(nodes: Sequence[exp.Expression | None]) -> list[float] | None:
-    """The values of constant expressions, or None unless all are constant."""
-    values = []
-    for node in nodes:
-        value = number(node)
-        if value is None or not math.isfinite(value):
-            return None
-        values.append(value)
-    return values
-
-
-def region_of(node: Region) -> regions.Region | None:
-    """The sky region of a region node whose arguments are all constants, else None.
-
-    Raises :class:`QueryError` (with the region's own message) if it is invalid.
-    """
-    args = (
-        node.expressions
-        if isinstance(node, Polygon)
-        else [node.args.get(k) for k in node.arg_types]
-    )
-    values = numbers(args)
-    if values is None:
-        return None
-    if isinstance(node, S2CPolygon):
-        return s2cpoly_region(values)
-    try:
-        if isinstance(node, Circle):
-            return regions.Cone(*values)
-        if isinstance(node, AdqlBox):
-            return regions.Box(*values)
-        if isinstance(node, LonLatBox):
-            return regions.LonLatBox(*values)
-        if isinstance(node, Ellipse):
-            return regions.Ellipse(*values)
-        pairs = tuple(zip(values[::2], values[1::2], strict=True))
-        return regions.Polygon(pairs)
-    except RegionError as exc:
-        raise QueryError(f"{adql_name(node)}: {exc.message}") from exc
-
-
-def s2cpoly_region(values: list[float]) -> regions.Region | None:
-    """The region of a constant sciSQL vertex list: the convex polygon, or None (no chunk
-    restriction) for a list that is not a convex polygon, which sciSQL answers anyway.
-    Declinations outside -90..90 are refused (sciSQL returns NULL for every row)."""
-    decs = values[1::2]
-    if any(abs(d) > 90 for d in decs):
-        raise QueryError(
-            "scisql_s2PtInCPoly: a vertex has a declination outside -90..90 degrees "
-            "(sciSQL would return NULL for every row)"
-        )
-    try:
-        return regions.Polygon(tuple(zip(values[::2], decs, strict=True)))
-    except RegionError:
-        return None
+__all__ = [
+    "FUNCTIONS",
+    "NODES",
+    "PARSER_FUNCTIONS",
+    "PREDICATES",
+    "REGIONS",
+    "AbMagToNanojansky",
+    "AdqlBox",
+    "AreaSpec",
+    "Circle",
+    "Contains",
+    "Distance",
+    "Ellipse",
+    "FluxToAbMag",
+    "InUnit",
+    "LonLatBox",
+    "NanojanskyToAbMag",
+    "NanojanskyToAbMagSigma",
+    "Point",
+    "Polygon",
+    "PolygonCentroid",
+    "Region",
+    "RegionArea",
+    "RegionWithin",
+    "RegionsIntersect",
+    "S2CPolygon",
+    "adql_name",
+    "build",
+    "number",
+    "numbers",
+    "region_of",
+    "s2cpoly_region",
+]
 
 
 # --- builders ---------------------------------------------------------------------------
-
-
-def _count(name: str, args: Args, *allowed: int) -> None:
-    if len(args) not in allowed:
-        counts = " or ".join(str(n) for n in allowed)
-        raise QueryError(f"{name} takes {counts} arguments, got {len(args)}")
 
 
 def _frame(name: str, args: Args) -> tuple[str | None, str, Args]:
@@ -277,11 +123,7 @@ def _without_frame(name: str, args: Args) -> Args:
     if values is None or len(rest) < 2:
         raise frames.not_constant(name, text)
     converted = frames.to_icrs(frame, list(zip(values[::2], values[1::2], strict=True)))
-    return [*(_literal(c) for pair in converted for c in pair), *rest[2 * pairs :]]
-
-
-def _literal(value: float) -> exp.Expression:
-    return exp.Literal.number(repr(value))
+    return [*(literal(c) for pair in converted for c in pair), *rest[2 * pairs :]]
 
 
 def _point(name: str, node: exp.Expression) -> Point:
@@ -306,7 +148,7 @@ def _checked(node: Region) -> Region:
 
 
 def _build_point(args: Args) -> exp.Expression:
-    _count("POINT", _frame("POINT", args)[2], 2)
+    count_args("POINT", _frame("POINT", args)[2], 2)
     if any(isinstance(a, exp.Null) for a in args):
         raise QueryError(
             f"POINT({', '.join(a.sql() for a in args)}): a coordinate is the constant NULL, "
@@ -321,7 +163,7 @@ def _build_circle(args: Args) -> exp.Expression:
     if len(args) == 2:
         centre = _point("CIRCLE(centre, radius)", args[0])
         return _checked(Circle(ra=centre.args["ra"], dec=centre.args["dec"], radius=args[1]))
-    _count("CIRCLE", args, 2, 3)
+    count_args("CIRCLE", args, 2, 3)
     return _checked(Circle.from_arg_list(args))
 
 
@@ -332,16 +174,16 @@ def _build_box(args: Args) -> exp.Expression:
         if values is None or len(values) != 4:
             raise frames.not_constant("BOX", text)
         with params.restrictor_scope(validation=True):
-            box = _checked(AdqlBox.from_arg_list([_literal(v) for v in values]))
+            box = _checked(AdqlBox.from_arg_list([literal(v) for v in values]))
         corners = region_of(box).polygon.vertices  # type: ignore[union-attr]
         pairs = frames.to_icrs(frame, list(corners))
-        return _checked(Polygon(expressions=[_literal(c) for pair in pairs for c in pair]))
+        return _checked(Polygon(expressions=[literal(c) for pair in pairs for c in pair]))
     args = rest
     if len(args) == 3:
         centre = _point("BOX(centre, width, height)", args[0])
         ra, dec = centre.args["ra"], centre.args["dec"]
         return _checked(AdqlBox(ra=ra, dec=dec, width=args[1], height=args[2]))
-    _count("BOX", args, 3, 4)
+    count_args("BOX", args, 3, 4)
     return _checked(AdqlBox.from_arg_list(args))
 
 
@@ -361,15 +203,12 @@ def _build_polygon(args: Args) -> exp.Expression:
 
 
 def _build_contains(args: Args) -> exp.Expression:
-    _count("CONTAINS", args, 2)
+    count_args("CONTAINS", args, 2)
     point, region = args
     if isinstance(point, Point) and isinstance(region, REGIONS):
         return Contains(point=point, region=region)
     if isinstance(point, REGIONS) and isinstance(region, (Point, *REGIONS)):
-        raise QueryRefused(
-            "CONTAINS(region, ...) is not supported: the first argument must be a POINT, "
-            "as in CONTAINS(POINT(ra, dec), CIRCLE(ra0, dec0, radius))"
-        )
+        return region_within(point, region)
     if isinstance(point, Point) and isinstance(region, Point):
         raise QueryRefused("CONTAINS(POINT, POINT) is not supported; compare with DISTANCE")
     if isinstance(region, exp.Column):
@@ -385,7 +224,7 @@ def _build_contains(args: Args) -> exp.Expression:
 
 
 def _build_intersects(args: Args) -> exp.Expression:
-    _count("INTERSECTS", args, 2)
+    count_args("INTERSECTS", args, 2)
     a, b = args
     if isinstance(a, REGIONS) and isinstance(b, Point):
         a, b = b, a
@@ -400,12 +239,7 @@ def _build_intersects(args: Args) -> exp.Expression:
         disc = Circle(ra=b.args["ra"], dec=b.args["dec"], radius=radius)
         return Contains(point=centre, region=disc)
     if isinstance(a, REGIONS) and isinstance(b, REGIONS):
-        raise QueryRefused(
-            f"INTERSECTS of two regions ({adql_name(a)}, {adql_name(b)}) is not supported "
-            "unless both are CIRCLEs: one argument must be a POINT or both CIRCLEs, as in "
-            "INTERSECTS(POINT(ra, dec), POLYGON(...)) or INTERSECTS(CIRCLE(ra, dec, r), "
-            "CIRCLE(...))"
-        )
+        return regions_intersect(a, b)
     raise QueryRefused(
         "INTERSECTS needs a POINT and a region (CIRCLE, BOX or POLYGON), "
         f"got {a.sql()} and {b.sql()}"
@@ -416,58 +250,16 @@ def _build_distance(args: Args) -> exp.Expression:
     if len(args) == 2:
         p, q = (_point("DISTANCE", a) for a in args)
         return Distance(ra1=p.args["ra"], dec1=p.args["dec"], ra2=q.args["ra"], dec2=q.args["dec"])
-    _count("DISTANCE", args, 2, 4)
+    count_args("DISTANCE", args, 2, 4)
     return Distance.from_arg_list(args)
 
 
 def _build_coord(key: str, name: str) -> Callable[[Args], exp.Expression]:
     def build(args: Args) -> exp.Expression:
-        _count(name, args, 1)
+        count_args(name, args, 1)
         return _point(name, args[0]).args[key]
 
     return build
-
-
-def _build_area(args: Args) -> exp.Expression:
-    """AREA in square degrees: of a constant region, a CIRCLE of constant radius, a POINT."""
-    _count("AREA", args, 1)
-    shape = args[0]
-    if isinstance(shape, Point):
-        return exp.Literal.number(0)
-    if isinstance(shape, Circle) and (radius := number(shape.args["radius"])) is not None:
-        with params.restrictor_scope(validation=True):
-            return _literal(regions.Cone(0.0, 0.0, radius).area())
-    if isinstance(shape, REGIONS):
-        with params.restrictor_scope(validation=True):
-            region = region_of(shape)
-        if region is not None:
-            return _literal(region.area())
-        raise QueryRefused(
-            f"AREA({shape.sql()}): the area of a region that depends on columns is only "
-            "computed for a CIRCLE of constant radius"
-        )
-    raise _not_geometry("AREA", shape)
-
-
-def _build_centroid(args: Args) -> exp.Expression:
-    """CENTROID: a POINT itself, the centre of a CIRCLE or BOX, and of a constant
-    POLYGON the direction of the sum of its triangles' areas times their centroids."""
-    _count("CENTROID", args, 1)
-    shape = args[0]
-    if isinstance(shape, Point):
-        return shape
-    if isinstance(shape, (Circle, AdqlBox)):
-        return Point(ra=shape.args["ra"], dec=shape.args["dec"])
-    if isinstance(shape, Polygon):
-        values = numbers(shape.expressions)
-        if values is None:
-            raise QueryRefused(
-                f"CENTROID({shape.sql()}): the centroid of a POLYGON is computed for "
-                "constant vertices only"
-            )
-        ra, dec = frames.polygon_centroid(list(zip(values[::2], values[1::2], strict=True)))
-        return Point(ra=_literal(ra), dec=_literal(dec))
-    raise _not_geometry("CENTROID", shape)
 
 
 def _build_region(args: Args) -> exp.Expression:
@@ -476,24 +268,15 @@ def _build_region(args: Args) -> exp.Expression:
     )
 
 
-def _not_geometry(name: str, node: exp.Expression) -> QueryError:
-    if isinstance(node, exp.Column):
-        return QueryRefused(
-            f"{name}({node.sql()}): geometry-valued columns are not supported (the catalog's "
-            "positions are ra and dec columns); use POINT(ra, dec), CIRCLE, BOX or POLYGON"
-        )
-    return QueryError(f"{name} takes a POINT or a region, got {node.sql()}")
-
-
 def _build_coordsys(args: Args) -> exp.Expression:
-    _count("COORDSYS", args, 1)
+    count_args("COORDSYS", args, 1)
     if not isinstance(args[0], (Point, *REGIONS)):
         raise QueryError(f"COORDSYS takes a POINT or a region, got {args[0].sql()}")
     return exp.Literal.string("ICRS")
 
 
 def _build_in_unit(args: Args) -> exp.Expression:
-    _count("IN_UNIT", args, 2)
+    count_args("IN_UNIT", args, 2)
     unit = args[1]
     if not (isinstance(unit, exp.Literal) and unit.is_string and unit.name.strip()):
         raise QueryError(f"IN_UNIT needs a unit string such as 'deg', got {unit.sql()}")
@@ -502,7 +285,7 @@ def _build_in_unit(args: Args) -> exp.Expression:
 
 def _fixed(name: str, make: Callable[[Args], exp.Expression], n: int) -> Callable:
     def build(args: Args) -> exp.Expression:
-        _count(name, args, n)
+        count_args(name, args, n)
         return make(args)
 
     return build
@@ -510,7 +293,7 @@ def _fixed(name: str, make: Callable[[Args], exp.Expression], n: int) -> Callabl
 
 def _pt_in(name: str, region: type[Region], n: int) -> Callable[[Args], exp.Expression]:
     def build(args: Args) -> exp.Expression:
-        _count(name, args, n)
+        count_args(name, args, n)
         shape = _checked(region.from_arg_list(args[2:]))
         return Contains(point=Point(ra=args[0], dec=args[1]), region=shape)
 
@@ -534,7 +317,7 @@ def _areaspec(name: str, region: type[Region], n: int | None) -> Callable:
                 raise QueryError(f"{name} takes at least 3 vertices as ra, dec pairs")
             shape: Region = Polygon(expressions=list(args))
         else:
-            _count(name, args, n)
+            count_args(name, args, n)
             shape = region.from_arg_list(args)
         with params.restrictor_scope(validation=True):
             constant = region_of(shape) is not None
@@ -556,8 +339,8 @@ FUNCTIONS: dict[str, Callable[[Args], exp.Expression]] = {
     "COORD1": _build_coord("ra", "COORD1"),
     "COORD2": _build_coord("dec", "COORD2"),
     "COORDSYS": _build_coordsys,
-    "AREA": _build_area,
-    "CENTROID": _build_centroid,
+    "AREA": build_area,
+    "CENTROID": build_centroid,
     "REGION": _build_region,
     "IN_UNIT": _build_in_unit,
     "SCISQL_ANGSEP": _fixed("scisql_angSep", Distance.from_arg_list, 4),

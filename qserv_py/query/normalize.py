@@ -14,7 +14,9 @@ plus the nodes of :mod:`qserv_py.query.geometry` (angles in degrees):
   ``ROUND(x, n)`` and ``TRUNCATE(x, n)`` round ``x::numeric``, MOD and MySQL's DIV
   take numerics;
 - a POINT only inside CONTAINS (after INTERSECTS, DISTANCE and COORD1/2 are resolved),
-  a region only as CONTAINS' second argument or in AreaSpec — or either as a whole
+  a region only as CONTAINS' second argument, in AreaSpec or in the nodes of
+  :mod:`qserv_py.query.region_functions` (so are those predicates boolean as
+  ``Contains``) — or either as a whole
   result column (a DALI point, circle or polygon value) — and AreaSpec only as an AND
   term of a WHERE clause.
 
@@ -129,7 +131,7 @@ def booleans(tree: exp.Expression) -> None:
             other = equal.expression if equal.this is outer else equal.this
             if _zero_or_one(other) == 1:
                 equal.replace(spec)
-    for node in find_all(tree, geo.Contains):
+    for node in find_all(tree, *geo.PREDICATES):
         top: exp.Expr = node
         while isinstance(top.parent, exp.Paren):
             top = top.parent
@@ -189,11 +191,12 @@ def check_geometry(tree: exp.Expression) -> None:
             continue
         if not (
             (isinstance(parent, geo.Contains) and region.arg_key == "region")
-            or isinstance(parent, geo.AreaSpec)
+            or isinstance(parent, (geo.AreaSpec, *_REGION_ARGUMENT))
         ):
             raise QueryRefused(
-                f"{geo.adql_name(region)} can only be used as the second argument of CONTAINS "
-                "or INTERSECTS, as in CONTAINS(POINT(ra, dec), CIRCLE(10, 20, 1)) = 1"
+                f"{geo.adql_name(region)} can only be used as an argument of CONTAINS, "
+                "INTERSECTS, AREA or CENTROID, as in CONTAINS(POINT(ra, dec), "
+                "CIRCLE(10, 20, 1)) = 1, or as a whole result column"
             )
     for spec in find_all(tree, geo.AreaSpec):
         node: exp.Expr = spec
@@ -206,6 +209,9 @@ def check_geometry(tree: exp.Expression) -> None:
                 "qserv_areaspec_circle(10, 20, 1) = 1)"
             )
 
+
+#: the nodes that take a region as an argument (besides Contains and AreaSpec)
+_REGION_ARGUMENT = (geo.RegionArea, geo.PolygonCentroid, geo.RegionsIntersect, geo.RegionWithin)
 
 #: the geometry a result column may be (DALI point, circle, polygon; a BOX as a polygon)
 VALUE_GEOMETRY = (geo.Point, geo.Circle, geo.Polygon, geo.AdqlBox)

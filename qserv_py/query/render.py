@@ -4,8 +4,9 @@ functions of sql/spatial.sql.
 
 Angular distance is symmetric, so the reversed cone ``Contains(Point(constants),
 Circle(columns, r))`` is written like the usual one, with the columns first. An ADQL BOX
-is written as its polygon, which needs constant arguments. AreaSpec and IN_UNIT are
-resolved by the planner (the director table, the column units) and must not get here.
+is written as its polygon: its corners when constant, else ``qserv.box_poly``. AreaSpec
+and IN_UNIT are resolved by the planner (the director table, the column units) and must
+not get here.
 User comments are never written: only SQL generated from the tree reaches a worker.
 
 >>> from sqlglot import exp
@@ -57,21 +58,59 @@ def _contains_sql(self: PostgresGenerator, e: geo.Contains) -> str:
         return self.func("qserv.pt_in_box", x, y, *args, normalize=False)
     if isinstance(region, geo.Ellipse):
         return self.func("qserv.pt_in_ellipse", x, y, *args, normalize=False)
+    if isinstance(region, (geo.Polygon, geo.AdqlBox)):
+        poly = vertices_sql(self, region)
+        return f"qserv.pt_in_cpoly({self.sql(x)}, {self.sql(y)}, {poly})"
+    raise QservError(f"internal error: no SQL for CONTAINS with {type(region).__name__}")
+
+
+def vertices_sql(self: PostgresGenerator, region: exp.Expression) -> str:
+    """A POLYGON's or BOX's vertices as a ``float8[]`` (ra1, dec1, ra2, dec2, ...): a BOX of
+    constants as the polygon of its corners, one of columns by ``qserv.box_poly``."""
     if isinstance(region, geo.Polygon):
-        vertices = list(region.expressions)
-    elif isinstance(region, geo.AdqlBox):
-        values = geo.numbers(args)
-        if values is None:
-            raise QueryRefused(
-                f"BOX({', '.join(a.sql() for a in args)}): a BOX needs constant centre, width "
-                "and height; use a CIRCLE, or a POLYGON, for regions that depend on columns"
-            )
-        box = regions.Box(*values)
-        vertices = [exp.Literal.number(float(c)) for v in box.polygon.vertices for c in v]
-    else:
-        raise QservError(f"internal error: no SQL for CONTAINS with {type(region).__name__}")
-    array = self.format_args(*vertices)
-    return f"qserv.pt_in_cpoly({self.sql(x)}, {self.sql(y)}, ARRAY[{array}]::float8[])"
+        return f"ARRAY[{self.format_args(*region.expressions)}]::float8[]"
+    if not isinstance(region, geo.AdqlBox):
+        raise QservError(f"internal error: {type(region).__name__} has no vertices")
+    args = [region.args.get(k) for k in region.arg_types]
+    values = geo.numbers(args)
+    if values is None:
+        return self.func("qserv.box_poly", *args, normalize=False)
+    box = regions.Box(*values)
+    corners = [exp.Literal.number(float(c)) for v in box.polygon.vertices for c in v]
+    return f"ARRAY[{self.format_args(*corners)}]::float8[]"
+
+
+def _circle(self: PostgresGenerator, circle: exp.Expression) -> str:
+    return self.format_args(*(circle.args[k] for k in ("ra", "dec", "radius")))
+
+
+def _area_sql(self: PostgresGenerator, e: geo.RegionArea) -> str:
+    shape = e.this
+    if isinstance(shape, geo.Circle):
+        return self.func("qserv.circle_area", shape.args["radius"], normalize=False)
+    return f"qserv.poly_area({vertices_sql(self, shape)})"
+
+
+def _centroid_sql(self: PostgresGenerator, e: geo.PolygonCentroid) -> str:
+    return f"(qserv.poly_centroid({vertices_sql(self, e.this)}))[{self.sql(e.args['index'])}]"
+
+
+def _intersect_sql(self: PostgresGenerator, e: geo.RegionsIntersect) -> str:
+    a, b = e.this, e.expression  # a CIRCLE, if any, first (region_functions)
+    if isinstance(a, geo.Circle):
+        return f"qserv.circle_meets_poly({_circle(self, a)}, {vertices_sql(self, b)})"
+    return f"qserv.polys_intersect({vertices_sql(self, a)}, {vertices_sql(self, b)})"
+
+
+def _within_sql(self: PostgresGenerator, e: geo.RegionWithin) -> str:
+    inner, outer = e.this, e.expression
+    if isinstance(inner, geo.Circle) and isinstance(outer, geo.Circle):
+        return f"qserv.circle_in_circle({_circle(self, inner)}, {_circle(self, outer)})"
+    if isinstance(inner, geo.Circle):
+        return f"qserv.circle_in_poly({_circle(self, inner)}, {vertices_sql(self, outer)})"
+    if isinstance(outer, geo.Circle):
+        return f"qserv.poly_in_circle({vertices_sql(self, inner)}, {_circle(self, outer)})"
+    return f"qserv.poly_in_poly({vertices_sql(self, inner)}, {vertices_sql(self, outer)})"
 
 
 class IndexRanges(exp.Expression):
@@ -108,17 +147,9 @@ def _array_sql(self: PostgresGenerator, e: exp.Func) -> str:
     """A POINT, CIRCLE or POLYGON as a result value: its numbers as a ``float8[]`` (DALI
     point: ra, dec; circle: ra, dec, radius; polygon: ra1, dec1, ...). A BOX is the
     polygon of its corners."""
-    if isinstance(e, geo.Polygon):
-        values = list(e.expressions)
-    elif isinstance(e, geo.AdqlBox):
-        numbers = geo.numbers([e.args.get(k) for k in e.arg_types])
-        if numbers is None:
-            raise QueryRefused("a BOX as a result value needs constant centre, width and height")
-        box = regions.Box(*numbers)
-        values = [exp.Literal.number(float(c)) for v in box.polygon.vertices for c in v]
-    else:
-        values = [e.args[k] for k in e.arg_types]
-    return f"ARRAY[{self.format_args(*values)}]::float8[]"
+    if isinstance(e, (geo.Polygon, geo.AdqlBox)):
+        return vertices_sql(self, e)
+    return f"ARRAY[{self.format_args(*(e.args[k] for k in e.arg_types))}]::float8[]"
 
 
 TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
@@ -135,6 +166,10 @@ TRANSFORMS: dict[type[exp.Expr], Callable[..., str]] = {
     geo.Circle: _array_sql,
     geo.Polygon: _array_sql,
     geo.AdqlBox: _array_sql,
+    geo.RegionArea: _area_sql,
+    geo.PolygonCentroid: _centroid_sql,
+    geo.RegionsIntersect: _intersect_sql,
+    geo.RegionWithin: _within_sql,
     geo.LonLatBox: _not_here(_POSITIONS),
     geo.Ellipse: _not_here(_POSITIONS),
 }

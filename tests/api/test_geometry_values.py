@@ -1,7 +1,8 @@
 """ADQL geometry as result values: POINT, CIRCLE and POLYGON in the select list are DALI
 ``double`` arrays with xtype point (2), circle (3) and polygon (*) in VOTable (BINARY2 and
-TABLEDATA), space-separated numbers in CSV, arrays in JSON. The rows themselves are
-compared with the oracle by tests/queries/285_adql_geometry_values.sql."""
+TABLEDATA), space-separated numbers in CSV, arrays in JSON, typed arrays in ECSV and
+FITS. The rows themselves are compared with the oracle by
+tests/queries/285_adql_geometry_values.sql."""
 
 from __future__ import annotations
 
@@ -52,3 +53,18 @@ def test_text_formats(api: TestClient) -> None:
     meta = {m["name"]: m for m in rows["metadata"]}
     assert meta["p"]["xtype"] == "point" and meta["poly"]["arraysize"] == "*"
     assert rows["data"][0][3] == [10, 20, 11, 20, 10, 21]
+
+
+def test_ecsv_and_fits_hold_typed_arrays(api: TestClient) -> None:
+    from astropy.table import Table
+
+    ecsv = _sync(api, QUERY, "ecsv").decode()
+    assert "subtype: float64[2]" in ecsv and "subtype: float64[null]" in ecsv
+    for table in (
+        Table.read(ecsv, format="ascii.ecsv"),
+        Table.read(io.BytesIO(_sync(api, QUERY, "fits")), format="fits"),
+    ):
+        assert table["p"].shape == (2, 2) and table["c"].shape == (2, 3)
+        assert list(table["poly"][0]) == [10, 20, 11, 20, 10, 21]
+        assert table["c"][0][2] == 0.5
+    assert Table.read(ecsv, format="ascii.ecsv")["p"].meta["xtype"] == "point"

@@ -13,8 +13,18 @@ import sqlglot
 from sqlglot import exp
 
 from qserv_py import errors
-from qserv_py.errors import QservError, QueryRefused
-from qserv_py.query import booleans, dialects, geometry, normalize, parse, render, units
+from qserv_py.errors import QservError
+from qserv_py.query import (
+    booleans,
+    dialects,
+    geometry,
+    geometry_nodes,
+    normalize,
+    parse,
+    region_functions,
+    render,
+    units,
+)
 from qserv_py.query.normalize import normalize as normalize_tree
 from qserv_py.query.parse import parse as parse_text
 from qserv_py.query.render import display, to_postgres
@@ -130,7 +140,20 @@ def test_invalid(case: Case) -> None:
     assert case.message in str(info.value)
 
 
-@pytest.mark.parametrize("module", [normalize, geometry, render, parse, dialects, booleans, units])
+@pytest.mark.parametrize(
+    "module",
+    [
+        normalize,
+        geometry,
+        geometry_nodes,
+        region_functions,
+        render,
+        parse,
+        dialects,
+        booleans,
+        units,
+    ],
+)
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
@@ -165,9 +188,25 @@ def test_an_adql_box_is_its_polygon() -> None:
     assert len(numbers) == 8
 
 
-def test_a_box_on_columns_is_refused_when_written() -> None:
-    with pytest.raises(QueryRefused, match="a BOX needs constant centre"):
-        pg("SELECT 1 FROM a, b WHERE CONTAINS(POINT(a.ra, a.dec), BOX(b.ra, b.dec, 1, 1)) = 1")
+def test_a_box_on_columns_is_its_polygon_computed_by_the_workers() -> None:
+    sql = pg("SELECT 1 FROM a, b WHERE CONTAINS(POINT(a.ra, a.dec), BOX(b.ra, b.dec, 1, 1)) = 1")
+    assert "qserv.pt_in_cpoly(a.ra, a.dec, qserv.box_poly(b.ra, b.dec, 1, 1))" in sql
+
+
+def test_regions_of_columns() -> None:
+    poly = "POLYGON(ra, dec, ra + 1, dec, ra, dec + 1)"
+    sql = pg(
+        f"SELECT AREA({poly}) AS a, AREA(CIRCLE(ra, dec, r)) AS d, COORD1(CENTROID({poly})) AS c "
+        f"FROM t WHERE INTERSECTS(CIRCLE(ra, dec, 1), {poly}) = 1 "
+        f"AND INTERSECTS({poly}, BOX(1, 2, 3, 4)) = 0 AND CONTAINS({poly}, CIRCLE(1, 2, 3)) = 1"
+    )
+    array = "ARRAY[ra, dec, ra + 1, dec, ra, dec + 1]::float8[]"
+    assert f"qserv.poly_area({array}) AS a" in sql
+    assert "qserv.circle_area(r) AS d" in sql
+    assert f"(qserv.poly_centroid({array}))[1] AS c" in sql
+    assert f"qserv.circle_meets_poly(ra, dec, 1, {array})" in sql
+    assert f"NOT qserv.polys_intersect({array}, ARRAY[" in sql
+    assert f"qserv.poly_in_circle({array}, 1, 2, 3)" in sql
 
 
 def test_polygons_and_regions_of_scisql() -> None:

@@ -1,0 +1,53 @@
+"""ADQL functions of regions built from columns, end to end on the cluster: the workers'
+answer for a row equals the planner's answer for the same region written with the
+row's numbers as constants, and two SQL paths that must agree do (a CIRCLE of radius 0
+intersects a polygon exactly where CONTAINS puts its centre). The rows are compared with
+the oracle by tests/queries/274 and 288-291."""
+
+from __future__ import annotations
+
+import math
+
+from qserv_py.client import Client
+
+TRIANGLE = "{ra}, {dec}, {ra} + 1, {dec}, {ra}, {dec} + 1"
+CONSTANT = "SELECT TOP 1 AREA(POLYGON({p})) AS a, CENTROID(POLYGON({p})) AS c FROM Object"
+
+
+def _rows(client: Client, query: str) -> list[dict]:
+    return client.query(query).to_pylist()
+
+
+def test_columns_and_constants_agree(client: Client) -> None:
+    columns = TRIANGLE.format(ra="coord_ra", dec="coord_dec")
+    rows = _rows(
+        client,
+        f"SELECT TOP 3 coord_ra, coord_dec, AREA(POLYGON({columns})) AS a, "
+        f"CENTROID(POLYGON({columns})) AS c, AREA(BOX(coord_ra, coord_dec, 2, 1)) AS b "
+        "FROM Object WHERE coord_dec BETWEEN -60 AND 60 ORDER BY objectId",
+    )
+    assert len(rows) == 3
+    for row in rows:
+        ra, dec = row["coord_ra"], row["coord_dec"]
+        constants = TRIANGLE.format(ra=repr(ra), dec=repr(dec))
+        (want,) = _rows(client, CONSTANT.format(p=constants))
+        assert math.isclose(row["a"], want["a"], rel_tol=1e-9)
+        assert all(
+            math.isclose(g, w, rel_tol=1e-9) for g, w in zip(row["c"], want["c"], strict=True)
+        )
+        (box,) = _rows(client, f"SELECT TOP 1 AREA(BOX({ra!r}, {dec!r}, 2, 1)) AS b FROM Object")
+        assert math.isclose(row["b"], box["b"], rel_tol=1e-9)
+
+
+def test_a_circle_of_radius_zero_is_its_centre(client: Client) -> None:
+    polygon = "POLYGON(260, -35, 270, -35, 265, -25)"
+    (row,) = _rows(
+        client,
+        "SELECT COUNT(*) AS n, "
+        f"SUM(CONTAINS(POINT(coord_ra, coord_dec), {polygon})) AS inside, "
+        f"SUM(INTERSECTS(CIRCLE(coord_ra, coord_dec, 0), {polygon})) AS zero, "
+        f"SUM(INTERSECTS(CIRCLE(coord_ra, coord_dec, 2), {polygon})) AS near, "
+        f"SUM(CONTAINS(CIRCLE(coord_ra, coord_dec, 0.5), {polygon})) AS within "
+        "FROM Object WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(265, -30, 12)) = 1",
+    )
+    assert 0 < row["within"] < row["inside"] == row["zero"] < row["near"] < row["n"], row
