@@ -1,8 +1,7 @@
 """The general path of execution: batches of chunks streamed from the workers into the
 merge table, with failover.
 
-Each worker's chunks are cut into batches of at most ``batch_chunks`` (as few as that
-allows, of even sizes) in a queue of its own;
+Each worker's chunks are cut into batches of ``batch_chunks`` in a queue of its own;
 ``per_worker`` lanes (threads) per worker take batches in turn, each streaming ``COPY
 (worker SQL) TO STDOUT (FORMAT BINARY)`` straight into ``COPY qserv_result.q<id> FROM
 STDIN (FORMAT BINARY)`` on its own czar session, inside a czar transaction: a batch's
@@ -24,7 +23,6 @@ worker statements still running, waits for the lanes, and raises.
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 import time
@@ -358,15 +356,10 @@ class Scheduler:
             self._enqueue(worker, tuple(taken))
 
     def _enqueue(self, worker: str, chunks: tuple[int, ...]) -> None:
-        """Queue ``chunks`` in as few batches as ``batch_chunks`` allows, of even sizes:
-        18 chunks go as 9 + 9, not 16 + 2, so that a worker's lanes finish together (a
-        2,000-target cross-match waited for the 16-chunk batch's planning and run)."""
-        count = -(-len(chunks) // self.batch_chunks)
-        small, bigger = divmod(len(chunks), max(count, 1))  # `bigger` batches get one more
-        ends = itertools.accumulate(small + (i < bigger) for i in range(count))
+        step = range(0, len(chunks), self.batch_chunks)
         with self.run.lock:
             queue_ = self.queues.setdefault(worker, deque())
-            queue_.extend(Batch(worker, chunks[a:b]) for a, b in itertools.pairwise((0, *ends)))
+            queue_.extend(Batch(worker, chunks[i : i + self.batch_chunks]) for i in step)
 
     def _start_lanes(self) -> None:
         """Lanes for the workers with queued batches, up to ``per_worker`` each. (A lane
