@@ -25,6 +25,7 @@ from qserv_py.errors import LoadError, QueryError
 from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.loaders.publish import abort
 from qserv_py.loaders.txn import list_txns
+from qserv_py.ops.chunks import copy_chunk
 from qserv_py.query import matches
 from qserv_py.query.cache import PlanCache
 from qserv_py.query.planner import plan
@@ -327,3 +328,27 @@ def test_refused_joins(mt: Client) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(matches).failed == 0
+
+
+def test_chunk_copy_keeps_the_copies_and_their_flags(mt: Client, spec: ClusterSpec) -> None:
+    """A chunk copied to another worker holds the same match rows with the same flags
+    (``match_flags`` is a column of the workers' tables, copied like chunk_id)."""
+    state = mt.context.states[NAME]
+    rows = state.chunk_rows["refmatch"]
+    chunk = max(rows, key=lambda c: (rows[c], c))
+    [source] = state.placement[chunk]
+    target = next(w.name for w in spec.workers if w.name != source)
+    copy_chunk(spec, NAME, chunk, source, target)
+    held = []
+    for name in (source, target):
+        worker = next(w for w in spec.workers if w.name == name)
+        with db_connect(worker, autocommit=True) as conn:
+            held.append(
+                conn.execute(
+                    f"SELECT refid, objid, match_flags FROM {NAME}.refmatch"
+                    " WHERE chunk_id = %s ORDER BY 1, 2, 3",
+                    (chunk,),
+                ).fetchall()
+            )
+    assert held[0] == held[1] and len(held[0]) == rows[chunk]
+    assert all(flags & 3 for _, _, flags in held[0])  # each copy placed by a side
