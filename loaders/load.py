@@ -7,8 +7,9 @@
 2. *Placement*: chunks new to the catalog go to the workers holding the fewest rows,
    on ``replication`` distinct workers each.
 3. *Pass 2* streams record batches: spatial index and chunk (a director's from its
-   position, a child's from the director index), overlap rows for directors, binary
-   COPY into staging on the workers that hold each chunk, committed every
+   position, a child's from the director index, a match table's rows into the chunk of
+   each director row they name: ``qserv_py.loaders.matches``), overlap rows for
+   directors, binary COPY into staging on the workers that hold each chunk, committed every
    ``commit_rows`` rows and at the end of each file.
 4. *Publish* (``qserv_py.loaders.publish``).
 
