@@ -57,13 +57,14 @@ def read_tabledata(data: bytes) -> tuple[Any, pa.Table] | None:
     """The first table's FIELDs (astropy's) and its rows as Arrow arrays of the FIELDs'
     types (columns named ``c0``, ``c1``, ...), or None when the document is not one this
     decodes exactly (see the module's docstring)."""
-    if data.count(b"<TABLE") != 2 or data.count(_OPEN) != 1:
-        return None  # one TABLE, one TABLEDATA (b"<TABLE" is in both of their tags)
     start = data.find(_OPEN) + len(_OPEN)
     end = data.find(_CLOSE, start)
-    if end < 0:
+    if start < len(_OPEN) or end < 0:
         return None
-    fields = _fields(data[:start] + data[end:])
+    header = data[:start] + data[end:]  # (markup in the rows is refused by _delimited)
+    if header.count(b"<TABLE") != 2 or header.count(b"<TABLEDATA") != 1:
+        return None  # one TABLE, one TABLEDATA (b"<TABLE" is in both of their tags)
+    fields = _fields(header)
     if fields is None:
         return None
     kinds = [_kind(field) for field in fields]
@@ -129,10 +130,12 @@ def _delimited(rows: bytes) -> bytes | None:
     when they hold markup other than plain ``<TR><TD>value</TD>...</TR>``."""
     # astropy strips each value: so does this (and drops the white space between tags)
     rows = rows.strip()
-    if _next_to_tags_only(rows):  # (the usual case: ~40x faster than the regexes)
-        rows = rows.translate(None, _WHITESPACE)
+    text = rows.translate(None, _WHITESPACE)
+    if _next_to_tags_only(rows, len(rows) - len(text)):  # (the usual case: ~20x faster)
+        rows = text
     else:
         rows = _BEFORE_TAG.sub(b"<", _AFTER_TAG.sub(b">", rows))
+    del text
     rows = rows.replace(b"<TD/>", b"<TD></TD>")
     if not rows:
         return b""
@@ -147,16 +150,16 @@ def _delimited(rows: bytes) -> bytes | None:
 
 
 _WHITESPACE = b" \t\n\r\x0b\x0c"
-_IS_SPACE = np.zeros(256, bool)
-_IS_SPACE[list(_WHITESPACE)] = True
 
 
-def _next_to_tags_only(rows: bytes) -> bool:
-    """Is each run of white space in ``rows`` (stripped) after a ``>`` or before a
-    ``<``? (Then deleting all white space strips each value, as astropy does, and keeps
-    every value whole.)"""
+def _next_to_tags_only(rows: bytes, spaces: int) -> bool:
+    """Is each run of white space in ``rows`` (stripped; ``spaces`` bytes of white space
+    in all) after a ``>`` or before a ``<``? (Then deleting all white space strips each
+    value, as astropy does, and keeps every value whole.)"""
     chars = np.frombuffer(rows, np.uint8)
-    space = _IS_SPACE[chars]
+    space = chars <= 32
+    if np.count_nonzero(space) != spaces:
+        return False  # control characters other than white space (not XML)
     changes = np.flatnonzero(space[1:] != space[:-1])  # runs: starts, ends, alternating
     before = chars[changes[0::2]]  # the character before each run
     after = chars[changes[1::2] + 1]  # the character after it
