@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from qserv_py.cli import main
 from qserv_py.client import Client, connect
 from qserv_py.cluster.catalogs import create_catalog, drop_catalog
 from qserv_py.cluster.db import connect as db_connect
@@ -191,8 +192,9 @@ def mt(
         for txn in list_txns(spec, NAME):
             if txn.state == "failed":
                 abort(spec, txn.id)
-        loose = LoadOptions(allow_unknown_match_keys=True)
-        assert load(spec, NAME, "Loose", [out / "loose.parquet"], loose).state == "published"
+        # the option, through the CLI
+        cli = ["--cluster", str(spec.path), "load", NAME, "Loose", str(out / "loose.parquet")]
+        assert main([*cli, "--allow-unknown-match-keys"]) == 0
         oracle.execute(f"DROP SCHEMA IF EXISTS {NAME} CASCADE")
         oracle.execute(f"CREATE SCHEMA {NAME}")
         oracle.execute(f"CREATE TABLE {NAME}.obj (objid bigint, ra float8, dec float8, mag float8)")
