@@ -209,7 +209,8 @@ def _column(table: Table, col: Column, index: int, *, std: bool) -> ColumnMeta:
 
 def _keys(catalog: Catalog, table: Table) -> tuple[KeyMeta, ...]:
     """The table's foreign keys, and its link to its director (a child table's rows
-    belong to the director row with the same key) unless a foreign key says it already."""
+    belong to the director row with the same key; a match table links to both of its
+    directors) unless a foreign key says it already."""
     keys = [
         KeyMeta(
             key_id=f"{catalog.name}.{fk.name}",
@@ -227,17 +228,25 @@ def _keys(catalog: Catalog, table: Table) -> tuple[KeyMeta, ...]:
         )
         for fk in table.foreign_keys
     ]
+    links: list[tuple[str, str, str, str]] = []  # (director, key column, key id, text)
     if table.kind is TableKind.CHILD and table.director and table.director_key:
-        director = catalog.table(table.director)
-        pair = (adql_name(table.director_key), adql_name(director.key_column or ""))
-        target = f"{catalog.name}.{director.name}"
+        text = f"The {table.director} each {table.name} row belongs to."
+        links.append((table.director, table.director_key, table.director, text))
+    if table.kind is TableKind.MATCH:  # a match table: both directors it relates
+        for side, key in table.match_sides:
+            text = f"The {side} row that {key} of each {table.name} row names."
+            links.append((side, key, key, text))
+    for name, column, suffix, text in links:
+        linked = catalog.table(name)
+        pair = (adql_name(column), adql_name(linked.key_column or ""))
+        target = f"{catalog.name}.{linked.name}"
         if not any(k.target_table == target and pair in k.columns for k in keys):
             keys.append(
                 KeyMeta(
-                    key_id=f"{catalog.name}.{table.name}_{director.name}",
+                    key_id=f"{catalog.name}.{table.name}_{suffix}",
                     from_table=f"{catalog.name}.{table.name}",
                     target_table=target,
-                    description=f"The {director.name} each {table.name} row belongs to.",
+                    description=text,
                     columns=(pair,),
                 )
             )

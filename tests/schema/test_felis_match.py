@@ -104,3 +104,14 @@ def test_tap_schema_marks_both_keys_indexed() -> None:
         "objId": True,
         "dist": False,
     }
+
+
+def test_tap_schema_keys_link_both_directors() -> None:
+    from qserv_py.api.tap_schema import describe, find_table
+
+    meta = find_table(describe([parse_catalog(DIRECTORS + MATCH, "m.yaml")]), "sky.RefMatch")
+    assert meta is not None
+    assert [(k.key_id, k.target_table, k.columns) for k in meta.keys] == [
+        ("sky.RefMatch_refId", "sky.Ref", (("refId", "refId"),)),
+        ("sky.RefMatch_objId", "sky.Obj", (("objId", "objId"),)),
+    ]
