@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,25 +90,30 @@ class Client:
     @property
     def context(self) -> PlanContext:
         version = self._metadata_version()
-        if self._context is None or version != self._version:
+        context = self._context
+        if context is None or version != self._version:
             self._follow_workers(version[-1] if version else None)
-            self._context = self._load_context()
-            self._version = version
-        return self._context
+            context = self._load_context(version)
+        return context
 
-    def _load_context(self) -> PlanContext:
-        """The metadata read on the kept czar session (one connection less for a short
-        process), under the lock that keeps its other uses away; on a new session if it
-        is of another czar (the cluster file changed) or broke meanwhile."""
+    def _load_context(self, version: tuple[object, ...]) -> PlanContext:
+        """The metadata of ``version``, read on the kept czar session (one connection less
+        for a short process) under the lock that keeps its other uses away (a thread that
+        waited for it finds the context read); on a new session if that one is of
+        another czar (the cluster file changed) or broke meanwhile."""
         args = (self.spec, self.default_catalog, self.director_index_memory_keys, self.limits)
         with self._lock:
+            if self._context is not None and self._version == version:
+                return self._context
+            context = None
             conn = self._czar
             if conn is not None and not conn.closed and self._czar_dsn == self.spec.czar.dsn:
-                try:
-                    return PlanContext.load(*args, czar=conn)
-                except psycopg.OperationalError:
-                    pass  # the czar restarted: a new session below
-        return PlanContext.load(*args)
+                with suppress(psycopg.OperationalError):  # the czar restarted: a new one below
+                    context = PlanContext.load(*args, czar=conn)
+            if context is None:
+                context = PlanContext.load(*args)
+            self._context, self._version = context, version
+            return context
 
     def _follow_workers(self, czar_workers: object) -> None:
         """Read the cluster file again if the czar's workers are not the spec's."""
