@@ -246,11 +246,13 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- CONTAINS(POLYGON, POLYGON): every vertex of the first in the second (which is convex).
+-- (No call of qserv.pt_in_cpoly here: a SQL function called inside another is planned
+-- again at every call; poly_vectors and poly_edges are inlined.)
 CREATE OR REPLACE FUNCTION qserv.poly_in_poly(a double precision[], b double precision[])
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT bool_and(qserv.pt_in_cpoly($1[2 * k - 1], $1[2 * k], $2))
-    FROM generate_series(1, array_length($1, 1) / 2) AS k
-    WHERE array_position($1, NULL) IS NULL
+    SELECT bool_and(inside) FROM (
+        SELECT bool_and(e_s * (e_nx * v_x + e_ny * v_y + e_nz * v_z) >= 0) AS inside
+        FROM qserv.poly_vectors($1), qserv.poly_edges($2) GROUP BY v_i) s
 $$;
 
 -- INTERSECTS(POLYGON, POLYGON): a vertex of one in the other, or two edges crossing
@@ -258,10 +260,10 @@ $$;
 CREATE OR REPLACE FUNCTION qserv.polys_intersect(a double precision[], b double precision[])
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN array_position($1, NULL) IS NULL AND array_position($2, NULL) IS NULL
-        THEN EXISTS (SELECT 1 FROM generate_series(1, array_length($1, 1) / 2) AS k
-                     WHERE qserv.pt_in_cpoly($1[2 * k - 1], $1[2 * k], $2))
-          OR EXISTS (SELECT 1 FROM generate_series(1, array_length($2, 1) / 2) AS k
-                     WHERE qserv.pt_in_cpoly($2[2 * k - 1], $2[2 * k], $1))
+        THEN EXISTS (SELECT 1 FROM qserv.poly_vectors($1), qserv.poly_edges($2) GROUP BY v_i
+                     HAVING bool_and(e_s * (e_nx * v_x + e_ny * v_y + e_nz * v_z) >= 0))
+          OR EXISTS (SELECT 1 FROM qserv.poly_vectors($2), qserv.poly_edges($1) GROUP BY v_i
+                     HAVING bool_and(e_s * (e_nx * v_x + e_ny * v_y + e_nz * v_z) >= 0))
           OR EXISTS (
               SELECT 1 FROM (
                   SELECT -sign(p.e_nx * q.e_ax + p.e_ny * q.e_ay + p.e_nz * q.e_az) AS acb,
@@ -275,15 +277,17 @@ $$;
 
 -- One corner of an ADQL BOX centred on (ra, dec): {ra, dec} of the vector
 -- u * centre + e * east + n * north (the tangent basis of regions.Box; at a pole north
--- points to ra + 180).
+-- points to ra + 180). One expression, so that it is inlined.
 CREATE OR REPLACE FUNCTION qserv.box_corner(
     ra double precision, decl double precision,
     u double precision, e double precision, n double precision)
 RETURNS double precision[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT ARRAY[qserv.ra_norm(atan2d(y, x)), atan2d(z, sqrt(x ^ 2 + y ^ 2))]
-    FROM (SELECT $3 * cosd($2) * cosd($1) - $4 * sind($1) - $5 * sind($2) * cosd($1) AS x,
-                 $3 * cosd($2) * sind($1) + $4 * cosd($1) - $5 * sind($2) * sind($1) AS y,
-                 $3 * sind($2) + $5 * cosd($2) AS z) v
+    SELECT ARRAY[
+        qserv.ra_norm(atan2d($3 * cosd($2) * sind($1) + $4 * cosd($1) - $5 * sind($2) * sind($1),
+                             $3 * cosd($2) * cosd($1) - $4 * sind($1) - $5 * sind($2) * cosd($1))),
+        atan2d($3 * sind($2) + $5 * cosd($2),
+               sqrt(($3 * cosd($2) * cosd($1) - $4 * sind($1) - $5 * sind($2) * cosd($1)) ^ 2
+                    + ($3 * cosd($2) * sind($1) + $4 * cosd($1) - $5 * sind($2) * sind($1)) ^ 2))]
 $$;
 
 -- The ADQL BOX of centre (ra, dec), width and height as its polygon {ra1, dec1, ...}
@@ -293,10 +297,15 @@ CREATE OR REPLACE FUNCTION qserv.box_poly(
     ra double precision, decl double precision, width double precision, height double precision)
 RETURNS double precision[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN $3 > 0 AND $3 < 180 AND $4 > 0 AND $4 < 180 AND $2 BETWEEN -90 AND 90
-        THEN qserv.box_corner($1, $2, u, v, w) || qserv.box_corner($1, $2, u, -v, w)
-             || qserv.box_corner($1, $2, u, -v, -w) || qserv.box_corner($1, $2, u, v, -w) END
-    FROM (SELECT cosd($3 / 2) * cosd($4 / 2) AS u, sind($3 / 2) * cosd($4 / 2) AS v,
-                 cosd($3 / 2) * sind($4 / 2) AS w) l
+        THEN qserv.box_corner($1, $2, cosd($3 / 2) * cosd($4 / 2), sind($3 / 2) * cosd($4 / 2),
+                              cosd($3 / 2) * sind($4 / 2))
+             || qserv.box_corner($1, $2, cosd($3 / 2) * cosd($4 / 2),
+                                 -sind($3 / 2) * cosd($4 / 2), cosd($3 / 2) * sind($4 / 2))
+             || qserv.box_corner($1, $2, cosd($3 / 2) * cosd($4 / 2),
+                                 -sind($3 / 2) * cosd($4 / 2), -cosd($3 / 2) * sind($4 / 2))
+             || qserv.box_corner($1, $2, cosd($3 / 2) * cosd($4 / 2),
+                                 sind($3 / 2) * cosd($4 / 2), -cosd($3 / 2) * sind($4 / 2))
+        END
 $$;
 
 -- Area in square degrees of a disc of radius r (NULL unless 0 <= r <= 180).

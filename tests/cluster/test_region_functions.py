@@ -19,7 +19,7 @@ from qserv_py.sky import regions
 from qserv_py.sky.polygon import tangent_basis
 
 RNG = np.random.default_rng(20261207)
-CASES = 150
+CASES = 100
 
 
 @pytest.fixture(scope="module")

@@ -8,4 +8,4 @@ SELECT TOP 20 objectId,
   COORD2(CENTROID(POLYGON(coord_ra, coord_dec, coord_ra + 1, coord_dec, coord_ra, coord_dec + 1))) AS c2,
   CENTROID(POLYGON(coord_ra - 1, coord_dec - 1, coord_ra + 1, coord_dec - 1, coord_ra, coord_dec + 1)) AS c,
   BOX(coord_ra, coord_dec, 0.5, 0.25) AS b
-FROM Object ORDER BY objectId
+FROM Object WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(60, 30, 10)) = 1 ORDER BY objectId

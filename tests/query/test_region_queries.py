@@ -24,7 +24,8 @@ def test_columns_and_constants_agree(client: Client) -> None:
         client,
         f"SELECT TOP 3 coord_ra, coord_dec, AREA(POLYGON({columns})) AS a, "
         f"CENTROID(POLYGON({columns})) AS c, AREA(BOX(coord_ra, coord_dec, 2, 1)) AS b "
-        "FROM Object WHERE coord_dec BETWEEN -60 AND 60 ORDER BY objectId",
+        "FROM Object WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(60, 30, 10)) = 1 "
+        "ORDER BY objectId",
     )
     assert len(rows) == 3
     for row in rows:
