@@ -134,10 +134,13 @@ def allow_role(nodes: Sequence[Instance], role: str, password: str) -> None:
             )
 
 
-def _prepare_node(node: Instance, user: str, password: str) -> None:
-    """The citus extension on ``node``, and ``user``'s password for reaching the nodes."""
+def _prepare_node(node: Instance, user: str, password: str | None) -> None:
+    """The citus extension on ``node``, and ``user``'s password for reaching the nodes
+    (none given: the node's own authentication, e.g. a .pgpass, is left as it is)."""
     with connect(node, autocommit=True) as conn:
         _create_extension(conn, node)
+        if password is None:
+            return
         conn.execute(
             "INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo)"
             " VALUES (0, %s, %s) ON CONFLICT DO NOTHING",
@@ -157,7 +160,12 @@ def _create_extension(conn: psycopg.Connection, node: Instance) -> None:
 
 
 def add_node(
-    spec: ClusterSpec, node: Instance, address: tuple[str, int], *, user: str, password: str
+    spec: ClusterSpec,
+    node: Instance,
+    address: tuple[str, int],
+    *,
+    user: str,
+    password: str | None,
 ) -> None:
     """Join a new, empty PostgreSQL database (same name as the coordinator's) to Citus
     cluster ``spec`` as a worker node: the extension, the passwords of ``user`` and of

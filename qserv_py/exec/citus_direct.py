@@ -162,6 +162,12 @@ def _load(spec: ClusterSpec) -> ShardMap:
     return ShardMap(version, tables, *_direct_spec(spec, nodes))
 
 
+def node_spec(spec: ClusterSpec, nodes: list[Node]) -> ClusterSpec:
+    """``spec`` with the Citus worker nodes at ``nodes`` as workers beside the
+    coordinator (see :func:`_direct_spec`)."""
+    return _direct_spec(spec, nodes)[0]
+
+
 def _direct_spec(spec: ClusterSpec, nodes: list[Node]) -> tuple[ClusterSpec, dict[Node, str]]:
     """``spec`` with the worker nodes as workers beside the coordinator: named as the
     cluster file names them (else ``host:port``), reached with their DSN there (else
@@ -217,15 +223,26 @@ class Direct:
         return False
 
 
-def route(spec: ClusterSpec, plan: ExecPlan) -> Direct | None:
+def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct | None:
     """``plan`` (made for the coordinator) as a plan for the worker nodes holding its
-    chunks' shards; None where the coordinator's route is kept: direct reads disabled,
-    no chunks, a query of reference tables only, a statement that reads its chunk list
-    elsewhere (an upload's rows per chunk) or rewrites per chunk, or a table whose
-    shards are not found (not distributed, or a chunk's shards on different nodes)."""
+    chunks' shards; None where the coordinator's route is kept (docs/decisions.md,
+    "Citus: reads straight to the shards"):
+
+    - a plan of one batch (at most ``batch_chunks`` chunks: id lookups, light curves,
+      cones) without planner settings: one statement Citus's router plans in about a
+      millisecond, measured faster than the direct read with its placement check;
+    - direct reads disabled, no chunks, a query of reference tables only, a statement
+      that reads its chunk list elsewhere (an upload's rows per chunk) or rewrites per
+      chunk, a reference table named beside the partitioned ones, or a table whose
+      shards are not found (not distributed, or a chunk's shards on different nodes).
+
+    Plans with planner settings (the neighbour join's) always read directly: Citus does
+    not pass a session's planner settings on to the shards' sessions."""
     if not ENABLED or spec.backend != "citus" or plan.replicated_worker is not None:
         return None
     if not plan.chunks or plan.per_chunk is not None or "{chunks}" in plan.worker_sql:
+        return None
+    if plan.total_chunks <= batch_chunks and not plan.worker_settings:
         return None
     tables = partitioned_tables(plan)
     if not tables or _names_other_tables(plan.worker_sql, tables):

@@ -119,7 +119,7 @@ def execute(
         prepare=prepare,
         on_start=on_start,
     )
-    direct = citus_direct.route(spec, plan) if prepare is None else None
+    direct = citus_direct.route(spec, plan, batch_chunks) if prepare is None else None
     if direct is not None:
         try:
             return run(direct.spec, direct.plan, verify=direct.still_placed)

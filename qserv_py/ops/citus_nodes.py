@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from qserv_py.cluster import citus
 from qserv_py.cluster.db import connect
-from qserv_py.cluster.spec import COORDINATOR, ClusterSpec
+from qserv_py.cluster.spec import COORDINATOR, ClusterSpec, Instance
 from qserv_py.errors import ConfigError, UnknownCatalog, UnknownWorker, WorkerOpError
 from qserv_py.ops.clusterfile import workers_changed
 
@@ -189,6 +192,57 @@ def activate(spec: ClusterSpec, name: str) -> CitusNode:
             (node.host, node.port),
         )
     return find_node(spec, name)
+
+
+def add(spec: ClusterSpec, dsn: str, *, name: str | None = None) -> CitusNode:
+    """Join an existing PostgreSQL server (its database named as the coordinator's, Citus
+    installed and preloaded) to the Citus cluster as worker node ``name`` (default: the
+    first free ``workerN``): the citus extension created there, the DSN's password
+    recorded for the nodes to reach each other (``pg_dist_authinfo``), the read-only
+    role's too, ``citus_add_node`` at the DSN's host and port, and the node in the
+    cluster file's ``[[workers]]``. It holds no shards until ``rebalance``. If the
+    cluster file cannot be written, the node is unregistered again."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"the new node's DSN is not valid: {exc}") from exc
+    host, port = info.get("host"), int(info.get("port") or 5432)
+    if not host or str(host).startswith("/"):
+        raise ConfigError(
+            "the new node's DSN must name its host (and port): the coordinator and the "
+            "other nodes reach it there"
+        )
+    want = spec.coordinator.conninfo.get("dbname")
+    if info.get("dbname") != want:
+        raise ConfigError(
+            f"the new node's DSN names database {info.get('dbname')!r}; Citus needs the "
+            f"coordinator's database name on every node: use dbname={want}"
+        )
+    taken = {w.name for w in spec.citus_workers} | {COORDINATOR, "czar"}
+    if name is None:
+        name = next(f"worker{i}" for i in range(1, len(taken) + 2) if f"worker{i}" not in taken)
+    elif name in taken:
+        raise ConfigError(f"there is a worker named {name!r} already: choose another --name")
+    for known in list_nodes(spec):
+        if (known.host, known.port) == (str(host), port):
+            raise WorkerOpError(f"{host}:{port} is Citus node {known.name} already")
+    node = Instance(name, dsn)
+    password = info.get("password")
+    citus.add_node(
+        spec,
+        node,
+        (str(host), port),
+        user=str(info.get("user") or spec.coordinator.conninfo.get("user")),
+        password=None if password is None else str(password),
+    )
+    if spec.path is not None:
+        try:
+            with workers_changed(spec, add=(name, dsn)):
+                pass
+        except BaseException:
+            citus.remove_node(spec, (str(host), port))
+            raise
+    return find_node(replace(spec, citus_workers=(*spec.citus_workers, node)), name)
 
 
 def remove(

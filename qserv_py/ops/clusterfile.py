@@ -73,7 +73,7 @@ def workers_changed(
     file = cluster_file_path(spec.path)
     old_text, data = _read(file)
     workers: list[dict[str, Any]] = []
-    for i, entry in enumerate(data["workers"], 1):  # named as parse_cluster names them
+    for i, entry in enumerate(data.get("workers", []), 1):  # named as parse_cluster does
         workers.append({"name": f"worker{i}", **entry} if isinstance(entry, dict) else entry)
     if remove is not None:
         workers = [w for w in workers if w.get("name") != remove]

@@ -185,12 +185,19 @@ def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
         info = workers.add_local_worker(cluster, settings, progress=_Progress())
     else:
         spec = read_cluster_file(settings.cluster)
-        if spec.backend == "citus":
-            raise ConfigError(
-                "on a Citus cluster a worker node is added by Citus: run "
-                "`SELECT citus_add_node('<host>', <port>)` on the coordinator (with the citus "
-                "extension created on the node), then `qserv-py rebalance` (docs/citus.md)"
-            )
+        if spec.backend == "citus":  # an existing server joined with citus_add_node
+            from qserv_py.ops import citus_nodes
+
+            joined = citus_nodes.add(spec, args.dsn, name=args.name)
+            info = citus_nodes.as_worker_info(joined)
+            if args.json:
+                print(json.dumps(info.to_json(), indent=2))
+            else:
+                print(
+                    f"added Citus worker node {joined.name} ({joined.host}:{joined.port}), "
+                    "holding no shards yet: move some there with `qserv-py rebalance`"
+                )
+            return 0
         info = workers.add_worker(spec, args.dsn, settings, name=args.name, progress=_Progress())
     if args.json:
         print(json.dumps(info.to_json(), indent=2))

@@ -107,6 +107,8 @@ def cluster_status(spec: ClusterSpec) -> ClusterStatus:
         )
         for name, state in states.items()
     ]
+    if spec.backend == "citus":
+        workers += _citus_nodes(spec)
     return ClusterStatus(
         True,
         None,
@@ -115,3 +117,37 @@ def cluster_status(spec: ClusterSpec) -> ClusterStatus:
         sum(1 for _, _, have, _ in lacking if have == 0),
         lacking[:EXAMPLES],
     )
+
+
+def _citus_nodes(spec: ClusterSpec) -> list[WorkerStatus]:
+    """The Citus worker nodes (``pg_dist_node``), probed now: role is Citus's state of
+    the node (active, draining, removable, inactive), chunks the shard placements it
+    holds (rows are not counted on Citus)."""
+    from qserv_py.exec.citus_direct import node_spec
+    from qserv_py.ops.citus_nodes import list_nodes
+
+    try:
+        nodes = list_nodes(spec)
+    except (QservError, psycopg.Error) as exc:
+        return [WorkerStatus("citus nodes", "unknown", "?", 0, 0, None, str(exc))]
+    view = health(node_spec(spec, [(n.host, n.port) for n in nodes]))
+    states = view.check()
+    found = {h.name: h for h in view.snapshot()}
+    out = []
+    for node in nodes:
+        state = states.get(node.name, WorkerState.DOWN)
+        if not node.active:
+            state = WorkerState.DOWN
+        seen = found.get(node.name)
+        out.append(
+            WorkerStatus(
+                node.name,
+                str(state),
+                node.state,
+                node.shards,
+                0,
+                seen.latency_ms if seen else None,
+                seen.error if seen else None,
+            )
+        )
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from qserv_py.cli import main
 from qserv_py.client import Client, connect
@@ -22,8 +23,10 @@ from qserv_py.cluster import citus
 from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec, read_cluster_file
+from qserv_py.config import Settings
 from qserv_py.errors import ConfigError, UnknownWorker, WorkerOpError
 from qserv_py.ops import citus_nodes, workers
+from qserv_py.ops.status import cluster_status
 from tests.catalogs import CATALOG
 from tests.query.test_corpus import CASES, Case, compare
 
@@ -264,3 +267,38 @@ def test_drain_and_remove_a_node_through_citus(
     assert main(["--cluster", root, "replicate"]) == 0
     assert f"  {CATALOG}: " in capsys.readouterr().out
     _check(connect(spec, default_catalog=CATALOG), answers)
+
+
+def test_worker_add_dsn_joins_a_server_and_cluster_status_lists_the_nodes(
+    citus_cluster: LocalCluster,
+    citus_settings: Settings,
+    citus_client: Client,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`worker add DSN` joins an existing server (here a new local instance with Citus)
+    with ``citus_add_node``; `cluster status` lists the Citus nodes and their shards."""
+    root = str(citus_cluster.root)
+    server = citus_cluster.add_worker_instance(citus_settings, _citus_node=True)
+    try:
+        spec = citus_cluster.spec()
+        with pytest.raises(ConfigError, match="coordinator's database name"):
+            citus_nodes.add(spec, make_conninfo(server.dsn, dbname="postgres"))
+        capsys.readouterr()
+        assert main(["--cluster", root, "worker", "add", server.dsn, "--name", server.name]) == 0
+        assert f"added Citus worker node {server.name}" in capsys.readouterr().out
+        spec = citus_cluster.spec()
+        assert server.name in [w.name for w in spec.citus_workers]
+        node = citus_nodes.find_node(spec, server.name)
+        assert (node.state, node.shards) == ("active", 0)
+        with pytest.raises(WorkerOpError, match=f"is Citus node {server.name} already"):
+            citus_nodes.add(spec, server.dsn, name="again")
+        by_name = {w.name: w for w in cluster_status(spec).workers}
+        assert set(by_name) == {"coordinator", "worker1", "worker2", server.name}
+        assert by_name["worker1"].chunks > 0 and by_name["worker2"].chunks > 0
+        assert (by_name[server.name].state, by_name[server.name].chunks) == ("up", 0)
+    finally:
+        main(["--cluster", root, "worker", "remove", server.name, "--purge"])
+    assert [n.name for n in citus_nodes.list_nodes(citus_cluster.spec())] == [
+        "worker1",
+        "worker2",
+    ]
