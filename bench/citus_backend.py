@@ -8,15 +8,17 @@ workers and the baseline (the oracle, or plain COPY), in the same run, as ratios
 Queries. The native cluster, its load and the oracle are bench/query.py's (same release,
 same cases, same oracle SQL). Beside it a local Citus cluster (a coordinator and two worker
 nodes, the same shared_buffers) gets ``qserv-py catalog create dp02`` and ``qserv-py
-load`` of the same files, then ``VACUUM (ANALYZE)``. Each run of each case is timed on
-the three sides in rotating order; both clusters' results are compared with the
-oracle's. For the cones and the near-neighbour join, a plain Citus query written by hand
-(no qserv_py planner: an angular-distance test over the distributed table; for the
-join, the region's objects as a materialised CTE joined with the whole table, the form
-Citus accepts for a join off its distribution column) runs on the same coordinator; its
-row count is checked against the oracle's. Then, for a cone and a whole-table scan, the
-worker SQL sent three ways: as one statement routed by the coordinator (what qserv_py
-does), per shard straight to the worker nodes (the shard tables named), and per chunk
+load`` of the same files, then ``VACUUM (ANALYZE)``. Each run of each case is timed in
+rotating order on native, on Citus as qserv_py runs it (its route for the case printed:
+straight to the shards, or through the coordinator), on Citus with every query routed
+by the coordinator (``citus_direct.ENABLED`` off) and on the oracle; every result is
+compared with the oracle's. For the cones and the near-neighbour join, a plain Citus
+query written by hand (no qserv_py planner: an angular-distance test over the
+distributed table; for the join, the region's objects as a materialised CTE joined
+with the whole table, the form Citus accepts for a join off its distribution column)
+runs on the same coordinator; its row count is checked against the oracle's. Then, for a
+cone and a whole-table scan, the worker SQL sent three ways: as one statement routed by
+the coordinator, per shard straight to the worker nodes (the shard tables named), and per chunk
 straight to the nodes, each concurrently over the shards (see docs/decisions.md).
 
 Loads. The same release loaded with ``qserv-py load`` into a fresh native cluster and a
@@ -91,7 +93,7 @@ def _timed(run: Callable[[], Any]) -> tuple[float, Any]:
 
 @dataclass
 class Row:
-    """One case on the three sides (and by hand on Citus, for cones and the join)."""
+    """One case on the four sides (and by hand on Citus, for cones and the join)."""
 
     name: str
     native: list[float] = field(default_factory=list)
