@@ -249,6 +249,11 @@ def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct |
         return None
     current = shard_map(spec)
     placed = _place(current, tables, plan)
+    if placed is None and _read_version(spec) != current.version:
+        # the map is older than a table or a shard (a catalog created, a node added or
+        # removed since): read it again, else such a plan would never read directly
+        current = shard_map(spec, fresh=True)
+        placed = _place(current, tables, plan)
     if placed is None:
         return None
     by_node, names = placed
