@@ -524,29 +524,7 @@ class _Reader:
     # -- pass 3: children, once every director is known
 
     def resolve_child(self, table: _RawTable) -> None:
-        name = table.doc.get("qserv:director")
-        directors = [t.name for t in self.tables if t.kind is TableKind.DIRECTOR]
-        choices = ", ".join(directors) or "none; mark one with `qserv:kind: director`"
-        if name is None:
-            self.error(
-                f"child table without qserv:director; add `qserv:director: <table>` naming "
-                f"the director table its rows belong to (director tables: {choices})",
-                table.name,
-            )
-        director = self.table_ids.get(name) if isinstance(name, str) else None
-        director = director or (self.find_table(name) if isinstance(name, str) else None)
-        if director is None:
-            self.error(
-                f"qserv:director {name!r} does not exist in this catalog; "
-                f"name a director table (director tables: {choices})",
-                table.name,
-            )
-        if director.kind is not TableKind.DIRECTOR:
-            self.error(
-                f"qserv:director {name!r} is a {director.kind} table, not a director; "
-                f"name a director table (director tables: {choices})",
-                table.name,
-            )
+        director = self.find_director(table, "qserv:director")
         table.director = director.name
         key = table.doc.get("qserv:director_key")
         if key is not None:
