@@ -42,6 +42,10 @@ Progress = Callable[..., None]
 #: shard moves block writes to the moving shard only (queries go on); the catalog's
 #: tables need no replica identity, as logical replication would
 TRANSFER_MODE = "block_writes"
+#: how long `worker remove` waits for Citus to drop the old shard copies left on a drained
+#: node (its maintenance daemon may be dropping them at that moment), retrying this often
+CLEANUP_PATIENCE_S = 60.0
+CLEANUP_RETRY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,25 @@ def add(spec: ClusterSpec, dsn: str, *, name: str | None = None) -> CitusNode:
     return find_node(replace(spec, citus_workers=(*spec.citus_workers, node)), name)
 
 
+def _drop_old_copies(conn: psycopg.Connection, node: CitusNode) -> int:
+    """Drop the old copies of shards moved off ``node`` (``pg_dist_cleanup`` records) and
+    return how many are left after :data:`CLEANUP_PATIENCE_S`. Citus skips a record
+    whose operation lock is held, which its maintenance daemon does while it drops the
+    same copies, and a copy a running query still reads: both end, so a skip is retried."""
+    deadline = time.monotonic() + CLEANUP_PATIENCE_S
+    while True:
+        conn.execute("CALL citus_cleanup_orphaned_resources()")
+        row = conn.execute(
+            "SELECT count(*) FROM pg_dist_cleanup c JOIN pg_dist_node n"
+            " ON n.groupid = c.node_group_id WHERE n.nodeid = %s",
+            (node.node_id,),
+        ).fetchone()
+        left = int(row[0]) if row else 0
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(CLEANUP_RETRY_S)
+
+
 def remove(
     spec: ClusterSpec, name: str, *, local: LocalCluster | None = None, purge: bool = False
 ) -> CitusNode:
@@ -262,16 +285,12 @@ def remove(
         # the old copies of shards moved off the node (Citus drops them later) go now: a
         # clean-up record left for a removed node makes Citus refuse every later move of
         # those shards ("the orphaned shard ... could not be cleaned up")
-        conn.execute("CALL citus_cleanup_orphaned_resources()")
-        left = conn.execute(
-            "SELECT count(*) FROM pg_dist_cleanup c JOIN pg_dist_node n"
-            " ON n.groupid = c.node_group_id WHERE n.nodeid = %s",
-            (node.node_id,),
-        ).fetchone()
-        if left and left[0]:
+        left = _drop_old_copies(conn, node)
+        if left:
             raise WorkerOpError(
-                f"Citus node {node.name} still has {left[0]} old shard copies that Citus could"
-                " not drop yet (a query or a move is using them); try again shortly"
+                f"Citus node {node.name} still has {left} old shard copies that Citus could"
+                f" not drop in {CLEANUP_PATIENCE_S:.0f} s (a query or a move is using them);"
+                " try again shortly"
             )
         conn.execute("SELECT citus_remove_node(%s, %s)", (node.host, node.port))
     named = any(w.name == node.name for w in spec.citus_workers)

@@ -242,6 +242,20 @@ def test_drain_and_remove_a_node_through_citus(
     spec = citus_cluster.spec()
     total = sum(_placements(spec).values())
     assert citus_nodes.find_node(spec, "worker3").shards >= 1
+    worker3 = next(w for w in spec.citus_workers if w.name == "worker3")
+    with db_connect(spec.coordinator, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shard_name(s.logicalrelid, s.shardid) FROM pg_dist_shard s"
+            " JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)"
+            " JOIN pg_dist_partition t USING (logicalrelid)"
+            " WHERE n.nodeport = %s AND t.partmethod = 'h' LIMIT 1",
+            (citus_nodes.find_node(spec, "worker3").port,),
+        ).fetchone()
+    assert row
+    # a query on worker3 still reads one shard when it is drained: Citus cannot drop that
+    # old copy (its maintenance daemon neither) until the query ends
+    reader = db_connect(worker3)
+    reader.execute(f"SELECT 1 FROM {row[0]} LIMIT 0")
     capsys.readouterr()
     assert main(["--cluster", root, "worker", "drain", "worker3"]) == 0
     assert "shards moved by Citus" in capsys.readouterr().out
@@ -256,7 +270,34 @@ def test_drain_and_remove_a_node_through_citus(
     assert plan == (0,)
     assert main(["--cluster", root, "worker", "list", "--json"]) == 0
     assert '"state": "removable"' in capsys.readouterr().out
-    assert main(["--cluster", root, "worker", "remove", "worker3", "--purge"]) == 0
+    removed: list[int] = []
+    removing = threading.Thread(
+        target=lambda: removed.append(
+            main(["--cluster", root, "worker", "remove", "worker3", "--purge"])
+        )
+    )
+    attempts: set[tuple] = set()
+
+    def tried_twice() -> bool:
+        attempts.update(
+            watch.execute(
+                "SELECT pid, query_start FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query ILIKE %s",
+                (f"%DROP%{row[0]}%",),
+            ).fetchall()
+        )
+        return len(attempts) >= 2
+
+    with reader, db_connect(worker3, autocommit=True) as watch:
+        removing.start()
+        try:  # each try to drop the old copy the query reads waits 1 s for its lock, fails,
+            # and `worker remove` tries again
+            _until("Citus to try twice to drop the old copy the query reads", tried_twice)
+            assert removing.is_alive()
+        finally:
+            reader.rollback()
+            removing.join(PATIENCE_S)
+    assert removed == [0]
     spec = citus_cluster.spec()
     assert [n.name for n in citus_nodes.list_nodes(spec)] == ["worker1", "worker2"]
     assert len(citus.active_workers(spec.coordinator)) == 2
