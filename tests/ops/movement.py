@@ -32,14 +32,23 @@ QUERIES = (
 
 
 def load_catalog(
-    spec: ClusterSpec, name: str, release: Path, workers: list[str], replication: int
+    spec: ClusterSpec,
+    name: str,
+    release: Path,
+    workers: list[str],
+    replication: int,
+    **layout: int,
 ) -> None:
     """Catalog ``name`` with its partitioned tables on ``workers`` only, as if the other
     workers had been added since (meanwhile the czar counts them lost, so a publish does
-    not wait for them), and its replicated table on all."""
+    not wait for them), and its replicated table on all; ``layout`` overrides the chunk
+    layout's options (max_rows_per_chunk, min_order, max_order)."""
     create_dp02_catalog(spec, name)
     some = dataclasses.replace(spec, workers=tuple(w for w in spec.workers if w.name in workers))
-    options = LoadOptions(replication=replication, max_rows_per_chunk=400, min_order=1, max_order=8)
+    options = LoadOptions(
+        replication=replication,
+        **{"max_rows_per_chunk": 400, "min_order": 1, "max_order": 8, **layout},  # type: ignore[arg-type]
+    )
     others = [w.name for w in spec.workers if w.name not in workers]
     with connect(spec.czar, autocommit=True) as czar:
         states = dict(czar.execute("SELECT name, state FROM qserv_meta.workers").fetchall())

@@ -23,7 +23,7 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import ClusterError, WorkerOpError
-from qserv_py.ops import journal
+from qserv_py.ops import copy, journal
 from qserv_py.ops.chunks import copy_chunk, move_chunk, publish_move
 from qserv_py.ops.copy import TEMP_PREFIX, chunk_parts
 from tests.ops.movement import answers, load_catalog, partitions, placement
@@ -94,7 +94,12 @@ def _describe(spec: ClusterSpec, worker: str, table: str) -> dict[str, object]:
         }
 
 
-def test_copy_is_identical_to_its_source(spec: ClusterSpec) -> None:
+def test_copy_is_identical_to_its_source(
+    spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as a big chunk is: indexes and checksums on several sessions, a table's checksum
+    # summed in block ranges
+    monkeypatch.setattr(copy, "PARALLEL_ROWS", 1)
     chunk = _biggest_chunk(spec, "worker1")
     with connect(spec.czar, autocommit=True) as czar:
         parts = chunk_parts(journal.catalog_model(czar, CATALOG), chunk)
@@ -125,10 +130,15 @@ def test_copy_is_identical_to_its_source(spec: ClusterSpec) -> None:
         copy_chunk(spec, CATALOG, _biggest_chunk(spec, "worker2"), "worker1", "worker3")
 
 
-def test_a_copy_changed_on_the_target_is_refused(spec: ClusterSpec) -> None:
+@pytest.mark.parametrize("parallel_rows", [copy.PARALLEL_ROWS, 1])
+def test_a_copy_changed_on_the_target_is_refused(
+    spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch, parallel_rows: int
+) -> None:
     """The checksums are not a formality: a target that stores other rows than the
     source sent (here an event trigger gives every new copy table a row trigger that
-    shifts spatial_index) fails verification, and nothing is published or left."""
+    shifts spatial_index) fails verification, and nothing is published or left; also
+    when the checksums are summed in pieces."""
+    monkeypatch.setattr(copy, "PARALLEL_ROWS", parallel_rows)
     chunk = _biggest_chunk(spec, "worker2")
     before = placement(spec, CATALOG)[chunk]
     bend = [

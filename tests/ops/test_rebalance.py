@@ -77,7 +77,16 @@ def test_drain_empties_a_worker(
     spec = ops_cluster.spec()
     new = spec.workers[-1].name
     try:
-        load_catalog(spec, "dr1", release, ["worker1", "worker2", new], 2)
+        # fewer, bigger chunks than the other tests': a dozen moves show the drain as well
+        load_catalog(
+            spec,
+            "dr1",
+            release,
+            ["worker1", "worker2", new],
+            2,
+            max_rows_per_chunk=1500,
+            min_order=0,
+        )
         client = qserv_py.connect(spec, default_catalog="dr1")
         healthy = answers(client, "dr1")
         before = placement(spec, "dr1")
