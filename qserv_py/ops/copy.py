@@ -9,8 +9,7 @@ FROM STDIN`` on the target (rows are never decoded here). The new tables
 ``spatial_index`` order, and ``FREEZE`` (no later vacuum pass; no WAL under
 ``wal_level = minimal``). Once committed they are still unattached, so queries never see
 them; their indexes (the source partition's) and checksums are then made on
-several target sessions at once (a big table's checksum in block ranges, one session
-each, so that no single scan is left to finish alone). The check: each table's row count and order-independent
+several target sessions at once. The check: each table's row count and order-independent
 checksum (the sum of every row's 64-bit hash, :func:`row_hash`) equal the source's, taken
 in the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
 dropped (:func:`drop_leftovers`, by the copy's record after a crash). Their planner
@@ -24,7 +23,6 @@ shares of the publishing two-phase commit (:mod:`qserv_py.ops.chunks`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,13 +50,10 @@ PARTITION_STATISTICS = 30
 #: sessions at once (a small one does not pay for the connections)
 PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
-#: the checksum of a table of PARALLEL_ROWS rows or more is summed in this many block
-#: ranges (TID range scans) on as many sessions, beside its index builds
-CHECK_PIECES = 2
 
 Work = Callable[[psycopg.Connection], None]
-#: ("index", table, statement, "") | ("check", table, the row hash's SQL, a WHERE clause)
-_Task = tuple[str, str, str, str]
+#: ("index", table, statement) | ("check", table, the row hash's SQL)
+_Task = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -171,19 +166,14 @@ def build(
                         streamed.append((part, temp, rows, size))
                 # committed, still unattached (dropped by the copy's record if anything fails)
                 tasks: list[_Task] = []
+                for part, temp, _, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
+                    # the checksum (a full scan) first, beside the index builds; ANALYZE last
+                    tasks.append(("check", temp, hashes[part.partition]))
+                    tasks += [
+                        ("index", temp, _index_on(schema, temp, d)) for d in indexes[part.partition]
+                    ]
                 rows = sum(s[2] for s in streamed)
                 sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
-                for part, temp, n, _ in sorted(streamed, key=lambda s: -s[2]):  # biggest first
-                    # the checksum (full scans) first, beside the index builds; ANALYZE last
-                    pieces = CHECK_PIECES if sessions > 1 and n >= PARALLEL_ROWS else 1
-                    tasks += [
-                        ("check", temp, hashes[part.partition], where)
-                        for where in _block_ranges(tgt, schema, temp, pieces)
-                    ]
-                    tasks += [
-                        ("index", temp, _index_on(schema, temp, d), "")
-                        for d in indexes[part.partition]
-                    ]
                 checks = _finish(target, tgt, app, schema, tasks, sessions)
                 theirs = sums.result()
             built = [
@@ -270,22 +260,18 @@ def _finish(
     started = time.monotonic()
     todo = deque(tasks)
     found: dict[str, tuple[int, int]] = {}
-    lock = threading.Lock()
 
     def work(conn: psycopg.Connection) -> None:
         conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
         while True:
             try:
-                kind, temp, text, where = todo.popleft()
+                kind, temp, text = todo.popleft()
             except IndexError:
                 return
             if kind == "index":
                 conn.execute(text)
             else:
-                rows, total = _checksum(conn, schema, temp, text, where)
-                with lock:  # the pieces of one table's checksum add up
-                    was = found.get(temp, (0, 0))
-                    found[temp] = (was[0] + rows, was[1] + total)
+                found[temp] = _checksum(conn, schema, temp, text)
 
     def session() -> None:
         with connect(target, autocommit=True) as conn:
@@ -384,36 +370,14 @@ def row_hash(columns: list[tuple[str, str]]) -> str:
     return " # ".join(terms)
 
 
-def _checksum(
-    conn: psycopg.Connection, schema: str, table: str, hashed: str, where: str = ""
-) -> tuple[int, int]:
+def _checksum(conn: psycopg.Connection, schema: str, table: str, hashed: str) -> tuple[int, int]:
     """(rows, the sum of the rows' 64-bit hashes ``hashed``): equal sums, equal multisets
-    of rows but for a hash collision. The sums of disjoint ``where`` pieces add up."""
+    of rows but for a hash collision."""
     row = conn.execute(
-        f"SELECT count(*), coalesce(sum({hashed}), 0) FROM {schema}.{table} {where}"
+        f"SELECT count(*), coalesce(sum({hashed}), 0) FROM {schema}.{table}"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
-
-
-def _block_ranges(conn: psycopg.Connection, schema: str, table: str, pieces: int) -> list[str]:
-    """``pieces`` WHERE clauses that split ``table`` into disjoint ranges of its blocks
-    (each read by a TID range scan), together every row; [""] for one piece."""
-    if pieces <= 1:
-        return [""]
-    row = conn.execute(
-        "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
-        (f"{schema}.{table}",),
-    ).fetchone()
-    assert row is not None
-    step = -(-int(row[0]) // pieces) or 1
-    edges: list[int | None] = [step * i for i in range(1, pieces)]
-    clauses = []
-    for low, high in zip([None, *edges], [*edges, None], strict=True):
-        terms = [f"ctid >= '({low},0)'"] if low is not None else []
-        terms += [f"ctid < '({high},0)'"] if high is not None else []
-        clauses.append("WHERE " + " AND ".join(terms))
-    return clauses
 
 
 def _source_checksums(

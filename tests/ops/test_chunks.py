@@ -97,8 +97,7 @@ def _describe(spec: ClusterSpec, worker: str, table: str) -> dict[str, object]:
 def test_copy_is_identical_to_its_source(
     spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # as a big chunk is: indexes and checksums on several sessions, a table's checksum
-    # summed in block ranges
+    # as a big chunk is: indexes and checksums on several sessions
     monkeypatch.setattr(copy, "PARALLEL_ROWS", 1)
     chunk = _biggest_chunk(spec, "worker1")
     with connect(spec.czar, autocommit=True) as czar:
@@ -137,7 +136,7 @@ def test_a_copy_changed_on_the_target_is_refused(
     """The checksums are not a formality: a target that stores other rows than the
     source sent (here an event trigger gives every new copy table a row trigger that
     shifts spatial_index) fails verification, and nothing is published or left; also
-    when the checksums are summed in pieces."""
+    when the checksums are made on several sessions."""
     monkeypatch.setattr(copy, "PARALLEL_ROWS", parallel_rows)
     chunk = _biggest_chunk(spec, "worker2")
     before = placement(spec, CATALOG)[chunk]
