@@ -99,6 +99,123 @@ $$;
 -- ADQL regions built from columns (qserv_py/query/region_functions.py). A polygon is
 -- {ra1, dec1, ra2, dec2, ...}, convex, in either orientation; a NULL anywhere gives NULL.
 
+-- A polygon of columns, checked: the vertex list itself if it is one convex polygon
+-- smaller than a hemisphere (in either orientation; repeated vertices count once), as a
+-- constant POLYGON must be (qserv_py/sky/polygon.py); a NULL anywhere passes (the
+-- functions then give NULL); anything else raises SQLSTATE 22023 naming the row's
+-- vertices, so that no query answers for a region the vertex list does not bound.
+CREATE OR REPLACE FUNCTION qserv.convex_poly(poly double precision[])
+RETURNS double precision[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    m integer := coalesce(array_length(poly, 1), 0);
+    x double precision[] := '{}';
+    y double precision[] := '{}';
+    z double precision[] := '{}';
+    nx double precision[] := '{}';
+    ny double precision[] := '{}';
+    nz double precision[] := '{}';
+    n integer := 0;
+    i integer;
+    k integer;
+    j integer;
+    a double precision;
+    b double precision;
+    c double precision;
+    len double precision;
+    side double precision;
+    total double precision := 0;
+    turn double precision := 0;
+    why text;
+BEGIN
+    IF poly IS NULL OR array_position(poly, NULL) IS NOT NULL THEN
+        RETURN poly;
+    END IF;
+    IF m % 2 = 1 THEN
+        why := 'it has an odd number of coordinates';
+    END IF;
+    FOR i IN 1 .. m / 2 LOOP  -- unit vectors, a repeat of the previous vertex dropped
+        IF why IS NULL AND (poly[2 * i] NOT BETWEEN -90 AND 90 OR poly[2 * i - 1] IN
+                ('Infinity', '-Infinity', 'NaN')) THEN
+            why := format('vertex %s has no place on the sky', i);
+        END IF;
+        a := cosd(poly[2 * i]) * cosd(poly[2 * i - 1]);
+        b := cosd(poly[2 * i]) * sind(poly[2 * i - 1]);
+        c := sind(poly[2 * i]);
+        IF n = 0 OR (a - x[n]) ^ 2 + (b - y[n]) ^ 2 + (c - z[n]) ^ 2 > 1e-24 THEN
+            n := n + 1;
+            x[n] := a; y[n] := b; z[n] := c;
+        END IF;
+    END LOOP;
+    WHILE n > 1 AND (x[1] - x[n]) ^ 2 + (y[1] - y[n]) ^ 2 + (z[1] - z[n]) ^ 2 <= 1e-24 LOOP
+        n := n - 1;  -- a closing repeat of the first vertex
+    END LOOP;
+    IF why IS NULL AND n < 3 THEN
+        why := format('it has %s distinct vertices, not at least 3', n);
+    END IF;
+    IF why IS NULL THEN
+        FOR i IN 1 .. n LOOP  -- edge normals v[i] x v[i + 1], unit
+            j := i % n + 1;
+            a := y[i] * z[j] - z[i] * y[j];
+            b := z[i] * x[j] - x[i] * z[j];
+            c := x[i] * y[j] - y[i] * x[j];
+            len := sqrt(a ^ 2 + b ^ 2 + c ^ 2);
+            IF len < 1e-12 THEN
+                why := format('vertices %s and %s are antipodal', i, j);
+                EXIT;
+            END IF;
+            nx[i] := a / len; ny[i] := b / len; nz[i] := c / len;
+            FOR k IN 1 .. n LOOP
+                total := total + nx[i] * x[k] + ny[i] * y[k] + nz[i] * z[k];
+            END LOOP;
+        END LOOP;
+    END IF;
+    IF why IS NULL THEN  -- every vertex on the inner side of every edge
+        side := CASE WHEN total < 0 THEN -1 ELSE 1 END;
+        <<edges>>
+        FOR i IN 1 .. n LOOP
+            FOR k IN 1 .. n LOOP
+                IF side * (nx[i] * x[k] + ny[i] * y[k] + nz[i] * z[k]) < -1e-12 THEN
+                    why := format('vertex %s lies outside the edge from vertex %s to the next,'
+                                  ' or its edges cross', k, i);
+                    EXIT edges;
+                END IF;
+            END LOOP;
+        END LOOP;
+    END IF;
+    IF why IS NULL THEN  -- smaller than a hemisphere, and around its centre once
+        a := 0; b := 0; c := 0;
+        FOR k IN 1 .. n LOOP
+            a := a + x[k]; b := b + y[k]; c := c + z[k];
+        END LOOP;
+        len := sqrt(a ^ 2 + b ^ 2 + c ^ 2);
+        FOR k IN 1 .. n LOOP
+            j := k % n + 1;
+            IF len < 1e-12 OR (a * x[k] + b * y[k] + c * z[k]) / len <= 1e-12
+                    OR side * (a * nx[k] + b * ny[k] + c * nz[k]) / len <= 1e-12 THEN
+                why := 'it spans a hemisphere or more';
+                EXIT;
+            END IF;
+            turn := turn + atan2(  -- the angle from v[k] to v[j] seen from the centre
+                (a * (y[k] * z[j] - z[k] * y[j]) + b * (z[k] * x[j] - x[k] * z[j])
+                 + c * (x[k] * y[j] - y[k] * x[j])) / len,
+                x[k] * x[j] + y[k] * y[j] + z[k] * z[j]
+                - (a * x[k] + b * y[k] + c * z[k]) * (a * x[j] + b * y[j] + c * z[j]) / len ^ 2);
+        END LOOP;
+        IF why IS NULL AND abs(turn) > 3 * pi() THEN
+            why := 'it winds around its centre more than once';
+        END IF;
+    END IF;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION 'the POLYGON % of a row is not a convex polygon: %', poly, why
+            USING ERRCODE = '22023',
+                  HINT = 'a POLYGON must be convex and smaller than a hemisphere, its'
+                         ' vertices in order (either direction); leave such rows out, or'
+                         ' split the region into convex polygons';
+    END IF;
+    RETURN poly;
+END
+$$;
+
 -- The vertices of a polygon as unit vectors, numbered 1..n.
 CREATE OR REPLACE FUNCTION qserv.poly_vectors(poly double precision[])
 RETURNS TABLE (v_i integer, v_x double precision, v_y double precision, v_z double precision,

@@ -64,11 +64,18 @@ def _contains_sql(self: PostgresGenerator, e: geo.Contains) -> str:
     raise QservError(f"internal error: no SQL for CONTAINS with {type(region).__name__}")
 
 
-def vertices_sql(self: PostgresGenerator, region: exp.Expression) -> str:
+def vertices_sql(self: PostgresGenerator, region: exp.Expression, *, checked: bool = True) -> str:
     """A POLYGON's or BOX's vertices as a ``float8[]`` (ra1, dec1, ra2, dec2, ...): a BOX of
-    constants as the polygon of its corners, one of columns by ``qserv.box_poly``."""
+    constants as the polygon of its corners, one of columns by ``qserv.box_poly``. The
+    vertices of a POLYGON of columns pass ``qserv.convex_poly`` when ``checked`` (the
+    planner checks constant ones; sciSQL's s2PtInCPoly takes any list, as sciSQL does)."""
     if isinstance(region, geo.Polygon):
-        return f"ARRAY[{self.format_args(*region.expressions)}]::float8[]"
+        array = f"ARRAY[{self.format_args(*region.expressions)}]::float8[]"
+        if not checked or isinstance(region, geo.S2CPolygon):
+            return array
+        if geo.numbers(region.expressions) is not None:
+            return array
+        return f"qserv.convex_poly({array})"
     if not isinstance(region, geo.AdqlBox):
         raise QservError(f"internal error: {type(region).__name__} has no vertices")
     args = [region.args.get(k) for k in region.arg_types]
@@ -148,7 +155,7 @@ def _array_sql(self: PostgresGenerator, e: exp.Func) -> str:
     point: ra, dec; circle: ra, dec, radius; polygon: ra1, dec1, ...). A BOX is the
     polygon of its corners."""
     if isinstance(e, (geo.Polygon, geo.AdqlBox)):
-        return vertices_sql(self, e)
+        return vertices_sql(self, e, checked=False)
     return f"ARRAY[{self.format_args(*(e.args[k] for k in e.arg_types))}]::float8[]"
 
 

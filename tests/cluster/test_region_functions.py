@@ -236,3 +236,40 @@ def test_polygon_pairs(db: psycopg.Connection) -> None:
     assert any(meets) and not all(meets) and any(within)
     nulls = _rows(db, "qserv.polys_intersect(t1::float8[], '{0,0,1,0,0,1}')", ["{0,0,NULL,0,0,1}"])
     assert nulls == [None]
+
+
+def _sql_convex(db: psycopg.Connection, flat: list[float | None]) -> bool:
+    """Whether qserv.convex_poly passes the vertex list (it returns it unchanged)."""
+    try:
+        got = db.execute("SELECT qserv.convex_poly(%s::float8[])", (flat,)).fetchone()
+    except psycopg.errors.InvalidParameterValue as exc:
+        assert "is not a convex polygon" in str(exc) and exc.diag.message_hint
+        return False
+    assert got == (flat,)
+    return True
+
+
+def test_polygons_of_columns_are_checked_as_constant_ones(db: psycopg.Connection) -> None:
+    """qserv.convex_poly, the check of a POLYGON of columns, passes exactly the vertex
+    lists the planner takes for a constant POLYGON (qserv_py.sky.polygon)."""
+    lists: list[np.ndarray] = []
+    for _ in range(CASES):
+        ra, dec = _centre()
+        convex = _polygon(ra, dec, float(RNG.uniform(0.01, 60)))
+        lists.append(convex)
+        lists.append(convex[RNG.permutation(len(convex))])  # often crossing edges
+        lists.append(np.concatenate([convex, convex[:1]]))  # closed by a repeat
+        lists.append(np.concatenate([convex, convex]))  # around twice
+    ra, dec = _centre()
+    star = _lonlat(_offset(ra, dec, 5.0, np.arange(0, 720, 144.0)))  # a pentagram
+    big = _lonlat(_offset(ra, dec, 95.0, np.arange(0, 360, 90.0)))  # beyond a hemisphere
+    lists += [star, big, np.array([[10.0, 0.0], [20.0, 0.0], [190.0, 0.0]])]
+    passed = 0
+    for vertices in lists:
+        want = _valid(vertices)
+        assert _sql_convex(db, [float(c) for c in vertices.ravel()]) == want, vertices.tolist()
+        passed += want
+    assert 0 < passed < len(lists)
+    assert _sql_convex(db, [1.0, 2.0, None, 4.0, 5.0, 6.0])  # a NULL: the functions give NULL
+    for bad in ([1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 1.0, 0.0], [0.0, 95.0, 1.0, 0.0, 1.0, 1.0]):
+        assert not _sql_convex(db, bad)

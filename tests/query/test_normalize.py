@@ -200,7 +200,7 @@ def test_regions_of_columns() -> None:
         f"FROM t WHERE INTERSECTS(CIRCLE(ra, dec, 1), {poly}) = 1 "
         f"AND INTERSECTS({poly}, BOX(1, 2, 3, 4)) = 0 AND CONTAINS({poly}, CIRCLE(1, 2, 3)) = 1"
     )
-    array = "ARRAY[ra, dec, ra + 1, dec, ra, dec + 1]::float8[]"
+    array = "qserv.convex_poly(ARRAY[ra, dec, ra + 1, dec, ra, dec + 1]::float8[])"
     assert f"qserv.poly_area({array}) AS a" in sql
     assert "qserv.circle_area(r) AS d" in sql
     assert f"(qserv.poly_centroid({array}))[1] AS c" in sql

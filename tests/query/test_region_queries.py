@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from qserv_py.client import Client
+from qserv_py.errors import QuerySqlError
 
 TRIANGLE = "{ra}, {dec}, {ra} + 1, {dec}, {ra}, {dec} + 1"
 CONSTANT = "SELECT TOP 1 AREA(POLYGON({p})) AS a, CENTROID(POLYGON({p})) AS c FROM Object"
@@ -52,3 +55,30 @@ def test_a_circle_of_radius_zero_is_its_centre(client: Client) -> None:
         "FROM Object WHERE CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(265, -30, 12)) = 1",
     )
     assert 0 < row["within"] < row["inside"] == row["zero"] < row["near"] < row["n"], row
+
+
+def test_a_polygon_of_columns_that_is_not_convex_is_refused(client: Client) -> None:
+    """A vertex list of columns that bounds no convex polygon (here a bow tie: its edges
+    cross) is refused, naming the row's vertices, as a constant one is; never answered
+    as the intersection of its edges' half-spheres."""
+    corners = ("coord_ra, coord_dec", "coord_ra + 1, coord_dec")
+    corners += ("coord_ra + 1, coord_dec + 1", "coord_ra, coord_dec + 1")
+    bow_tie = ", ".join(corners[i] for i in (0, 2, 1, 3))
+    cone = "CONTAINS(POINT(coord_ra, coord_dec), CIRCLE(60, 30, 10)) = 1"
+    for use in (
+        f"SELECT TOP 3 AREA(POLYGON({bow_tie})) AS a FROM Object WHERE {cone}",
+        f"SELECT COUNT(*) FROM Object WHERE {cone} AND "
+        f"CONTAINS(POINT(60, 30), POLYGON({bow_tie})) = 1",
+    ):
+        with pytest.raises(QuerySqlError, match="is not a convex polygon: vertex") as refused:
+            client.query(use)
+        assert "SQLSTATE 22023" in str(refused.value)
+    # the same corners in order are answered; a vertex list given as the result value is
+    # only listed, never checked
+    square = ", ".join(corners)
+    (row,) = _rows(
+        client,
+        f"SELECT TOP 1 AREA(POLYGON({square})) AS a, POLYGON({bow_tie}) AS p FROM Object"
+        f" WHERE {cone}",
+    )
+    assert row["a"] > 0 and len(row["p"]) == 8
