@@ -340,6 +340,18 @@ def _spatial_restrictor(
                 if None not in (ra, dec, radius):
                     return ref, Cone(ra, dec, radius)  # type: ignore[arg-type]
         return None
+    if isinstance(conjunct, geo.RegionWithin) and isinstance(conjunct.this, geo.Circle):
+        # CONTAINS(CIRCLE(o.ra, o.dec, r), region): a disc inside a region of constants
+        # has its centre there (for r >= 0; a negative radius is no disc)
+        cargs = arguments(conjunct.this)
+        ref = _pair_ref(cargs[0], cargs[1], refs)
+        outer = conjunct.expression
+        if ref is not None and isinstance(outer, geo.REGIONS):
+            shape = region_of(outer)
+            radius = constant(cargs[2]) if shape is not None else None
+            if shape is not None and radius is not None and radius >= 0:
+                return ref, shape
+        return None
     if isinstance(conjunct, (exp.LT, exp.LTE)) and isinstance(conjunct.this, geo.Distance):
         args = arguments(conjunct.this)
         radius = constant(conjunct.expression)

@@ -82,3 +82,22 @@ def test_a_polygon_of_columns_that_is_not_convex_is_refused(client: Client) -> N
         f" WHERE {cone}",
     )
     assert row["a"] > 0 and len(row["p"]) == 8
+
+
+def test_a_disc_of_columns_in_a_constant_region_reads_its_chunks(client: Client) -> None:
+    """CONTAINS(CIRCLE(ra, dec, r), region) with constants for r >= 0 and the region
+    reads the region's chunks, as CONTAINS(POINT(ra, dec), region) does; a radius of
+    columns (possibly negative, no disc) reads them all."""
+    region = "POLYGON(260, -35, 270, -35, 265, -25)"
+    point = client.plan(
+        f"SELECT objectId FROM Object WHERE CONTAINS(POINT(coord_ra, coord_dec), {region}) = 1"
+    )
+    every = client.plan("SELECT objectId FROM Object")
+    disc = "CIRCLE(coord_ra, coord_dec, {r})"
+    within = f"SELECT objectId FROM Object WHERE CONTAINS({disc}, {region}) = 1"
+    assert 0 < point.total_chunks < every.total_chunks
+    assert client.plan(within.format(r=0.25)).total_chunks == point.total_chunks
+    assert client.plan(within.format(r="coord_dec / 100")).total_chunks == every.total_chunks
+    assert client.plan(within.format(r=-1)).total_chunks == every.total_chunks
+    rows = _rows(client, within.format(r=0.25) + " ORDER BY objectId")
+    assert rows  # and tests/queries/293-294 hold the rows to the oracle's
