@@ -144,11 +144,7 @@ def cmd_worker_list(args: argparse.Namespace, settings: Settings) -> int:
     from qserv_py.ops import workers
 
     spec = read_cluster_file(settings.cluster)
-    found = workers.list_workers(spec)
-    if spec.backend == "citus":  # qserv_py's one worker, then Citus's nodes (pg_dist_node)
-        from qserv_py.ops import citus_nodes
-
-        found += [citus_nodes.as_worker_info(n) for n in citus_nodes.list_nodes(spec)]
+    found = workers.list_workers(spec)  # on Citus, Citus's nodes too
     if args.json:
         print(json.dumps([w.to_json() for w in found], indent=2))
         return 0

@@ -81,7 +81,8 @@ class LostReport:
 
 
 def list_workers(spec: ClusterSpec) -> list[WorkerInfo]:
-    """Every worker the czar or the cluster file knows, by name."""
+    """Every worker the czar or the cluster file knows, by name; on Citus, then Citus's
+    worker nodes (``pg_dist_node``, with the shards each holds)."""
     with connect(spec.czar, autocommit=True) as czar:
         metadata_version(czar)
         rows = czar.execute(
@@ -103,7 +104,12 @@ def list_workers(spec: ClusterSpec) -> list[WorkerInfo]:
         for w in spec.workers
         if w.name not in known
     ]
-    return sorted(found, key=lambda w: w.name)
+    found.sort(key=lambda w: w.name)
+    if spec.backend == "citus":  # qserv_py's one worker (the coordinator), then the nodes
+        from qserv_py.ops import citus_nodes
+
+        found += [citus_nodes.as_worker_info(n) for n in citus_nodes.list_nodes(spec)]
+    return found
 
 
 def worker_info(spec: ClusterSpec, name: str) -> WorkerInfo:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.conninfo import make_conninfo
 
+from qserv_py.api.app import create_app
 from qserv_py.cli import main
 from qserv_py.client import Client, connect
 from qserv_py.cluster import citus
@@ -337,6 +339,15 @@ def test_worker_add_dsn_joins_a_server_and_cluster_status_lists_the_nodes(
         assert set(by_name) == {"coordinator", "worker1", "worker2", server.name}
         assert by_name["worker1"].chunks > 0 and by_name["worker2"].chunks > 0
         assert (by_name[server.name].state, by_name[server.name].chunks) == ("up", 0)
+        # the REST API lists the nodes as `worker list` does
+        token = "citus-admin-token"
+        app = create_app(citus_settings.model_copy(update={"admin_token": token}), spec)
+        with TestClient(app) as api:
+            listed = api.get("/api/v1/admin/workers", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200, listed.text
+        nodes = {w["name"]: w for w in listed.json()}
+        assert {"worker1", "worker2", server.name} <= set(nodes)
+        assert nodes[server.name]["chunks"] == 0 and nodes["worker1"]["chunks"] > 0
     finally:
         main(["--cluster", root, "worker", "remove", server.name, "--purge"])
     assert [n.name for n in citus_nodes.list_nodes(citus_cluster.spec())] == [
