@@ -60,6 +60,8 @@ _MAP = (
     " p.placementid) AS m RIGHT JOIN (SELECT 1) AS one ON true"
 )
 
+#: the ending of a director's overlap table (qserv_py.schema.ddl.overlap_table_name)
+_OVERLAP = "_overlap"
 #: a partitioned table's placeholder in the worker SQL (see qserv_py.exec.plan)
 _PLACEHOLDER = re.compile(r"\w+\.qserv_part__\w+")
 
@@ -260,8 +262,52 @@ def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct |
     chunks = {
         node: tuple(c for _, c in sorted(cs)) for node, cs in by_node.items()
     }  # by shard, then chunk
-    direct = replace(plan, chunks=chunks, shards=names, catalog=None, holders=None, partitions={})
+    whole: dict[str, frozenset[int]] = {}
+    if plan.holders is not None and plan.catalog is not None:
+        for table in tables:
+            whole.update(_catalog_chunks(current, table, plan.catalog, plan.holders))
+    direct = replace(
+        plan,
+        chunks=chunks,
+        shards=names,
+        shard_chunks=whole,
+        catalog=None,
+        holders=None,
+        partitions={},
+    )
     return Direct(current.spec, direct, spec, current.version)
+
+
+#: (map, catalog placement, table) -> the table's shards -> the catalog's chunks in each
+_whole: dict[tuple[int, int, str], tuple[object, object, dict[str, frozenset[int]]]] = {}
+
+
+def _catalog_chunks(
+    current: ShardMap, table: str, catalog: str, holders: Mapping[int, object]
+) -> dict[str, frozenset[int]]:
+    """Each shard of ``table`` -> every chunk of ``catalog`` (``holders``: its placement,
+    chunk -> workers) whose hash falls in it: a statement reading all of them needs no
+    ``chunk_id`` filter there. None for a table of another catalog, or an overlap table
+    (a chunk with overlap rows only has no placement). Cached per map and placement."""
+    shards = current.tables.get(table)
+    if shards is None or table.split(".")[0] != catalog or table.endswith(_OVERLAP):
+        return {}
+    key = (id(current), id(holders), table)
+    with _lock:
+        known = _whole.get(key)
+    if known is not None and known[0] is current and known[1] is holders:
+        return known[2]
+    per_shard: dict[str, set[int]] = {}
+    for chunk in holders:
+        hit = shards.find(chunk)
+        if hit is not None:
+            per_shard.setdefault(hit[0], set()).add(chunk)
+    found = {name: frozenset(cs) for name, cs in per_shard.items()}
+    with _lock:
+        if len(_whole) >= 256:
+            _whole.clear()
+        _whole[key] = (current, holders, found)  # both kept: their ids stay
+    return found
 
 
 def _names_other_tables(template: str, tables: list[str]) -> bool:

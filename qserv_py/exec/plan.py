@@ -87,6 +87,11 @@ class ExecPlan:
     #: chunk -> its shard table there (:mod:`qserv_py.exec.citus_direct`); None: through
     #: the coordinator
     shards: Mapping[str, Mapping[int, str]] | None = field(default=None, repr=False, compare=False)
+    #: with ``shards``: a shard table -> every chunk of the catalog in it; a statement that
+    #: reads them all reads the shard without a ``chunk_id`` filter
+    shard_chunks: Mapping[str, frozenset[int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def total_chunks(self) -> int:
@@ -112,7 +117,7 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
         return text if plan.per_chunk is None else plan.per_chunk(text, None)
     pieces = _pieces(template)
     if plan.shards is not None:
-        return _on_shards(pieces, chunks, plan.shards)
+        return _on_shards(pieces, chunks, plan.shards, plan.shard_chunks)
     if citus and "{chunks}" not in template:
         return _on_citus(pieces, chunks)
     if citus:  # the statement reads {chunks} elsewhere too (an upload's chunk): per chunk
@@ -139,10 +144,14 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
 
 
 def _on_citus(
-    pieces: list[str], chunks: tuple[int, ...], names: Mapping[str, str] | None = None
+    pieces: list[str],
+    chunks: tuple[int, ...],
+    names: Mapping[str, str] | None = None,
+    whole: frozenset[str] = frozenset(),
 ) -> str:
     """The worker SQL for a Citus coordinator: one statement over ``chunks``; with
-    ``names`` (table -> its shard table), for the worker node holding those shards."""
+    ``names`` (table -> its shard table), for the worker node holding those shards, of
+    which those in ``whole`` are read whole (``chunks`` are all of their chunks)."""
     text = list(pieces)
     where = f"chunk_id = ANY({_array(chunks)})" if chunks else "false"
     for i in range(1, len(pieces), 2):
@@ -150,16 +159,23 @@ def _on_citus(
         # a subquery in FROM needs an alias: the table's own name if none follows
         alias = "" if _ALIASED.match(pieces[i + 1]) else f" AS {table.split('.')[1]}"
         source = table if names is None else names[table]
-        text[i] = f"(SELECT * FROM {source} WHERE {where}){alias}"
+        if source in whole:
+            text[i] = f"{source}{alias}"
+        else:
+            text[i] = f"(SELECT * FROM {source} WHERE {where}){alias}"
     return "".join(text).replace("{chunks}", _array(chunks))
 
 
 def _on_shards(
-    pieces: list[str], chunks: tuple[int, ...], shards: Mapping[str, Mapping[int, str]]
+    pieces: list[str],
+    chunks: tuple[int, ...],
+    shards: Mapping[str, Mapping[int, str]],
+    catalog_chunks: Mapping[str, frozenset[int]],
 ) -> str:
     """The worker SQL for a Citus worker node, naming the shard tables: one statement
-    per group of ``chunks`` in the same shards (a UNION ALL if several); without chunks
-    (a probe of the columns), over the shards of the plan's first chunk."""
+    per group of ``chunks`` in the same shards (a UNION ALL if several), reading whole
+    the shards whose every chunk of the catalog (``catalog_chunks``) the group holds;
+    without chunks (a probe of the columns), over the shards of the plan's first chunk."""
     tables = list(dict.fromkeys(pieces[1::2]))
     groups: dict[tuple[str, ...], list[int]] = {}
     for chunk in chunks:
@@ -167,7 +183,12 @@ def _on_shards(
     if not groups:
         return _on_citus(pieces, (), {t: next(iter(shards[t].values())) for t in tables})
     statements = [
-        _on_citus(pieces, tuple(cs), dict(zip(tables, names, strict=True)))
+        _on_citus(
+            pieces,
+            tuple(cs),
+            dict(zip(tables, names, strict=True)),
+            frozenset(n for n in names if n in catalog_chunks and catalog_chunks[n] <= set(cs)),
+        )
         for names, cs in groups.items()
     ]
     return (

@@ -16,6 +16,7 @@ from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.exec import citus_direct, tracking
 from qserv_py.exec.dispatch import execute
+from qserv_py.exec.plan import worker_sql
 from tests.catalogs import CATALOG
 from tests.query.test_corpus import CASES, compare
 
@@ -87,6 +88,20 @@ def test_reads_go_to_the_nodes_and_equal_the_oracle(
         direct = citus_direct.route(spec, plan, BATCH)
         assert direct is not None, (case.name, plan.total_chunks)
         assert set(direct.plan.chunks) <= {w.name for w in spec.citus_workers}
+        # a statement holding every chunk of the catalog in a shard reads it whole; one
+        # holding some of them filters it by chunk_id
+        assert direct.plan.shards is not None
+        (table,) = direct.plan.shards
+        shard_of = direct.plan.shards[table]
+        for chunks in direct.plan.chunks.values():
+            shards = {shard_of[c] for c in chunks}
+            read_whole = [n for n in shards if direct.plan.shard_chunks.get(n, {0}) <= set(chunks)]
+            text = worker_sql(direct.plan, chunks)
+            assert read_whole and text.count("WHERE chunk_id") == len(shards) - len(read_whole)
+            for chunk in chunks:  # alone, where its shard holds other chunks of the catalog
+                alone = worker_sql(direct.plan, (chunk,))
+                shared = direct.plan.shard_chunks.get(shard_of[chunk], {0}) != {chunk}
+                assert ("WHERE chunk_id" in alone) == shared, alone
         start = _last_id(spec)
         got = _rows(execute(spec, plan, batch_chunks=BATCH).table)
         compare(got, cur.execute(plan.oracle_sql).fetchall(), ordered=case.ordered)
