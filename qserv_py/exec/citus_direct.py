@@ -26,6 +26,7 @@ query of reference tables only) keep the coordinator's route.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import threading
 from collections.abc import Mapping
@@ -62,8 +63,9 @@ _MAP = (
 
 #: the ending of a director's overlap table (qserv_py.schema.ddl.overlap_table_name)
 _OVERLAP = "_overlap"
-#: a partitioned table's placeholder in the worker SQL (see qserv_py.exec.plan)
-_PLACEHOLDER = re.compile(r"\w+\.qserv_part__\w+")
+#: a partitioned table's placeholder in the worker SQL is ``schema.qserv_part__table``
+#: (see qserv_py.exec.plan)
+_PLACEHOLDER_PREFIX = "qserv_part__"
 
 Version = tuple[int, int, str]
 Node = tuple[str, int]
@@ -314,11 +316,17 @@ def _names_other_tables(template: str, tables: list[str]) -> bool:
     """Whether the worker SQL names a table of the catalogs other than by a partitioned
     table's placeholder (a reference table, which has no plain name on a node's shards:
     such a query keeps the coordinator's route)."""
-    text = _PLACEHOLDER.sub(" ", template)
-    for schema in {t.split(".")[0] for t in tables}:
-        if re.search(rf'(?<![\w.])"?{re.escape(schema)}"?\s*\.', text, re.IGNORECASE):
-            return True
-    return False
+    schemas = {t.split(".")[0] for t in tables}
+    return any(_other_table(schema).search(template) for schema in schemas)
+
+
+@functools.lru_cache(maxsize=256)
+def _other_table(schema: str) -> re.Pattern[str]:
+    """``schema.`` naming a table, a placeholder (``schema.qserv_part__…``) excepted: one
+    pass over a long statement (a neighbour join's is kilobytes)."""
+    return re.compile(
+        rf'(?<![\w.])"?{re.escape(schema)}"?\s*\.(?!{_PLACEHOLDER_PREFIX})', re.IGNORECASE
+    )
 
 
 def _place(
