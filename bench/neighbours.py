@@ -262,6 +262,8 @@ def explain_chunk(cluster_dir: Path, radius: float) -> None:
         }
         chunk = max(chunks, key=lambda c: sizes.get(c, 0))
         sql = worker_sql(planned, (chunk,))
+        for name, value in planned.worker_settings:  # as the worker statements run
+            conn.execute(f"SET {name} = {value}")
         rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}").fetchall()
     print(f"EXPLAIN ANALYZE, chunk {chunk} ({sizes.get(chunk, 0):,} objects):")
     for (line,) in rows:
