@@ -181,6 +181,9 @@ class Analysis:
     match_sides: dict[str, dict[int, set[str]]] = field(default_factory=dict)
     #: match tables: the director keys each side's key column is restricted to
     match_keys: dict[str, dict[int, set[int]]] = field(default_factory=dict)
+    #: each worker statement reads one chunk (native workers; on Citus a statement reads
+    #: several chunks of a shard): a near-neighbour join's sides need no chunk_id test
+    per_chunk: bool = False
 
 
 def analyze(
@@ -189,7 +192,7 @@ def analyze(
     """What ``select`` says about its ``refs``; the restrictors of the ``outermost`` SELECT
     are noted for the plan cache, which re-runs them with new values (see ``params``)."""
     by_alias = {r.alias: r for r in refs}
-    analysis = Analysis({}, {}, [], [])
+    analysis = Analysis({}, {}, [], [], per_chunk=ctx.spec.backend != "citus")
     where = conjuncts(select.args.get("where"))
     ons = [c for j in select.args.get("joins") or [] for c in conjuncts(j.args.get("on"))]
     for conjunct in where + ons:

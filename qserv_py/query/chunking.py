@@ -153,9 +153,14 @@ def rewrite_for_workers(
                 extra.append(index_ranges(widened, b))
     position = {source.alias_or_name: i for i, source in enumerate(from_sources(select))}
     joins = select.args.get("joins") or []
-    for a, b, _ in analysis.edges:
+    for a, b, near in analysis.edges:
         if a in derived or b in derived:
             continue  # joined on the director key: the same chunk anyway
+        if near and analysis.per_chunk and a not in nullable and b not in nullable:
+            # both sides read the statement's one chunk (its partition, and its overlap):
+            # no chunk_id test, and no chunk_id column read, which is a catalog table's
+            # last (reading it unpacks every column of every row: ~15 % of the statement)
+            continue
         same_chunk = exp.EQ(this=exp.column("chunk_id", a), expression=exp.column("chunk_id", b))
         last = max(position[a], position[b])
         join = joins[last - 1] if last else None
@@ -205,6 +210,7 @@ def near_neighbour_cells(
                 own,
                 theirs,
                 [*extra, *conditions],
+                chunk_column=not analysis.per_chunk,
             )
         )
     return conditions

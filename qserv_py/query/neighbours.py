@@ -222,14 +222,17 @@ def cell_join(
     restrictions: Sequence[exp.Expr] = (),
     second_restrictions: Sequence[exp.Expr] = (),
     elsewhere: Sequence[exp.Expr] = (),
+    *,
+    chunk_column: bool = True,
 ) -> exp.Expression:
     """Read ``first`` (alias; its ra, dec columns), a chunk partition in ``select``, with
     the cells its rows reach (see :meth:`Cells.cells_sql`), and ``second`` (alias, ra,
     dec) with the key of its rows' cell (:meth:`Cells.keyed_sql`): each side only the
     columns the query uses (in ``select`` and in ``elsewhere``, conditions still to be
     added to it), and its own ``restrictions`` (e.g. its spatial_index ranges) copied
-    inside, so that only its rows in the region get cells. Return the condition that
-    matches the two.
+    inside, so that only its rows in the region get cells; and ``chunk_id`` when
+    ``chunk_column`` (a statement of several chunks matches the sides' chunks too). Return
+    the condition that matches the two.
 
     >>> import sqlglot
     >>> s = sqlglot.parse_one("SELECT t1.id FROM c.t AS t1, c.t AS t2", read="postgres")
@@ -241,34 +244,35 @@ def cell_join(
     """
     alias, ra2, dec2 = second
     cells = Cells.for_radius(radius, *first_pos)
-    body = cells.cells_sql(*_side(select, first, first_pos, restrictions, elsewhere, CELL))
+    extra = (CHUNK_ID,) if chunk_column else ()
+    body = cells.cells_sql(
+        *_side(select, first, (*first_pos, *extra), restrictions, elsewhere, CELL)
+    )
     _replace(select, first, body)
     keyed = Cells.for_radius(radius, ra2, dec2)
-    _replace(
-        select,
-        alias,
-        keyed.keyed_sql(*_side(select, alias, (ra2, dec2), second_restrictions, elsewhere, CELL2)),
-    )
+    second_side = _side(select, alias, (ra2, dec2, *extra), second_restrictions, elsewhere, CELL2)
+    _replace(select, alias, keyed.keyed_sql(*second_side))
     return exp.maybe_parse(f"{first}.{CELL} = {alias}.{CELL2}", dialect="postgres")
 
 
 def _side(
     select: exp.Select,
     alias: str,
-    position: tuple[str, str],
+    needed: tuple[str, ...],
     restrictions: Sequence[exp.Expr],
     elsewhere: Sequence[exp.Expr],
     made: str,
 ) -> tuple[str, list[str], str]:
     """(source, columns, where) of one side of a cell join: the table or subquery read
-    as ``alias``, the columns of it that the query reads, its own restrictions."""
+    as ``alias``, the columns of it that the query reads and the ``needed`` ones (its
+    position, maybe chunk_id), its own restrictions."""
     node = next(s for s in _sources(select) if s.alias_or_name == alias)
     table = node.copy()
     table.set("alias", None)
     used = {c.name for c in select.find_all(exp.Column) if c.table == alias}
     for condition in (*restrictions, *elsewhere):
         used |= {c.name for c in condition.find_all(exp.Column) if c.table == alias}
-    columns = sorted(used - {made}) + [c for c in (*position, CHUNK_ID) if c not in used]
+    columns = sorted(used - {made}) + [c for c in needed if c not in used]
     inner = [r.copy() for r in restrictions]
     for restriction in inner:
         for column in restriction.find_all(exp.Column):

@@ -172,3 +172,14 @@ def test_a_shard_moved_after_planning_still_gives_exact_rows(
     records = _records(spec, start)
     assert [s for s, _ in records] == ["failed", "completed"], records
     assert "does not exist" in (records[0][1] or ""), records
+
+
+def test_neighbour_joins_match_chunks_on_citus(citus_client: Client) -> None:
+    """A Citus statement reads several chunks of a shard: a near-neighbour join matches
+    its sides' chunk_id there (native statements read one chunk each and do not)."""
+    planned = citus_client.plan(
+        "SELECT COUNT(*) FROM Object o1, Object o2 WHERE DISTANCE(POINT(o1.coord_ra, "
+        "o1.coord_dec), POINT(o2.coord_ra, o2.coord_dec)) < 0.005 AND o1.objectId <> o2.objectId"
+    )
+    assert "o1.chunk_id = o2.chunk_id" in planned.worker_sql
+    assert "o1.qserv_cell = o2.qserv_cell2" in planned.worker_sql
