@@ -171,32 +171,32 @@ def cmd_worker_add(args: argparse.Namespace, settings: Settings) -> int:
             )
         if args.name:
             raise ConfigError("--name: a local instance is named workerN by the cluster")
-        if cluster.backend == "citus":  # a Citus worker node (docs/citus.md)
-            node = cluster.add_citus_node(settings)
-            print(
-                f"added Citus worker node {node.name} ({node.public_dsn}), holding no shards "
-                "yet: move some there with `qserv-py rebalance`"
-            )
-            return 0
-        info = workers.add_local_worker(cluster, settings, progress=_Progress())
-    else:
-        spec = read_cluster_file(settings.cluster)
-        if spec.backend == "citus":  # an existing server joined with citus_add_node
+        citus = cluster.backend == "citus"
+        if citus:  # a Citus worker node (docs/citus.md)
             from qserv_py.ops import citus_nodes
 
-            joined = citus_nodes.add(spec, args.dsn, name=args.name)
-            info = citus_nodes.as_worker_info(joined)
-            if args.json:
-                print(json.dumps(info.to_json(), indent=2))
-            else:
-                print(
-                    f"added Citus worker node {joined.name} ({joined.host}:{joined.port}), "
-                    "holding no shards yet: move some there with `qserv-py rebalance`"
-                )
-            return 0
-        info = workers.add_worker(spec, args.dsn, settings, name=args.name, progress=_Progress())
+            node = cluster.add_citus_node(settings)
+            info = citus_nodes.as_worker_info(citus_nodes.find_node(cluster.spec(), node.name))
+        else:
+            info = workers.add_local_worker(cluster, settings, progress=_Progress())
+    else:
+        spec = read_cluster_file(settings.cluster)
+        citus = spec.backend == "citus"
+        if citus:  # an existing server joined with citus_add_node
+            from qserv_py.ops import citus_nodes
+
+            info = citus_nodes.as_worker_info(citus_nodes.add(spec, args.dsn, name=args.name))
+        else:
+            info = workers.add_worker(
+                spec, args.dsn, settings, name=args.name, progress=_Progress()
+            )
     if args.json:
         print(json.dumps(info.to_json(), indent=2))
+    elif citus:
+        print(
+            f"added Citus worker node {info.name} ({info.dsn}), holding no shards yet: move "
+            "some there with `qserv-py rebalance`"
+        )
     else:
         print(
             f"added worker {info.name} ({info.dsn}), active, holding no chunks yet: move some "

@@ -71,9 +71,8 @@ def vertices_sql(self: PostgresGenerator, region: exp.Expression, *, checked: bo
     planner checks constant ones; sciSQL's s2PtInCPoly takes any list, as sciSQL does)."""
     if isinstance(region, geo.Polygon):
         array = f"ARRAY[{self.format_args(*region.expressions)}]::float8[]"
-        if not checked or isinstance(region, geo.S2CPolygon):
-            return array
-        if geo.numbers(region.expressions) is not None:
+        constant = geo.numbers(region.expressions) is not None
+        if not checked or constant or isinstance(region, geo.S2CPolygon):
             return array
         return f"qserv.convex_poly({array})"
     if not isinstance(region, geo.AdqlBox):
