@@ -199,9 +199,12 @@ class Client:
     ) -> ExecPlan:
         """The plan of ``text``; ``uploads`` are the tables (or schemas) it reads as
         ``TAP_UPLOAD.<name>``; ``oracle=False`` skips writing ``oracle_sql``, and lets a
-        query shape seen before be planned from the plan cache."""
-        if oracle or uploads:
-            return plan(text, lang, self.context, uploads, oracle=oracle)
+        query shape seen before (with uploads of the same schemas) be planned from the
+        plan cache."""
+        if oracle:
+            return plan(text, lang, self.context, uploads, oracle=True)
+        if uploads:
+            return self.plans.plan_uploads(text, lang, self.context, uploads)
         return self.plans.plan(text, lang, self.context)
 
     def query(

@@ -32,8 +32,10 @@ conjunct no longer restricts (``objectId = 1.5``), the query is planned as usual
 
 Restrictor re-runs are used only where the chunk set depends on nothing else: no derived
 tables over partitioned tables, no near-neighbour join; otherwise the restrictors'
-numbers are pinned. Queries with uploads, and EXPLAIN (which shows the oracle SQL), are
-always planned as usual; a plan from the cache has no ``oracle_sql``.
+numbers are pinned. Queries with uploads are planned by :meth:`PlanCache.plan_uploads`
+instead: from the uploads' schemas once per text, language and schemas, then given each
+upload's data (:func:`qserv_py.query.uploads.with_data`). EXPLAIN (which shows the
+oracle SQL) is always planned as usual; a plan from the cache has no ``oracle_sql``.
 
 Once a shape has a template, later texts of it are recognised without sqlglot's tokenizer
 (~0.08 ms): by their skeleton, the text with each number replaced by its form, when the
@@ -50,9 +52,11 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 from sqlglot.tokens import Token, TokenType
 
@@ -68,6 +72,7 @@ from qserv_py.query.parse import dialect, parse
 from qserv_py.query.planner import plan as plan_query
 from qserv_py.query.render import index_ranges_sql
 from qserv_py.query.subqueries import Analysed
+from qserv_py.query.uploads import with_data
 from qserv_py.sky.regions import Region
 
 log = logging.getLogger(__name__)
@@ -127,8 +132,47 @@ class PlanCache:
         #: (language, skeleton of the text) → the key of its shape (see _numbers)
         self._known: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._ctx: PlanContext | None = None
+        #: (text, language, the uploads' names and schemas) → the plan from the schemas
+        self._uploads: OrderedDict[tuple[Any, ...], ExecPlan] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+
+    def _context(self, ctx: PlanContext) -> None:
+        """Forget every plan made on another context (under the lock)."""
+        if self._ctx is not ctx:
+            self._shapes.clear()
+            self._known.clear()
+            self._uploads.clear()
+            self._ctx = ctx
+
+    def plan_uploads(
+        self, text: str, lang: str, ctx: PlanContext, uploads: Mapping[str, pa.Table | pa.Schema]
+    ) -> ExecPlan:
+        """The plan of ``text`` reading ``uploads`` (tables or schemas, by name), as the
+        planner makes it from them with ``oracle=False``: the shape is planned once from
+        the schemas (their fields' metadata included: units and UCDs change plans)."""
+        schemas = {n: t.schema if isinstance(t, pa.Table) else t for n, t in uploads.items()}
+        key = (
+            text,
+            lang.strip().lower(),
+            tuple(sorted((n.lower(), s.serialize().to_pybytes()) for n, s in schemas.items())),
+        )
+        with self._lock:
+            self._context(ctx)
+            planned = self._uploads.get(key)
+            if planned is not None:
+                self._uploads.move_to_end(key)
+        if planned is None:
+            self.misses += 1
+            planned = plan_query(text, lang, ctx, schemas, oracle=False)
+            with self._lock:
+                if self._ctx is ctx:
+                    self._uploads[key] = planned
+                    while len(self._uploads) > self.capacity:
+                        self._uploads.popitem(last=False)
+        else:
+            self.hits += 1
+        return with_data(planned, uploads, ctx)
 
     def plan(self, text: str, lang: str, ctx: PlanContext) -> ExecPlan:
         """The plan of ``text`` (as :func:`qserv_py.query.planner.plan` with
@@ -146,10 +190,7 @@ class PlanCache:
                 return plan_query(text, lang, ctx, oracle=False)
             values = tuple(t.text for t in numbers)
         with self._lock:
-            if self._ctx is not ctx:
-                self._shapes.clear()
-                self._known.clear()
-                self._ctx = ctx
+            self._context(ctx)
             shape = self._shapes.get(key)
             if shape is None:
                 shape = self._shapes[key] = _Shape()

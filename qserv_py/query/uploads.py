@@ -17,15 +17,21 @@ query's FROM:
 The worker SQL names an upload by a token (:func:`token`) that execution
 (:mod:`qserv_py.exec.uploads`) replaces with the name of the table it made for the query
 on each worker; the plan (:class:`UploadPlan`) says what to ship (:func:`prepare`).
+
+A plan made from the uploads' schemas holds no rows: it is the same for every upload of
+those schemas, so a client plans a query shape once (the plan cache of
+:class:`qserv_py.client.Client`) and :func:`with_data` gives the plan of each new
+upload: the chunks that no cross-matched target and no uploaded director key reaches
+left out, the rows to ship prepared — the plan the planner makes from the data.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +41,7 @@ from sqlglot import exp
 from qserv_py.errors import QueryError, UploadError
 from qserv_py.exec.plan import ExecPlan
 from qserv_py.query.analysis import conjuncts, from_sources
+from qserv_py.query.chunking import assign_chunks
 from qserv_py.query.qualify import UPLOADS, CatalogSet
 from qserv_py.query.xmatch import CrossMatch, check_radius, density, partition_targets, spatial_join
 from qserv_py.schema.model import (
@@ -154,6 +161,15 @@ class UploadUse:
     xmatch: CrossMatch | None = None
 
 
+class KeyJoin(NamedTuple):
+    """``upload.column = director key`` in the query: the upload's keys name its chunks."""
+
+    upload: str  # the upload's name (lower case)
+    column: str
+    catalog: str  # the director's catalog (SQL name)
+    director: str  # the director table
+
+
 @dataclass(frozen=True, eq=False)
 class UploadPlan(ExecPlan):
     """An :class:`ExecPlan` whose worker SQL reads uploads: run it with
@@ -163,6 +179,8 @@ class UploadPlan(ExecPlan):
     #: token -> the rows to ship (targets partitioned for a cross-match), when the plan
     #: was made from the uploads' data; else execution prepares them
     shipments: Mapping[str, pa.Table] = field(default_factory=dict)
+    #: the joins by director key that narrow the chunks once the keys are known
+    key_joins: tuple[KeyJoin, ...] = ()
 
 
 def shipped_columns(table: Table, xmatch: CrossMatch | None) -> tuple[tuple[str, str], ...]:
@@ -204,6 +222,61 @@ def prepare(use: UploadUse, data: pa.Table, chunks: set[int] | frozenset[int]) -
     for name, values in ((CHUNK, chunk), (LO, lo), (HI, hi)):
         out = out.append_column(name, pa.array(values, pa.int64()))
     return out
+
+
+def narrow(
+    chunks: set[int],
+    uses: Iterable[UploadUse],
+    key_joins: Iterable[KeyJoin],
+    data: Mapping[str, pa.Table | pa.Schema],
+    ctx: PlanContext,
+) -> tuple[set[int], dict[str, pa.Table]]:
+    """``chunks`` without those no cross-matched target of ``uses`` (that narrows) and no
+    uploaded director key of ``key_joins`` can reach, given the uploads' ``data`` (by
+    lower-case name; a schema narrows nothing); and the rows to ship of each
+    cross-match, by token."""
+    import pyarrow.compute as pc  # (here: slow to import)
+
+    shipments: dict[str, pa.Table] = {}
+    for use in uses:
+        table = data.get(use.name)
+        if use.xmatch is None or not isinstance(table, pa.Table):
+            continue
+        shipment = shipments[use.token] = prepare(use, table, chunks)
+        if use.xmatch.narrows:
+            chunks = chunks & shipment_chunks(shipment)
+    for join in key_joins:
+        table = data.get(join.upload)
+        if not isinstance(table, pa.Table):
+            continue
+        values = table.column(_column_index(table, join.column))
+        if not pa.types.is_integer(values.type):
+            continue
+        keys = pc.unique(values.drop_null()).to_pylist()
+        chunks &= ctx.lookup_keys(join.catalog, join.director, keys)
+    return chunks, shipments
+
+
+def with_data(
+    plan: ExecPlan, data: Mapping[str, pa.Table | pa.Schema], ctx: PlanContext
+) -> ExecPlan:
+    """``plan``, made from the uploads' schemas on ``ctx``, as the planner makes it from
+    their ``data`` (by name): narrowed (:func:`narrow`), its chunks assigned again, and
+    the rows of each upload prepared. (Any other plan is returned as it is.)"""
+    if not isinstance(plan, UploadPlan) or not plan.uploads:
+        return plan
+    tables = {name.lower(): t for name, t in data.items()}
+    chunks = {c for cs in plan.chunks.values() for c in cs}
+    if plan.catalog is not None:
+        chunks, shipments = narrow(chunks, plan.uploads, plan.key_joins, tables, ctx)
+    else:
+        shipments = {}
+    for use in plan.uploads:
+        table = tables.get(use.name)
+        if use.xmatch is None and isinstance(table, pa.Table):
+            shipments[use.token] = prepare(use, table, frozenset())
+    assigned = assign_chunks(chunks, plan.catalog, ctx) if plan.catalog is not None else {}
+    return replace(plan, chunks=assigned, shipments=shipments)
 
 
 def _floats(column: pa.ChunkedArray, upload: str, name: str) -> npt.NDArray[np.float64]:
@@ -261,7 +334,7 @@ class Uploads:
         catalogs[UPLOADS] = upload_catalog(self.data)
         self.ctx = ctx.with_catalogs(CatalogSet(catalogs, ctx.catalogs.default))
         self.matches: list[_Match] = []
-        self.id_joins: list[tuple[str, str, Ref]] = []  # (upload name, its column, ref)
+        self.key_joins: list[KeyJoin] = []
         self.shipments: dict[str, pa.Table] = {}
 
     @property
@@ -351,29 +424,16 @@ class Uploads:
                 and mine.table not in nullable
                 and ref.alias not in nullable
             ):
-                self.id_joins.append((uploads[mine.table], mine.name, ref))
+                self.key_joins.append(
+                    KeyJoin(uploads[mine.table], mine.name, ref.catalog.sql_name, ref.director)
+                )
 
     def restrict(self, chunks: set[int]) -> set[int]:
         """The chunk set without chunks no cross-matched target (or uploaded director
         key) can reach, when the uploads' data is at hand."""
-        import pyarrow.compute as pc  # (here: slow to import)
-
-        for match in self.matches:
-            data = self.data.get(match.use.name)
-            if isinstance(data, pa.Table):
-                shipment = prepare(match.use, data, chunks)
-                self.shipments[match.use.token] = shipment
-                if match.xmatch.narrows:
-                    chunks = chunks & shipment_chunks(shipment)
-        for name, column, ref in self.id_joins:
-            data = self.data.get(name)
-            if not isinstance(data, pa.Table):
-                continue
-            values = data.column(_column_index(data, column))
-            if not pa.types.is_integer(values.type):
-                continue
-            keys = pc.unique(values.drop_null()).to_pylist()
-            chunks &= self.ctx.lookup_keys(ref.catalog.sql_name, ref.director, keys)
+        uses = [m.use for m in self.matches]
+        chunks, shipments = narrow(chunks, uses, self.key_joins, self.data, self.ctx)
+        self.shipments.update(shipments)
         return chunks
 
     def rewrite(self, select: exp.Select, chunk_list: str) -> None:
@@ -435,7 +495,9 @@ class Uploads:
                 self.shipments[use.token] = prepare(use, data, frozenset())
         base = {f.name: getattr(plan, f.name) for f in fields(ExecPlan)}
         base["worker_sql"] = worker_sql
-        return UploadPlan(**base, uploads=uses, shipments=dict(self.shipments))
+        return UploadPlan(
+            **base, uploads=uses, shipments=dict(self.shipments), key_joins=tuple(self.key_joins)
+        )
 
 
 #: ``tap_upload.<name>`` in generated SQL, or a string literal (left alone)

@@ -32,6 +32,7 @@ from qserv_py.errors import (
 )
 from qserv_py.exec import uploads as shipping
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
+from qserv_py.query.planner import plan as plan_query
 from qserv_py.query.uploads import CHUNK, UploadPlan, upload_table
 from qserv_py.query.xmatch import density, partition_targets
 from qserv_py.sky.healpix import angular_separation, spatial_index
@@ -498,6 +499,49 @@ def test_plan_from_schemas_then_run_with_data(
     to_oracle(oracle, "t", targets)
     want = oracle.execute(planned.oracle_sql).fetchall()
     compare([tuple(r.values()) for r in result.to_pylist()], want, ordered=False)
+
+
+CACHED_SHAPES = [
+    XMATCH_FORMS[0][1].format(r="10.0 / 3600"),  # a cross-match: narrows the chunks
+    "SELECT o.objectId, t.id FROM Object o LEFT JOIN TAP_UPLOAD.t t "  # does not narrow
+    "ON CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE(t.ra, t.dec, 10.0 / 3600)) = 1",
+    "SELECT t.oid, o.objectId FROM TAP_UPLOAD.ids t JOIN Object o ON o.objectId = t.oid",
+    "SELECT COUNT(*) FROM Object o JOIN TAP_UPLOAD.ids i ON i.oid = o.objectId "
+    "JOIN TAP_UPLOAD.t t ON CONTAINS(POINT(o.coord_ra, o.coord_dec), "
+    "CIRCLE(t.ra, t.dec, 1.0 / 3600)) = 1",
+    "SELECT COUNT(*), MAX(ra) FROM TAP_UPLOAD.t",
+]
+
+
+@pytest.mark.parametrize("shape", range(len(CACHED_SHAPES)))
+def test_a_shape_is_planned_once_then_given_each_upload(
+    client: Client, objects: pa.Table, shape: int
+) -> None:
+    """The plan cache plans an upload query from its uploads' schemas once; with each
+    new upload's data that plan is the planner's plan from that data: the same SQL, the
+    same chunks on the same workers, the same rows to ship."""
+    client = Client(client.spec, default_catalog="qt")  # (its own plan cache)
+    text = CACHED_SHAPES[shape]
+    ids = objects.column("objectid").to_numpy()
+    for seed in range(3):
+        targets = edge_targets(client, objects, 10 * ARCSEC, seed=seed)
+        wanted = pa.table({"oid": pa.array(np.append(ids[seed::89], [-1]), pa.int64())})
+        uploads = {"t": targets, "ids": wanted}
+        cached = client.plan(text, uploads=uploads, oracle=False)
+        planned = plan_query(text, "adql", client.context, uploads, oracle=False)
+        assert isinstance(cached, UploadPlan) and isinstance(planned, UploadPlan)
+        assert cached.worker_sql == planned.worker_sql
+        assert cached.merge_sql == planned.merge_sql
+        assert cached.chunks == planned.chunks
+        assert cached.shipments.keys() == planned.shipments.keys()
+        for token, rows in planned.shipments.items():  # (repr: NaN equals NaN)
+            assert cached.shipments[token].schema == rows.schema
+            assert repr(cached.shipments[token].to_pydict()) == repr(rows.to_pydict())
+    assert (client.plans.misses, client.plans.hits) == (1, 2)
+    other = pa.table({"id": pa.array([1], pa.int32()), "ra": [1.0], "dec": [2.0], "label": ["x"]})
+    if "ids" not in text:
+        client.plan(text, uploads={"t": other, "ids": wanted}, oracle=False)
+        assert client.plans.misses == 2  # another schema: planned again
 
 
 def test_tables_are_dropped(client: Client, spec: ClusterSpec, objects: pa.Table) -> None:
