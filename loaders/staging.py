@@ -311,13 +311,33 @@ def lost_staging(
     ]
 
 
+#: staging partitions dropped in one statement
+DROP_GROUP = 256
+
+
 def drop_staging(spec: ClusterSpec, txn: int) -> None:
     """Drop every staging table of load ``txn`` on the workers and the czar."""
 
-    names = ", ".join(f"qserv_stage.s{int(txn)}{suffix}" for suffix in ("", "_o", "_dirindex"))
+    parents = [f"s{int(txn)}{suffix}" for suffix in ("", "_o", "_dirindex")]
+    names = ", ".join(f"qserv_stage.{p}" for p in parents)
 
     def drop(inst: Instance) -> None:
         with connect(inst, autocommit=True) as conn:
+            # the partitions a few hundred at a time (one DROP of a parent with 10^4
+            # partitions would need more locks than the server has), then the parents
+            parts = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n"
+                    " ON n.oid = p.relnamespace WHERE n.nspname = 'qserv_stage'"
+                    " AND p.relname = ANY(%s)",
+                    (parents,),
+                )
+            ]
+            for i in range(0, len(parts), DROP_GROUP):
+                group = ", ".join(f"qserv_stage.{p}" for p in parts[i : i + DROP_GROUP])
+                conn.execute(f"DROP TABLE IF EXISTS {group}")
             conn.execute(f"DROP TABLE IF EXISTS {names} CASCADE")
 
     # one DROP per database: on Citus the czar and the worker are one (two would deadlock)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         default="256MB", description="Each local instance's maintenance_work_mem."
     )
     max_connections: int = Field(default=100, ge=10, description="Each local instance's limit.")
+    max_locks_per_transaction: int = Field(
+        default=512,
+        ge=64,
+        description="Each local instance's max_locks_per_transaction: a load's publish "
+        "attaches all the chunks it adds to a worker in one transaction (a few locks each).",
+    )
     reader_role: str = Field(
         default="qserv_reader",
         pattern=r"^[a-z_][a-z0-9_]*$",

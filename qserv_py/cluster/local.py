@@ -549,6 +549,8 @@ def _server_conf(inst: LocalInstance, settings: Settings, *, on_citus: bool = Fa
         "max_connections": settings.max_connections,
         # two-phase publish of loads needs prepared transactions
         "max_prepared_transactions": settings.max_connections,
+        # a publish swaps every chunk it adds to a worker in one transaction
+        "max_locks_per_transaction": settings.max_locks_per_transaction,
         "shared_buffers": settings.shared_buffers,
         "work_mem": settings.work_mem,
         "maintenance_work_mem": settings.maintenance_work_mem,
