@@ -233,8 +233,11 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from qserv_py.exec.arrow import skip_pandas_probe
     from qserv_py.loaders.load import LoadOptions, load
     from qserv_py.loaders.progress import ProgressLine
+
+    skip_pandas_probe()
 
     options = LoadOptions(
         publish=not args.no_publish,

@@ -63,6 +63,19 @@ def pixel_of(ra: npt.ArrayLike, dec: npt.ArrayLike, order: int) -> IntArray:
     return ipix.astype(np.int64)
 
 
+def pixel_centres(ipix: IntArray, order: int) -> tuple[FloatArray, FloatArray]:
+    """(ra, dec) in degrees of the centres of nested pixels ``ipix`` at ``order``.
+
+    >>> [round(float(v[0]), 6) for v in pixel_centres(np.array([0]), 0)]
+    [45.0, 41.810315]
+    """
+    pixels = np.atleast_1d(np.asarray(ipix)).astype(np.uint64)
+    lon, lat = np.empty(pixels.shape), np.empty(pixels.shape)
+    depth = np.full(pixels.shape, order, np.uint8)
+    core().healpix_to_lonlat(depth, pixels, 0.5, 0.5, lon, lat, np.uint16(0))
+    return np.degrees(lon), np.degrees(lat)
+
+
 @functools.cache
 def core() -> Any:
     """cdshealpix's compiled core (its Rust functions), loaded without the package's

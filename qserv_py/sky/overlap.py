@@ -22,7 +22,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from cdshealpix import nested
 
 from qserv_py.sky.healpix import (
     ORDER,
@@ -31,6 +30,7 @@ from qserv_py.sky.healpix import (
     mean_pixel_size_deg,
     neighbourhood_order,
     neighbours,
+    pixel_centres,
     unit_vectors,
 )
 from qserv_py.sky.layout import Layout
@@ -65,8 +65,7 @@ def overlap_targets(
     per = 4 ** (fine - order)
     sub = ((pixels << (2 * (fine - order)))[:, None] + np.arange(per, dtype=np.int64)).ravel()
     sub_rows = np.repeat(rows, per)
-    lon, lat = nested.healpix_to_lonlat(sub.astype(np.uint64), fine, num_threads=0)
-    centres = unit_vectors(lon.deg, lat.deg)
+    centres = unit_vectors(*pixel_centres(sub, fine))
     points = unit_vectors(
         np.asarray(ra, np.float64)[sub_rows], np.asarray(dec, np.float64)[sub_rows]
     )
