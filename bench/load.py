@@ -53,16 +53,18 @@ def _generate(out: Path, objects: int, forced: float) -> None:
     (out / "done.json").write_text(json.dumps(counts))
 
 
-def fresh_cluster(cluster_dir: Path) -> Any:
-    """A new local cluster in ``cluster_dir`` (a czar and two workers, shared_buffers 1GB),
-    replacing one left there; the benchmarks' set-up."""
+def fresh_cluster(cluster_dir: Path, settings: dict[str, Any] | None = None) -> Any:
+    """A new local cluster in ``cluster_dir`` (a czar and two workers, shared_buffers 1GB,
+    and ``settings``), replacing one left there; the benchmarks' set-up."""
     from qserv_py.cluster.local import LocalCluster
     from qserv_py.config import load_settings
 
     cluster = LocalCluster(cluster_dir)
     if cluster.exists():
         cluster.destroy()
-    cluster.init(load_settings({"cluster": cluster_dir, "shared_buffers": "1GB"}))
+    cluster.init(
+        load_settings({"cluster": cluster_dir, "shared_buffers": "1GB", **(settings or {})})
+    )
     return cluster
 
 

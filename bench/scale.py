@@ -155,8 +155,8 @@ def main() -> None:
     if args.reuse and LocalCluster(cluster_dir).exists():
         cluster = LocalCluster(cluster_dir)
         cluster.start()
-    else:
-        cluster = fresh_cluster(cluster_dir)
+    else:  # a publish attaches every chunk it adds to a worker in one transaction
+        cluster = fresh_cluster(cluster_dir, {"max_locks_per_transaction": 1024})
     spec = read_cluster_file(cluster_dir)
     first = sorted((release / "Object").glob("*.parquet"))[0]
     sample = pq.read_table(first, columns=["objectId", "coord_ra", "coord_dec"]).slice(0, 400)

@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     )
     max_connections: int = Field(default=100, ge=10, description="Each local instance's limit.")
     max_locks_per_transaction: int = Field(
-        default=512,
-        ge=64,
+        default=64,
+        ge=10,
         description="Each local instance's max_locks_per_transaction: a load's publish "
         "attaches all the chunks it adds to a worker in one transaction (a few locks each).",
     )
