@@ -35,13 +35,13 @@ from typing import NamedTuple
 
 import psycopg
 
+from qserv_py.cluster.db import copy_out
 from qserv_py.exec import limits, pools, tracking
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.plan import worker_sql
 from qserv_py.exec.pools import borrow
 from qserv_py.exec.run import BatchDone, Failure, Run, chunk_moved, sever, worker_failure
 
-COPY_BUFFER = 1 << 18  # bytes passed to the czar at once
 #: threads that run the lanes of all runs of the process; an idle one takes the next
 #: lane, so a small query starts no thread (thread starts cost 6 ms of a 2,000-target
 #: cross-match's 40 ms on a busy machine). A lane never waits for another lane, only for
@@ -163,23 +163,21 @@ class Scheduler:
             return self.gather(batch, conn, rows)
         if run.max_bytes is not None:  # a row is one message through this process
             rows = limits.capped_rows(rows, run.max_bytes)
-        copy_out = f"{run.tag}COPY ({rows}) TO STDOUT (FORMAT BINARY)"
+        out_sql = f"{run.tag}COPY ({rows}) TO STDOUT (FORMAT BINARY)"
         where = tracking.CZAR
         try:
             with czar.transaction(), czar.cursor() as into_cur:
                 with into_cur.copy(f"COPY {run.table} FROM STDIN (FORMAT BINARY)") as into:
+
+                    def write(buffer: bytearray) -> None:
+                        nonlocal where
+                        where = tracking.CZAR
+                        into.write(buffer)
+                        where = batch.worker
+
                     where = batch.worker
-                    buffer = bytearray()
-                    with conn.cursor() as cur, cur.copy(copy_out) as out:
-                        for data in out:  # one message per row: pass them on in bulk
-                            buffer += data
-                            if len(buffer) >= COPY_BUFFER:
-                                where = tracking.CZAR
-                                into.write(buffer)
-                                buffer.clear()
-                                where = batch.worker
+                    copy_out(conn, out_sql, write)
                     where = tracking.CZAR
-                    into.write(buffer)
                 with run.lock:
                     self.running.discard(batch)
                     if batch.state == "abandoned":

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from qserv_py.cluster.db import connect
+from qserv_py.cluster.db import connect, copy_out
 from qserv_py.cluster.spec import Instance
 from qserv_py.errors import ClusterError
 from qserv_py.schema.ddl import overlap_table_name, partition_name
@@ -40,7 +40,6 @@ from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, TableKind
 
 log = logging.getLogger(__name__)
 
-COPY_BUFFER = 1 << 18  # bytes written to the target at once
 TEMP_PREFIX = "qserv_copy_"
 #: memory for the index builds of one copy (a chunk is a few hundred MB at most)
 BUILD_MEMORY = "1GB"
@@ -50,6 +49,15 @@ PARTITION_STATISTICS = 30
 #: sessions at once (a small one does not pay for the connections)
 PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
+#: a checksum of this many rows or more is compiled by PostgreSQL's JIT, optimised and
+#: inlined: compiling the hash of ~40 columns costs ~0.25 s, and the scan then runs in
+#: ~60 % of its time (1M rows of 43 columns: 0.85 s against 1.45 s). A server without
+#: JIT (``llvmjit`` not installed) takes the settings and runs it as before.
+JIT_ROWS = 500_000
+JIT_ON = (
+    "SET jit = on; SET jit_above_cost = 0; SET jit_optimize_above_cost = 0;"
+    " SET jit_inline_above_cost = 0"
+)
 
 Work = Callable[[psycopg.Connection], None]
 #: ("index", table, statement) | ("check", table, the row hash's SQL)
@@ -157,7 +165,9 @@ def build(
             # the source's checksums, in the copy's snapshot, on a session of their own from
             # the start: they overlap the stream (which the target's side bounds)
             with ThreadPoolExecutor(1) as pool:
-                sums = pool.submit(_source_checksums, source, app, snapshot, schema, parts, hashes)
+                sums = pool.submit(
+                    _source_checksums, source, app, snapshot, schema, parts, hashes, expected
+                )
                 with tgt.transaction():
                     streamed = []
                     for n, part in enumerate(parts):
@@ -174,7 +184,9 @@ def build(
                     ]
                 rows = sum(s[2] for s in streamed)
                 sessions = FINISH_SESSIONS if rows >= PARALLEL_ROWS else 1
-                checks = _finish(target, tgt, app, schema, tasks, sessions)
+                checks = _finish(
+                    target, tgt, app, schema, tasks, sessions, {s[1]: s[2] for s in streamed}
+                )
                 theirs = sums.result()
             built = [
                 Built(part, temp, *checks[temp], oids[part.partition], size)
@@ -216,21 +228,23 @@ def _stream(
         with into_cur.copy(
             f"COPY {schema}.{temp} ({names}) FROM STDIN (FORMAT BINARY, FREEZE)"
         ) as into:
-            buffer = bytearray()
             out_sql = (
                 f"COPY (SELECT {names} FROM {schema}.{part.partition} ORDER BY {SPATIAL_INDEX})"
                 " TO STDOUT (FORMAT BINARY)"
             )
-            with src.cursor() as cur, cur.copy(out_sql) as out:
-                for data in out:  # one message per row: pass them on in bulk
-                    buffer += data
-                    if len(buffer) >= COPY_BUFFER:
-                        size += len(buffer)
-                        into.write(buffer)
-                        buffer.clear()
-            size += len(buffer)
-            into.write(buffer)
+
+            def write(buffer: bytearray) -> None:
+                nonlocal size
+                size += len(buffer)
+                into.write(buffer)
+
+            sent = copy_out(src, out_sql, write)
         rows = into_cur.rowcount
+    if rows != sent:
+        raise ClusterError(
+            f"copy of {schema}.{part.partition}: the source sent {sent:,} rows, the target "
+            f"took {rows:,}; nothing was published: copy it again"
+        )
     log.debug(
         "streamed %s: %s rows, %s bytes, %.2f s",
         part.partition,
@@ -254,9 +268,10 @@ def _finish(
     schema: str,
     tasks: list[_Task],
     sessions: int,
+    rows: dict[str, int],
 ) -> dict[str, tuple[int, int]]:
-    """Run the index builds and the checksum of each new table on ``sessions`` target
-    sessions at once (``tgt`` alone when 1); the checksums."""
+    """Run the index builds and the checksum of each new table (of ``rows`` rows) on
+    ``sessions`` target sessions at once (``tgt`` alone when 1); the checksums."""
     started = time.monotonic()
     todo = deque(tasks)
     found: dict[str, tuple[int, int]] = {}
@@ -271,7 +286,7 @@ def _finish(
             if kind == "index":
                 conn.execute(text)
             else:
-                found[temp] = _checksum(conn, schema, temp, text)
+                found[temp] = _checksum(conn, schema, temp, text, rows[temp])
 
     def session() -> None:
         with connect(target, autocommit=True) as conn:
@@ -370,9 +385,13 @@ def row_hash(columns: list[tuple[str, str]]) -> str:
     return " # ".join(terms)
 
 
-def _checksum(conn: psycopg.Connection, schema: str, table: str, hashed: str) -> tuple[int, int]:
+def _checksum(
+    conn: psycopg.Connection, schema: str, table: str, hashed: str, rows: int
+) -> tuple[int, int]:
     """(rows, the sum of the rows' 64-bit hashes ``hashed``): equal sums, equal multisets
-    of rows but for a hash collision."""
+    of rows but for a hash collision. ``rows``, about how many there are, decides whether
+    the expression is compiled (:data:`JIT_ROWS`)."""
+    conn.execute(JIT_ON if rows >= JIT_ROWS else "SET jit = off")
     row = conn.execute(
         f"SELECT count(*), coalesce(sum({hashed}), 0) FROM {schema}.{table}"
     ).fetchone()
@@ -387,15 +406,20 @@ def _source_checksums(
     schema: str,
     parts: list[Part],
     hashes: dict[str, str],
+    expected: dict[tuple[str, bool], int],
 ) -> dict[str, tuple[int, int]]:
-    """Row counts and checksums of the source's partitions, in the copy's snapshot."""
+    """Row counts and checksums of the source's partitions, in the copy's snapshot
+    (``expected``: the czar's row counts)."""
     with connect(source, autocommit=True) as conn:
         conn.execute("SELECT set_config('application_name', %s, false)", (app,))
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         found = {}
         for part in parts:  # in the target's column order: equal rows, equal hashes
-            found[part.partition] = _checksum(conn, schema, part.partition, hashes[part.partition])
+            rows = expected.get((part.table, part.overlap), 0)
+            found[part.partition] = _checksum(
+                conn, schema, part.partition, hashes[part.partition], rows
+            )
         conn.execute("ROLLBACK")
         return found
 

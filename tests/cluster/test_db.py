@@ -1,10 +1,13 @@
-"""Connections to the cluster's databases: sessions kept for the length of a load."""
+"""Connections to the cluster's databases: sessions kept for the length of a load, and
+the COPY reader that relays rows between servers."""
 
 from __future__ import annotations
 
 import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
 
-from qserv_py.cluster.db import connect, kept_sessions
+from qserv_py.cluster.db import connect, copy_out, kept_sessions
 from qserv_py.cluster.spec import ClusterSpec
 
 
@@ -39,3 +42,72 @@ def test_kept_sessions_are_reused_as_new(spec: ClusterSpec) -> None:
     assert kept.closed  # the block's end closes the sessions it kept
     with connect(worker, autocommit=True) as conn:
         assert conn is not kept
+
+
+ROWS_SQL = (
+    "SELECT g, g * 0.5 AS half, repeat('x', g % 97) AS pad, CASE WHEN g % 7 = 0 THEN NULL"
+    " ELSE g END AS sometimes FROM generate_series(1, 20000) AS g"
+)
+
+
+def _iterated(conn: psycopg.Connection, statement: str) -> bytes:
+    """The bytes of ``statement`` through psycopg's own Copy iterator."""
+    out = bytearray()
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for data in copy:
+            out += data
+    return bytes(out)
+
+
+def test_copy_out_hands_on_the_bytes_psycopg_reads(spec: ClusterSpec) -> None:
+    """``copy_out`` passes on exactly the bytes of psycopg's Copy iterator, in pieces of
+    about the size asked, and counts the rows; the session is idle afterwards."""
+    statement = f"COPY ({ROWS_SQL}) TO STDOUT (FORMAT BINARY)"
+    with connect(spec.workers[0], autocommit=True) as conn:
+        pieces: list[bytes] = []
+        rows = copy_out(conn, statement, lambda b: pieces.append(bytes(b)), size=4096)
+        assert rows == 20000
+        assert b"".join(pieces) == _iterated(conn, statement)
+        assert len(pieces) > 10 and all(len(p) >= 4096 for p in pieces[:-1])
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with connect(spec.workers[0]) as conn:  # inside a transaction too, and it stays open
+        conn.execute("SELECT 1")
+        assert copy_out(conn, "COPY (SELECT 1) TO STDOUT", lambda b: None) == 1
+        assert conn.info.transaction_status == TransactionStatus.INTRANS
+
+
+def test_copy_out_raises_the_servers_errors(spec: ClusterSpec) -> None:
+    """A statement that fails raises psycopg's error of its SQLSTATE, before or during
+    the copy, and the session can be used again; a session outside any transaction that
+    is not autocommit is refused (it would run outside the transaction its user expects)."""
+    with connect(spec.workers[0], autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            copy_out(conn, "COPY (SELECT * FROM no_such_table) TO STDOUT", lambda b: None)
+        failing = "COPY (SELECT 1 / (g - 15000) FROM generate_series(1, 20000) g) TO STDOUT"
+        got: list[int] = []
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            copy_out(conn, failing, lambda b: got.append(len(b)), size=1024)
+        assert got  # rows before the failure had been handed on
+        with pytest.raises(psycopg.ProgrammingError, match="not a COPY"):
+            copy_out(conn, "SELECT 1", lambda b: None)
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    with connect(spec.workers[0]) as conn, pytest.raises(psycopg.ProgrammingError):
+        copy_out(conn, "COPY (SELECT 1) TO STDOUT", lambda b: None)
+
+
+def test_copy_out_cancels_when_its_reader_fails(spec: ClusterSpec) -> None:
+    """If ``write`` raises, the copy is cancelled on the server and read to its end: the
+    same session answers the next statement at once."""
+
+    class Full(Exception):
+        pass
+
+    def write(buffer: bytearray) -> None:
+        raise Full
+
+    endless = "COPY (SELECT g FROM generate_series(1, 100000000) g) TO STDOUT"
+    with connect(spec.workers[0], autocommit=True) as conn:
+        with pytest.raises(Full):
+            copy_out(conn, endless, write, size=1024)
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        assert conn.execute("SELECT 3").fetchone() == (3,)
