@@ -39,15 +39,21 @@ def flush_wal(cluster: LocalCluster, name: str) -> None:
 
 
 def kill_postmaster(cluster: LocalCluster, name: str, *, wait: bool = True) -> list[int]:
-    """SIGKILL the postmaster of instance ``name``; its backends (returned) outlive it
-    until they next wait (for their client, a lock): with ``wait``, until all of them
-    have noticed and exited, rolling their transactions back, as they do."""
+    """SIGKILL the postmaster of instance ``name`` and wait until it has exited; its
+    backends (returned) outlive it until they next wait (for their client, a lock): with
+    ``wait``, until all of them have noticed and exited, rolling their transactions back,
+    as they do."""
     [inst] = [i for i in cluster.instances() if i.name == name]
     pid = cluster.pid(inst)
     assert pid is not None, f"{name} is not running"
     backends = children(pid)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + EXIT_TIMEOUT_S
+    # the signal is sent, not yet acted on: until the postmaster has exited (a zombie, or
+    # reaped) it still counts as running, and a start at once would leave the instance be
+    while state(pid) not in (None, "Z", "X"):
+        assert time.monotonic() < deadline, f"the postmaster of {name} did not exit"
+        time.sleep(0.01)
     while wait and [p for p in backends if state(p) not in (None, "Z", "X")]:
         assert time.monotonic() < deadline, f"backends of {name} still running: {backends}"
         time.sleep(0.02)

@@ -5,8 +5,6 @@ other replicas, and queries answer as before."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from qserv_py.ops.workers import (
     worker_info,
 )
 from tests.conftest import create_dp02_catalog, record_pids
+from tests.killing import kill_postmaster
 from tests.ops.conftest import OPS_CATALOG
 from tests.ops.test_workers import QUERIES
 
@@ -41,10 +40,7 @@ def _answers(client: qserv_py.Client) -> list[list[dict]]:
 
 def _kill(cluster: LocalCluster, name: str) -> None:
     """SIGKILL the instance's postmaster: the host is gone, its port refuses."""
-    [inst] = [i for i in cluster.instances() if i.name == name]
-    pid = cluster.pid(inst)
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
+    kill_postmaster(cluster, name, wait=False)
 
 
 def _copies(spec: ClusterSpec) -> dict[int, int]:
