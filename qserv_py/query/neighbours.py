@@ -277,7 +277,9 @@ def _side(
     for restriction in inner:
         for column in restriction.find_all(exp.Column):
             column.set("table", exp.to_identifier("t"))
-    where = " AND ".join(f"({to_postgres(r)})" for r in inner if isinstance(r, exp.Expression))
+    where = " AND ".join(
+        f"({to_postgres(r, written_out=True)})" for r in inner if isinstance(r, exp.Expression)
+    )
     return (
         table.sql(dialect="postgres"),
         [exp.to_identifier(c).sql("postgres") for c in columns],

@@ -121,7 +121,9 @@ def _plan_select(
     parts = split(select)
     if uploads is not None:
         uploads.name_tables(parts.worker)
-    worker_sql = to_postgres(parts.worker, copy=False).replace(CHUNKS, "{chunks}")
+    worker_sql = to_postgres(parts.worker, copy=False, written_out=True).replace(
+        CHUNKS, "{chunks}"
+    )
     merge_sql = to_postgres(parts.merge, copy=False).replace(PARTIALS, "{partials}")
     if not refs:
         workers = [w.name for w in ctx.spec.workers]

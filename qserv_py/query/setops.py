@@ -90,7 +90,7 @@ def _set_operation_plan(tree: exp.SetOperation, ctx: PlanContext) -> ExecPlan:
             [exp.alias_(exp.Literal.number(i), "qserv_branch")]
             + [exp.alias_(v, f"c{j}", copy=False) for j, v in enumerate(values)],
         )
-        workers.append(f"({to_postgres(leaf, copy=False)})")
+        workers.append(f"({to_postgres(leaf, copy=False, written_out=True)})")
     worker_sql = " UNION ALL ".join(workers).replace(CHUNKS, "{chunks}")
     return ExecPlan(
         worker_sql,

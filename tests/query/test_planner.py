@@ -115,8 +115,13 @@ def test_cone_becomes_spatial_index_ranges(client: Client) -> None:
     planned = client.plan(text)
     cone = Cone(266.4, -28.9, 3)
     assert cone.index_sql("object.spatial_index") in planned.worker_sql
-    assert "qserv.pt_in_circle(object.coord_ra, object.coord_dec, 266.4, -28.9, 3)" in (
+    # qserv.pt_in_circle(object.coord_ra, object.coord_dec, 266.4, -28.9, 3), written out
+    assert "cosd((-28.9)::float8) * sind((266.4)::float8 - object.coord_ra::float8)" in (
         planned.worker_sql
+    )
+    assert "<= (3)::float8)" in planned.worker_sql and "qserv." not in planned.worker_sql
+    assert "qserv.pt_in_circle(object.coord_ra, object.coord_dec, 266.4, -28.9, 3)" in (
+        client.plan(text, oracle=True).oracle_sql
     )
     layout = client.context.states["qt"].layout
     assert layout is not None
