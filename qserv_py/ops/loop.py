@@ -149,7 +149,11 @@ class ReplicationLoop:
         return lost
 
     def _release(self) -> None:
-        conn, self._lock_conn, self._leader = self._lock_conn, None, False
+        conn, leader = self._lock_conn, self._leader
+        self._lock_conn, self._leader = None, False
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
+                if leader and not conn.broken:  # at once: a closed session's backend
+                    # ends (and drops its locks) a moment after the close returns
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (LOOP_LOCK,))
                 conn.close()  # ends the session: the lock is released with it
