@@ -56,6 +56,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -610,6 +611,34 @@ def big_chunk(spec: Any) -> BigChunk:
     )
 
 
+def cluster_cpu(cluster: Any) -> float:
+    """CPU seconds used so far by the cluster's servers (each postmaster, its live
+    processes, and those that have ended: the postmaster reaped them) and by this process
+    and its children (the relay, psql): the difference across a copy is its CPU, which
+    the machine's swings in speed do not change as they change its wall time."""
+    postmasters = {cluster.pid(i) for i in cluster.instances()} - {None}
+    deadline = time.monotonic() + 5
+    while True:
+        ticks, exiting = 0, False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry.name) in postmasters:
+                ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            elif int(fields[1]) in postmasters:
+                ticks += int(fields[11]) + int(fields[12])
+                exiting |= fields[0] in ("Z", "X")  # its time moves to the postmaster's
+        if not exiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    own = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(r.ru_utime + r.ru_stime for r in own)
+
+
 def copy_psycopg(spec: Any, big: BigChunk, target: str) -> float:
     """Plain binary COPY of the partition into a new table of ``target`` (psycopg)."""
     from qserv_py.cluster.db import connect
@@ -791,9 +820,17 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
     reads: dict[bool, list[float]] = {False: [], True: []}
     nodes: dict[bool, str] = {}
 
+    cpu: dict[str, list[float]] = {"base": [], "pipe": []}
+
+    def cpu_of(kind: str, fn: Callable[[], float]) -> float:
+        before = cluster_cpu(cluster)
+        seconds = fn()
+        cpu[kind].append(cluster_cpu(cluster) - before)
+        return seconds
+
     def baselines(target: str) -> None:
-        base.append(copy_psycopg(spec, big, target))
-        pipe.append(copy_psql(spec, cluster.bindir, big, target))
+        base.append(cpu_of("base", lambda: copy_psycopg(spec, big, target)))
+        pipe.append(cpu_of("pipe", lambda: copy_psql(spec, cluster.bindir, big, target)))
         for ordered in (False, True):
             seconds, nodes[ordered] = read_source(spec, big, ordered=ordered)
             reads[ordered].append(seconds)
@@ -808,9 +845,11 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
     try:
         baselines(first)
         offsets = _offsets(cluster)
+        cpu_started = cluster_cpu(cluster)
         started = time.perf_counter()
         report = replicate(spec, catalog="big", level=2)
         seconds = time.perf_counter() - started
+        cpu["replicate(level=2)"] = [cluster_cpu(cluster) - cpu_started]
         assert report.healthy and len(report.copies) == 1, report
         ours.append(("replicate(level=2)", seconds, report.copies[0], log_steps(cluster, offsets)))
         first = report.copies[0].target  # the controller's choice (the fewest rows)
@@ -820,9 +859,11 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
         )
         baselines(second)
         offsets = _offsets(cluster)
+        cpu_started = cluster_cpu(cluster)
         started = time.perf_counter()
         copied = copy_chunk(spec, "big", big.chunk, big.source, second)
         seconds = time.perf_counter() - started
+        cpu["copy_chunk"] = [cluster_cpu(cluster) - cpu_started]
         assert copied.copied
         ours.append(("copy_chunk", seconds, copied, log_steps(cluster, offsets)))
         print(f"  copy_chunk to {second}: {_ms(seconds)}", flush=True)
@@ -853,7 +894,17 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
             f"| {name}: and analysed (returned) | {seconds:.2f} | {big.rows / seconds:,.0f} |"
             f" {seconds / b:.2f}× | {seconds / statistics.mean(pipe):.2f}× |"
         )
+    base_cpu = statistics.mean(cpu["base"])
     lines += [
+        "",
+        "CPU seconds of each (the servers' processes, the relay and psql; "
+        "`bench.failover.cluster_cpu`), and the ratio to the psycopg COPY's mean:",
+        "",
+        *(
+            f"- {kind}: {' / '.join(f'{x:.2f}' for x in values)} CPU-s"
+            f" ({statistics.mean(values) / base_cpu:.2f}×)"
+            for kind, values in cpu.items()
+        ),
         "",
         f"the source's executor reading the partition (EXPLAIN ANALYZE): as stored "
         f"({nodes[False]}) {' / '.join(f'{x:.2f}' for x in reads[False])} s, ORDER BY "
