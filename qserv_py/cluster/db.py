@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -173,7 +174,7 @@ def copy_out(
             _drain(pgconn)
             raise _error(conn, result, statement)
         buffer = bytearray()
-        try:
+        try:  # until the server has sent the copy's end
             while True:
                 nbytes, data = pgconn.get_copy_data(1)
                 if nbytes > 0:
@@ -190,15 +191,15 @@ def copy_out(
                     raise psycopg.OperationalError(
                         f"reading the copy failed: {pgconn.get_error_message()}"
                     )
-            result = _next_result(pgconn)
-            _drain(pgconn)
-            if result is None or result.status != ExecStatus.COMMAND_OK:
-                raise _error(conn, result, statement)
-            if buffer:
-                write(buffer)
         except BaseException:
             _abandon(conn)
             raise
+        result = _next_result(pgconn)
+        _drain(pgconn)
+        if result is None or result.status != ExecStatus.COMMAND_OK:
+            raise _error(conn, result, statement)
+        if buffer:
+            write(buffer)
         return int(result.command_tuples or 0)
 
 
@@ -216,21 +217,28 @@ def _drain(pgconn: psycopg.pq.abc.PGconn) -> None:
         pass
 
 
+#: seconds a copy given up gets to end after its cancel, before its session is closed
+ABANDON_S = 10.0
+
+
 def _abandon(conn: psycopg.Connection) -> None:
-    """Cancel a copy being read and read it to its end, if the session still works."""
+    """Cancel a copy being read and read it to its end, if the session still works; a
+    server that does not end it in :data:`ABANDON_S` (hung) loses the session."""
     pgconn = conn.pgconn
+    deadline = time.monotonic() + ABANDON_S
     with suppress(psycopg.Error, OSError):
         if pgconn.status != ConnStatus.OK:
             return
-        conn.cancel_safe(timeout=5)
-        while True:
+        conn.cancel_safe(timeout=ABANDON_S)
+        while (left := deadline - time.monotonic()) > 0:
             nbytes, _ = pgconn.get_copy_data(1)
             if nbytes == 0:
-                select.select([pgconn.socket], [], [], 5)
+                select.select([pgconn.socket], [], [], left)
                 pgconn.consume_input()
             elif nbytes < 0:
-                break
-        _drain(pgconn)
+                _drain(pgconn)
+                return
+    psycopg.Connection.close(conn)  # still in the copy: never to be used again (nor kept)
 
 
 def _error(

@@ -196,11 +196,9 @@ class HealthView:
             self._wake.clear()
             try:
                 self._probe(list(self.spec.workers))
-            except RuntimeError as exc:
-                if "interpreter shutdown" in str(exc):
+            except Exception as exc:  # never let the probe thread die of a surprise
+                if isinstance(exc, RuntimeError) and "interpreter shutdown" in str(exc):
                     return  # the process is exiting: thread pools take no more work
-                log.exception("probing the workers failed")
-            except Exception:  # never let the probe thread die of a surprise
                 log.exception("probing the workers failed")
 
 

@@ -3,10 +3,14 @@ the COPY reader that relays rows between servers."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
+from qserv_py.cluster import db
 from qserv_py.cluster.db import connect, copy_out, kept_sessions
 from qserv_py.cluster.spec import ClusterSpec
 
@@ -47,6 +51,14 @@ def test_kept_sessions_are_reused_as_new(spec: ClusterSpec) -> None:
 ROWS_SQL = (
     "SELECT g, g * 0.5 AS half, repeat('x', g % 97) AS pad, CASE WHEN g % 7 = 0 THEN NULL"
     " ELSE g END AS sometimes FROM generate_series(1, 20000) AS g"
+)
+
+
+#: rows made one by one (generate_series would first make all of them): unless it is
+#: cancelled, this copy runs for many minutes
+ENDLESS = (
+    "COPY (WITH RECURSIVE r(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM r)"
+    " SELECT g FROM r LIMIT 10000000000) TO STDOUT"
 )
 
 
@@ -105,14 +117,35 @@ def test_copy_out_cancels_when_its_reader_fails(spec: ClusterSpec) -> None:
     def write(buffer: bytearray) -> None:
         raise Full
 
-    # rows made one by one (generate_series would first make all of them): without the
-    # cancel this copy would run for many minutes
-    endless = (
-        "COPY (WITH RECURSIVE r(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM r)"
-        " SELECT g FROM r LIMIT 10000000000) TO STDOUT"
-    )
     with connect(spec.workers[0], autocommit=True) as conn:
         with pytest.raises(Full):
-            copy_out(conn, endless, write, size=1024)
+            copy_out(conn, ENDLESS, write, size=1024)
         assert conn.info.transaction_status == TransactionStatus.IDLE
         assert conn.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_copy_out_closes_a_session_whose_server_does_not_end_the_copy(
+    spec: ClusterSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If ``write`` raises while the server is hung (its backend stopped), the cancel
+    cannot end the copy: after ``ABANDON_S`` the session is closed instead of being left
+    mid-copy (or waited on for ever)."""
+
+    class Full(Exception):
+        pass
+
+    backend: list[int] = []
+
+    def write(buffer: bytearray) -> None:
+        os.kill(backend[0], signal.SIGSTOP)
+        raise Full
+
+    monkeypatch.setattr(db, "ABANDON_S", 1.0)
+    with connect(spec.workers[0], autocommit=True) as conn:
+        backend.append(conn.info.backend_pid)
+        try:
+            with pytest.raises(Full):
+                copy_out(conn, ENDLESS, write, size=1024)
+            assert conn.closed
+        finally:
+            os.kill(backend[0], signal.SIGCONT)
