@@ -33,8 +33,10 @@ After the loads every worker is VACUUMed and CHECKPOINTed. Then it measures:
    must raise ChunksUnavailable: the time each took; ``partial=True``; after the restart
    the first scan must answer in full.
 2. **Restoring replication of the 1M-row chunk** of ``big``: ``replicate(level=2)``
-   (the controller: find the under-replicated chunk, copy, verify, publish), then
-   ``copy_chunk`` to the third worker, against a plain binary COPY of the same partition
+   (the controller: find the under-replicated chunk, copy, verify, publish; the source
+   has no checksum recorded, as after a load: the copy takes it, beside the stream), then
+   ``copy_chunk`` to the third worker (the first copy recorded the source's checksum, as
+   ``replicate --verify`` or the loop's verification would have: the copy reads it), against a plain binary COPY of the same partition
    between the same two instances, into a table created in the same transaction (so,
    under ``wal_level = minimal``, without WAL, as the engine's copy): through psycopg
    (the same 256 KB relaying as the engine's copy) and through ``psql | psql`` of the

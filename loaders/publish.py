@@ -42,6 +42,7 @@ from qserv_py.errors import LoadError
 from qserv_py.loaders import txn as txns
 from qserv_py.loaders.load import Progress
 from qserv_py.loaders.staging import drop_staging, lost_staging, stage_name, stage_partition
+from qserv_py.ops.checksums import forget as forget_checksums
 from qserv_py.schema.ddl import dirindex_table, overlap_table_name, partition_name
 from qserv_py.schema.model import (
     CHUNK_ID,
@@ -396,6 +397,7 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
             parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
             if replaces:
                 conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {schema}.{part}")
+                forget_checksums(conn, schema, [part])
                 conn.execute(f"DROP TABLE {schema}.{part}")
             conn.execute(f"ALTER TABLE {schema}.{new} RENAME TO {part}")
             conn.execute(
@@ -406,6 +408,10 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
             if not chunks:
                 continue
             parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
+            # the rows change: their recorded checksums (qserv_py.ops.checksums) no longer hold
+            forget_checksums(
+                conn, schema, [partition_name(table, c, overlap=overlap) for c in chunks]
+            )
             conn.execute(
                 f"INSERT INTO {parent} ({stored}) SELECT {stored}"
                 f" FROM qserv_stage.{stage_name(txn, overlap=overlap)}"

@@ -317,6 +317,15 @@ class Settings(BaseSettings):
         "declared lost (its copies stop counting) and its chunks are copied again from the "
         "other replicas; 0: never automatically (`qserv-py worker remove NAME --lost`).",
     )
+    verify_rows_per_pass: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="With the replication loop on, a pass that has nothing to copy takes "
+        "the checksums of up to this many rows of replicas that have none recorded and "
+        "compares each chunk's replicas (as `qserv-py replicate --verify`); a later copy "
+        "of a chunk then reads its source's recorded checksum instead of taking it. "
+        "0: never in the loop.",
+    )
 
 
 def load_settings(

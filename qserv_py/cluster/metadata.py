@@ -85,6 +85,7 @@ def install_common(conn: psycopg.Connection, spec: ClusterSpec, settings: Settin
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         conn.execute(spatial_sql())
+        conn.execute(resources.files("qserv_py.sql").joinpath("worker.sql").read_text())
         conn.execute("CREATE SCHEMA IF NOT EXISTS qserv_stage")  # staging tables of loads
         role = sql.Identifier(spec.reader_user)
         exists = conn.execute(

@@ -158,6 +158,7 @@ def _transfer(
             if target in holders:  # both hold it: a move only drops the source's copy
                 return _publish_drop_only(czar, catalog, chunk, source, target, started)
             _check_no_load(czar, name)
+            last_load = _last_load(czar, name)
             copy_id = record_copy(czar, name, chunk, source, target, move)
             try:
                 built = chunk_copy.build(
@@ -176,7 +177,16 @@ def _transfer(
                         source: chunk_copy.check_source_work(name, built),
                     },
                     lambda conn: _publish_czar(
-                        conn, copy_id, name, chunk, source, target, move, len(built), rows
+                        conn,
+                        copy_id,
+                        name,
+                        chunk,
+                        source,
+                        target,
+                        move,
+                        len(built),
+                        rows,
+                        last_load,
                     ),
                     label=f"copy:{copy_id}",
                 )
@@ -284,6 +294,13 @@ def _expected(
     return counts
 
 
+def _last_load(czar: psycopg.Connection, catalog: str) -> int:
+    row = czar.execute(
+        "SELECT coalesce(max(id), 0) FROM qserv_meta.load_txns WHERE catalog = %s", (catalog,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _publish_czar(
     conn: psycopg.Connection,
     copy_id: int,
@@ -294,10 +311,18 @@ def _publish_czar(
     move: bool,
     tables: int,
     rows: int,
+    last_load: int,
 ) -> None:
-    """The czar's share of the publish (in the two-phase commit's transaction)."""
+    """The czar's share of the publish (in the two-phase commit's transaction);
+    ``last_load``: the newest load of the catalog when the copy began."""
     conn.execute("LOCK TABLE qserv_meta.load_txns IN SHARE MODE")  # no load starts meanwhile
     _check_no_load(conn, catalog)
+    since = _last_load(conn, catalog)
+    if since > last_load:  # begun and published during the copy: it may have added rows
+        raise ClusterError(  # to the source's partitions (appended in place) after its snapshot
+            f"load {since} of {catalog} ran while chunk {chunk} was copied; nothing was "
+            "published: copy the chunk again"
+        )
     state = "published" if move else "done"
     row = conn.execute(
         "UPDATE qserv_meta.chunk_copies SET state = %s, published_at = now(),"

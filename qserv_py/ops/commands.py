@@ -115,6 +115,30 @@ def _summary(report: Any) -> str:
         if report.healthy:
             lines.append("  every shard has its catalog's level of placements on active nodes")
         return "\n".join(lines)
+    if hasattr(report, "disagreements"):  # VerifyReport
+        lines.append(
+            f"  {report.chunks:,} chunks, {report.partitions:,} partition replicas compared; "
+            f"{report.taken:,} checksums taken now ({report.rows_taken:,} rows), the others "
+            f"recorded; {report.seconds:.1f} s"
+        )
+        for d in report.disagreements:
+            sums = ", ".join(
+                f"{w}: {r:,} rows, checksum {c}" for w, (r, c) in sorted(d.sums.items())
+            )
+            lines.append(
+                f"  {d.catalog}:{d.chunk} {d.partition}: replicas disagree ({sums}; the czar "
+                f"counts {d.czar_rows:,} rows)"
+            )
+        for catalog, chunk, worker, why in report.skipped:
+            lines.append(f"  {catalog}:{chunk} on {worker} not compared: {why}")
+        if report.disagreements:
+            lines.append(
+                "  a replica that disagrees with the others and the czar's count is not a good "
+                "copy: docs/operations.md says how to replace it"
+            )
+        elif report.healthy:
+            lines.append("  every replica holds the same rows as the others")
+        return "\n".join(lines)
     if hasattr(report, "shards_before"):  # a drain or rebalance through Citus
         lines.append(f"  {report.moved} shards moved by Citus in {report.seconds:.1f} s")
         lines.append(f"  {'NODE':<21} {'SHARDS BEFORE':>14} {'SHARDS AFTER':>14}")
@@ -285,7 +309,14 @@ def cmd_replicate(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if found.healthy else INCOMPLETE
     report = replicate(spec, catalog=args.catalog, level=args.level, progress=_Progress())
     _show(args, "replication:", report)
-    return 0 if _complete(report) else INCOMPLETE
+    if not args.verify:
+        return 0 if _complete(report) else INCOMPLETE
+    from qserv_py.ops.checksums import verify
+    from qserv_py.ops.replicate import live_workers
+
+    checked = verify(spec, catalog=args.catalog, workers=live_workers(spec))
+    _show(args, "replicas compared:", checked)
+    return 0 if _complete(report) and checked.healthy else INCOMPLETE
 
 
 def cmd_rebalance(args: argparse.Namespace, settings: Settings) -> int:
@@ -339,5 +370,10 @@ def add_commands(sub: Any) -> None:
     p = command(sub, "replicate", cmd_replicate, "copy chunks until each has its level")
     p.add_argument("--catalog", help="only this catalog")
     p.add_argument("--level", type=int, help="set the catalog's replication level first")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="then compare every chunk's replicas by checksum (takes those not recorded)",
+    )
     p = command(sub, "rebalance", cmd_rebalance, "even out rows per worker (moves chunks)")
     p.add_argument("--catalog", help="only this catalog")

@@ -10,8 +10,11 @@ FROM STDIN`` on the target (rows are never decoded here). The new tables
 ``wal_level = minimal``). Once committed they are still unattached, so queries never see
 them; their indexes (the source partition's) and checksums are then made on
 several target sessions at once. The check: each table's row count and order-independent
-checksum (the sum of every row's 64-bit hash, :func:`row_hash`) equal the source's, taken
-in the copy's snapshot, and the row count equals the czar's. Whatever fails, the tables are
+checksum (:mod:`qserv_py.ops.checksums`) equal the source's, and the row count equals
+the czar's. The source's is read in the copy's snapshot: recorded on the source if it was
+taken before (by an earlier copy, or ``replicate --verify``), else taken then, beside the
+stream; a recorded one the copy disagrees with is taken again before the copy is refused.
+The publish records both, on the source and the target. Whatever fails, the tables are
 dropped (:func:`drop_leftovers`, by the copy's record after a crash). Their planner
 statistics are made once they are published (:func:`analyze`): they do not decide
 whether the copy is right, and replication is restored without waiting for them.
@@ -27,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -35,6 +38,8 @@ from psycopg import sql
 from qserv_py.cluster.db import connect, copy_out
 from qserv_py.cluster.spec import Instance
 from qserv_py.errors import ClusterError
+from qserv_py.ops import checksums
+from qserv_py.ops.checksums import SERIAL, Sum
 from qserv_py.schema.ddl import overlap_table_name, partition_name
 from qserv_py.schema.model import CHUNK_ID, SPATIAL_INDEX, Catalog, TableKind
 
@@ -49,21 +54,6 @@ PARTITION_STATISTICS = 30
 #: sessions at once (a small one does not pay for the connections)
 PARALLEL_ROWS = 100_000
 FINISH_SESSIONS = 3
-#: a checksum of this many rows or more is compiled by PostgreSQL's JIT, optimised and
-#: inlined: compiling the hash of ~40 columns costs ~0.25 s, and the scan then runs in
-#: ~60 % of its time (1M rows of 43 columns: 0.85 s against 1.45 s). A server without
-#: JIT (``llvmjit`` not installed) takes the settings and runs it as before.
-JIT_ROWS = 500_000
-#: a copy's checksums and index builds run without PostgreSQL's parallel workers: the copy
-#: already runs its steps side by side on sessions of its own, and parallel workers cost
-#: CPU of their own (1M rows: an index build 0.87 CPU-s against 0.68, and a JIT-compiled
-#: checksum is compiled again in each worker: 2.2-3.1 CPU-s against 1.5-1.9)
-SERIAL = "SET max_parallel_workers_per_gather = 0; SET max_parallel_maintenance_workers = 0"
-JIT_ON = (
-    "SET jit = on; SET jit_above_cost = 0; SET jit_optimize_above_cost = 0;"
-    " SET jit_inline_above_cost = 0"
-)
-
 Work = Callable[[psycopg.Connection], None]
 #: ("index", table, statement) | ("check", table, the row hash's SQL)
 _Task = tuple[str, str, str]
@@ -89,6 +79,12 @@ class Built:
     checksum: int
     source_oid: int  # the source partition copied (a load replacing it changes this)
     bytes: int
+    hashed: str  # the row hash's SQL of the checksum
+    source_recorded: bool  # the source's checksum was read from its record
+
+    @property
+    def sum(self) -> Sum:
+        return self.rows, self.checksum
 
 
 def chunk_parts(catalog: Catalog, chunk: int) -> list[Part]:
@@ -158,7 +154,8 @@ def build(
             parts = held_parts(src, schema, chunk_parts(catalog, chunk))
             _check_complete(parts, expected, catalog, chunk, source)
             hashes = {
-                p.partition: row_hash(_columns(tgt, schema, p.parent, typed=True)) for p in parts
+                p.partition: checksums.row_hash(checksums.columns(tgt, schema, p.parent))
+                for p in parts
             }
             src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if parts:  # a load cannot replace them while they are copied
@@ -192,11 +189,32 @@ def build(
                 checks = _finish(
                     target, tgt, app, schema, tasks, sessions, {s[1]: s[2] for s in streamed}
                 )
-                theirs = sums.result()
+                theirs, known = sums.result()
             built = [
-                Built(part, temp, *checks[temp], oids[part.partition], size)
+                Built(
+                    part,
+                    temp,
+                    *checks[temp],
+                    oids[part.partition],
+                    size,
+                    hashes[part.partition],
+                    part.partition in known,
+                )
                 for part, temp, _, size in streamed
             ]
+            stale = [
+                b.part for b in built if b.source_recorded and b.sum != theirs[b.part.partition]
+            ]
+            if stale:  # a record the copy disagrees with decides nothing: take it again
+                log.warning(
+                    "the checksums %s recorded on %s disagree with their copy; taking them again",
+                    ", ".join(p.partition for p in stale), source.name,
+                )  # fmt: skip
+                again, _ = _source_checksums(
+                    source, app, snapshot, schema, stale, hashes, expected, use_records=False
+                )
+                theirs.update(again)
+                built = [replace(b, source_recorded=False) if b.part in stale else b for b in built]
             _verify(built, theirs, expected, catalog.name, chunk, source, target)
             src.execute("ROLLBACK")
             return built
@@ -212,16 +230,16 @@ def _stream(
     src: psycopg.Connection, tgt: psycopg.Connection, schema: str, part: Part, temp: str, chunk: int
 ) -> tuple[int, int]:
     """Stream one partition into a new table ``temp``; (rows, bytes)."""
-    columns = _columns(tgt, schema, part.parent)
-    theirs = set(_columns(src, schema, part.partition, typed=True))
-    ours = set(_columns(tgt, schema, part.parent, typed=True))
+    typed = checksums.columns(tgt, schema, part.parent)
+    theirs = set(checksums.columns(src, schema, part.partition))
+    ours = set(typed)
     if theirs != ours:
         raise ClusterError(
             f"{schema}.{part.partition} has other columns on the source than {schema}."
             f"{part.parent} on the target ({sorted(theirs ^ ours)}); the catalog's tables "
             "differ between the workers: recreate the catalog"
         )
-    names = _quoted(columns)
+    names = _quoted([name for name, _ in typed])
     started = time.monotonic()
     tgt.execute(
         f"CREATE TABLE {schema}.{temp} (LIKE {schema}.{part.parent} INCLUDING DEFAULTS,"
@@ -291,7 +309,7 @@ def _finish(
             if kind == "index":
                 conn.execute(text)
             else:
-                found[temp] = _checksum(conn, schema, temp, text, rows[temp])
+                found[temp] = checksums.take(conn, schema, temp, text, rows[temp])
 
     def session() -> None:
         with connect(target, autocommit=True) as conn:
@@ -311,15 +329,6 @@ def _finish(
         time.monotonic() - started,
     )
     return found
-
-
-def _columns(conn: psycopg.Connection, schema: str, table: str, *, typed: bool = False) -> list:
-    rows = conn.execute(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        (f"{schema}.{table}",),
-    ).fetchall()
-    return [tuple(r) for r in rows] if typed else [r[0] for r in rows]
 
 
 def _quoted(columns: list[str]) -> str:
@@ -347,63 +356,6 @@ def _oids(conn: psycopg.Connection, schema: str, parts: list[Part]) -> dict[str,
     return {str(name): int(oid) for name, oid in rows}
 
 
-#: the seeded 64-bit hash function of a column type, where PostgreSQL has one to call by
-#: name (the one its hash operator class uses); any other type is hashed as a record
-#: of one column, which costs a tuple a row
-TYPE_HASHES = {
-    "smallint": "hashint2extended",
-    "integer": "hashint4extended",
-    "bigint": "hashint8extended",
-    "real": "hashfloat4extended",
-    "double precision": "hashfloat8extended",
-    "numeric": "hash_numeric_extended",
-    "text": "hashtextextended",
-    "character varying": "hashtextextended",
-}
-
-
-def row_hash(columns: list[tuple[str, str]]) -> str:
-    """SQL of a row's 64-bit hash from its (name, type) ``columns``: the XOR of each
-    column's hash, seeded by the column's position (equal values in two columns do not
-    cancel; a value moved to another column changes it), a NULL hashed as the position
-    plus one. Equal rows hash equal on any server of the same major version.
-
-    About 40 % cheaper than ``hash_record_extended(ROW(...))``, which builds a tuple of
-    each row to take it apart again (1M rows of 42 columns: 6.1 s against 9.8 s in one
-    run on a loaded machine): the checksums are a large part of a chunk copy's CPU.
-
-    >>> row_hash([("ra", "double precision"), ("order", "character varying(8)")])
-    'coalesce(hashfloat8extended("ra", 0), 1) # coalesce(hashtextextended("order", 1), 2)'
-    >>> row_hash([("t", "timestamp without time zone")])
-    'coalesce(hash_record_extended(ROW("t"), 0), 1)'
-    """
-    terms = []
-    for i, (name, type_) in enumerate(columns):
-        column = sql.Identifier(name).as_string(None)
-        function = TYPE_HASHES.get(type_.split("(")[0])
-        hashed = (
-            f"{function}({column}, {i})"
-            if function
-            else f"hash_record_extended(ROW({column}), {i})"
-        )
-        terms.append(f"coalesce({hashed}, {i + 1})")
-    return " # ".join(terms)
-
-
-def _checksum(
-    conn: psycopg.Connection, schema: str, table: str, hashed: str, rows: int
-) -> tuple[int, int]:
-    """(rows, the sum of the rows' 64-bit hashes ``hashed``): equal sums, equal multisets
-    of rows but for a hash collision. ``rows``, about how many there are, decides whether
-    the expression is compiled (:data:`JIT_ROWS`)."""
-    conn.execute(f"{JIT_ON if rows >= JIT_ROWS else 'SET jit = off'}; {SERIAL}")
-    row = conn.execute(
-        f"SELECT count(*), coalesce(sum({hashed}), 0) FROM {schema}.{table}"
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def _source_checksums(
     source: Instance,
     app: str,
@@ -412,21 +364,27 @@ def _source_checksums(
     parts: list[Part],
     hashes: dict[str, str],
     expected: dict[tuple[str, bool], int],
-) -> dict[str, tuple[int, int]]:
-    """Row counts and checksums of the source's partitions, in the copy's snapshot
-    (``expected``: the czar's row counts)."""
+    *,
+    use_records: bool = True,
+) -> tuple[dict[str, Sum], set[str]]:
+    """Row counts and checksums of the source's partitions in the copy's snapshot, read
+    from their record where the source has one (``use_records``) and else taken
+    (``expected``: the czar's row counts); and the partitions whose were recorded."""
     with connect(source, autocommit=True) as conn:
         conn.execute("SELECT set_config('application_name', %s, false)", (app,))
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        found = {}
+        mine = {p.partition: hashes[p.partition] for p in parts}
+        known = checksums.recorded(conn, schema, mine) if use_records else {}
+        found = dict(known)
         for part in parts:  # in the target's column order: equal rows, equal hashes
-            rows = expected.get((part.table, part.overlap), 0)
-            found[part.partition] = _checksum(
-                conn, schema, part.partition, hashes[part.partition], rows
-            )
+            if part.partition not in found:
+                rows = expected.get((part.table, part.overlap), 0)
+                found[part.partition] = checksums.take(
+                    conn, schema, part.partition, hashes[part.partition], rows
+                )
         conn.execute("ROLLBACK")
-        return found
+        return found, set(known)
 
 
 def _check_complete(
@@ -452,7 +410,7 @@ def _check_complete(
 
 def _verify(
     built: list[Built],
-    source: dict[str, tuple[int, int]],
+    source: dict[str, Sum],
     expected: dict[tuple[str, bool], int],
     catalog: str,
     chunk: int,
@@ -489,6 +447,7 @@ def attach_work(schema: str, chunk: int, built: list[Built]) -> Work:
                         f"ALTER TABLE {schema}.{b.part.parent} DETACH PARTITION"
                         f" {schema}.{b.part.partition}"
                     )
+                checksums.forget(conn, schema, [b.part.partition])
                 conn.execute(f"DROP TABLE {schema}.{b.part.partition}")
             conn.execute(f"ALTER TABLE {schema}.{b.temp} RENAME TO {b.part.partition}")
             _rename_indexes(conn, schema, b.temp, b.part.partition)
@@ -496,6 +455,7 @@ def attach_work(schema: str, chunk: int, built: list[Built]) -> Work:
                 f"ALTER TABLE {schema}.{b.part.parent} ATTACH PARTITION"
                 f" {schema}.{b.part.partition} FOR VALUES IN ({int(chunk)})"
             )
+        checksums.record(conn, schema, {b.part.partition: (b.hashed, *b.sum) for b in built})
 
     return work
 
@@ -546,6 +506,11 @@ def check_source_work(schema: str, built: list[Built]) -> Work:
                     "nothing was published: copy the chunk again"
                 )
             conn.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
+        # the checksums taken of the source in the copy's snapshot, equal to the copy's:
+        # the partitions have not changed since (a load that appended in place would have
+        # failed the czar's share of this commit)
+        taken = {b.part.partition: (b.hashed, *b.sum) for b in built if not b.source_recorded}
+        checksums.record(conn, schema, taken)
 
     return work
 

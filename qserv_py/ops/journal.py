@@ -27,6 +27,7 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.cluster.twophase import recover_in_doubt
 from qserv_py.errors import ClusterError, WorkerOpError
+from qserv_py.ops import checksums
 from qserv_py.ops import copy as chunk_copy
 from qserv_py.ops.copy import chunk_parts
 from qserv_py.schema.felis import parse_catalog
@@ -339,6 +340,7 @@ def drop_partitions(
                         conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} FINALIZE")
                     elif state[0]:
                         conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {name} CONCURRENTLY")
+                    checksums.forget(conn, schema, [part.partition])
                     conn.execute(f"DROP TABLE {name}")
                     dropped += 1
                     break

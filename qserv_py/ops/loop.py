@@ -11,7 +11,11 @@ Each pass (:meth:`ReplicationLoop.run_once`):
    operator to remove or bring back; never while no worker at all answers (then the
    trouble is more likely this host's network than the workers);
 3. calls :func:`qserv_py.ops.replicate.replicate`, which copies every chunk with fewer
-   live copies than its catalog's level.
+   live copies than its catalog's level;
+4. when that had nothing to copy, compares replicas by checksum
+   (:func:`qserv_py.ops.checksums.verify`), taking at most ``verify_rows_per_pass`` rows'
+   checksums: the recorded checksums spare later copies a scan of their source, and
+   replicas that disagree are logged as errors.
 
 The loop thread stops with the service (:meth:`stop`); a copy it was making is settled
 by the next pass of whichever process holds the lock then.
@@ -31,8 +35,9 @@ from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.config import Settings
 from qserv_py.errors import QservError
+from qserv_py.ops.checksums import verify
 from qserv_py.ops.health import WorkerState, health
-from qserv_py.ops.replicate import ReplicationReport, replicate
+from qserv_py.ops.replicate import ReplicationReport, live_workers, replicate
 from qserv_py.ops.workers import declare_lost
 
 log = logging.getLogger(__name__)
@@ -95,6 +100,15 @@ class ReplicationLoop:
         if lost:
             log.warning("declared lost (down too long): %s", ", ".join(lost))
         report = replicate(spec)
+        if not report.copies and report.healthy and self.settings.verify_rows_per_pass:
+            checked = verify(
+                spec, max_rows=self.settings.verify_rows_per_pass, workers=live_workers(spec)
+            )
+            if checked.taken:
+                log.info(
+                    "replication pass: %d checksums taken (%d rows); replicas that disagree: %d",
+                    checked.taken, checked.rows_taken, len(checked.disagreements),
+                )  # fmt: skip
         if report.copies or not report.healthy:
             log.info(
                 "replication pass: %d copies, %d rows; no live copy: %d chunks; below "
