@@ -36,7 +36,8 @@ After the loads every worker is VACUUMed and CHECKPOINTed. Then it measures:
    (the controller: find the under-replicated chunk, copy, verify, publish; the source
    has no checksum recorded, as after a load: the copy takes it, beside the stream), then
    ``copy_chunk`` to the third worker (the first copy recorded the source's checksum, as
-   ``replicate --verify`` or the loop's verification would have: the copy reads it), against a plain binary COPY of the same partition
+   ``replicate --verify`` or the loop's verification would have: the copy reads it),
+   against a plain binary COPY of the same partition
    between the same two instances, into a table created in the same transaction (so,
    under ``wal_level = minimal``, without WAL, as the engine's copy): through psycopg
    (the same 256 KB relaying as the engine's copy) and through ``psql | psql`` of the
@@ -804,7 +805,65 @@ def _log_statements(spec: Any, on: bool) -> None:
             conn.execute(f'ALTER DATABASE "{dbname}" {value}')
 
 
-def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
+def drop_replica(spec: Any, big: BigChunk, worker: str) -> None:
+    """Forget ``worker``'s copy of the big chunk (czar placement first, then its tables):
+    the chunk is under-replicated again, for the next restore."""
+    from qserv_py.cluster.db import connect
+    from qserv_py.ops.chunks import catalog_model
+    from qserv_py.ops.journal import drop_partitions
+
+    with connect(spec.czar, autocommit=True) as czar:
+        czar.execute(
+            "DELETE FROM qserv_meta.placement WHERE catalog = 'big' AND chunk_id = %s"
+            " AND worker = %s",
+            (big.chunk, worker),
+        )
+        catalog = catalog_model(czar, "big")
+    drop_partitions(spec.worker(worker), catalog, big.chunk)
+
+
+def forget_checksums(spec: Any, worker: str) -> None:
+    from qserv_py.cluster.db import connect
+
+    with connect(spec.worker(worker), autocommit=True) as conn:
+        conn.execute("DELETE FROM qserv.checksums")
+
+
+def rounds(spec: Any, big: BigChunk, target: str, n: int) -> list[tuple[str, float, float]]:
+    """``n`` rounds, each: a psycopg COPY to ``target``, the restore of ``target``'s copy
+    with the source's checksum not recorded (as after a load), a COPY again, the restore
+    with it recorded (as after ``replicate --verify``); each restore's ratio to the mean
+    of the two COPYs beside it: (kind, seconds to the publish, ratio)."""
+    from qserv_py.ops.replicate import replicate
+
+    found: list[tuple[str, float, float]] = []
+    drop_replica(spec, big, target)
+    before = copy_psycopg(spec, big, target)
+    for i in range(n):
+        for kind in ("not recorded", "recorded"):
+            if kind == "not recorded":
+                for worker in spec.workers:
+                    forget_checksums(spec, worker.name)
+            started = time.perf_counter()
+            report = replicate(spec, catalog="big", level=3)  # the third copy, on target
+            (done,) = report.copies
+            assert done.target == target, done
+            # replication is restored at the publish; the statistics follow
+            restored = time.perf_counter() - started - (done.seconds - done.published_s)
+            after = copy_psycopg(spec, big, target)
+            ratio = restored / ((before + after) / 2)
+            found.append((kind, restored, ratio))
+            print(
+                f"  round {i + 1}, source checksum {kind}: {_ms(restored)},"
+                f" {ratio:.2f}x the COPYs beside it ({_ms(before)}, {_ms(after)})",
+                flush=True,
+            )
+            before = after
+            drop_replica(spec, big, target)
+    return found
+
+
+def part2(cluster: Any, spec: Any, rounds_n: int = 0) -> tuple[list[str], float]:
     from qserv_py.ops.chunks import copy_chunk
     from qserv_py.ops.replicate import replicate
 
@@ -872,6 +931,7 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
         baselines(first)
     finally:
         _log_statements(spec, False)
+    paired = rounds(spec, big, second, rounds_n)
     b = statistics.mean(base)
     lines = [
         f"chunk {big.chunk} of catalog big: {big.rows:,} director rows (no overlap rows), "
@@ -912,6 +972,23 @@ def part2(cluster: Any, spec: Any) -> tuple[list[str], float]:
         f"({nodes[False]}) {' / '.join(f'{x:.2f}' for x in reads[False])} s, ORDER BY "
         f"spatial_index ({nodes[True]}) {' / '.join(f'{x:.2f}' for x in reads[True])} s",
     ]
+    if paired:
+        lines += [
+            "",
+            f"{rounds_n} rounds, each: a psycopg COPY, a restore (`replicate`) of the chunk's copy"
+            f" on {second} with the source's checksum not recorded, a COPY, a restore with it"
+            " recorded; each restore to its publish against the mean of the two COPYs beside it:",
+            "",
+            "| source's checksum | restores (s) | ratios | median ratio |",
+            "|---|---|---|---:|",
+        ]
+        for kind in ("not recorded", "recorded"):
+            mine = [(sec, r) for k, sec, r in paired if k == kind]
+            lines.append(
+                f"| {kind} | {' / '.join(f'{sec:.2f}' for sec, _ in mine)} |"
+                f" {' / '.join(f'{r:.2f}×' for _, r in mine)} |"
+                f" **{statistics.median(r for _, r in mine):.2f}×** |"
+            )
     for name, _seconds, _rep, steps in ours:
         lines += [
             "",
@@ -1031,6 +1108,9 @@ def main() -> None:
     parser.add_argument(
         "--parts", default="123", help="which parts to run (part 3 needs part 2's baseline)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="paired COPY / restore rounds of part 2"
+    )
     args = parser.parse_args()
 
     import qserv_py.client
@@ -1089,7 +1169,7 @@ def main() -> None:
             print("\n".join(out[-30:]), flush=True)
         baseline = None
         if "2" in args.parts:
-            lines, baseline = part2(cluster, spec)
+            lines, baseline = part2(cluster, spec, args.rounds)
             out += ["", "## 2. restoring replication of a 1M-row chunk", "", *lines]
             print("\n".join(lines), flush=True)
         if "3" in args.parts and baseline is not None:
