@@ -17,7 +17,9 @@ from qserv_py.cli import main
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.errors import ClusterError
 from qserv_py.loaders.load import LoadOptions, load
+from qserv_py.ops import chunks
 from qserv_py.ops.checksums import verify
 from qserv_py.ops.chunks import copy_chunk
 from tests.loaders.conftest import read_table
@@ -127,3 +129,25 @@ def test_an_append_in_place_forgets_what_it_changes(
     grown = _records(spec, "worker1", "ck_append")
     own = [k for k in changed if "_overlap_" not in k]
     assert sum(grown[k][0] - before[k][0] for k in own) == 3
+
+
+def test_a_copy_does_not_publish_across_a_load(
+    catalog: Loader, release: Path, tmp_path: Path
+) -> None:
+    """A load that began and published while a chunk was copied may have appended rows to
+    the source's partitions after the copy's snapshot: the czar's share of the copy's
+    publish refuses it (and the whole publish with it)."""
+    spec = catalog("ck_race", ["worker1"], 1)
+    chunk = _one_chunk(spec, "ck_race", "worker1")
+    with connect(spec.czar, autocommit=True) as czar:
+        began = chunks._last_load(czar, "ck_race")  # as the copy reads it when it begins
+    objects = read_table(release / "Object").slice(0, 2)
+    objects = objects.set_column(0, "objectId", pa.array(np.arange(2, dtype=np.int64) + 10**15))
+    pq.write_table(objects, tmp_path / "more.parquet")
+    options = LoadOptions(replication=1, max_rows_per_chunk=400, min_order=1, max_order=8)
+    load(spec, "ck_race", "Object", [tmp_path / "more.parquet"], options)
+    with connect(spec.czar) as czar, pytest.raises(ClusterError, match="ran while chunk"):
+        chunks._publish_czar(czar, 0, "ck_race", chunk, "worker1", "worker3", False, 1, 1, began)
+    with connect(spec.czar, autocommit=True) as czar:  # the next copy begins after it: fine
+        assert chunks._last_load(czar, "ck_race") > began
+    assert copy_chunk(spec, "ck_race", chunk, "worker1", "worker3").copied
