@@ -7,7 +7,8 @@
 - ``POST /workers/{name}/activate``: take a draining or removable worker back;
 - ``DELETE /workers/{name}``: remove a worker that holds no chunk; ``?lost=true``: its
   host is gone, its chunks are copied again from the other replicas;
-- ``POST /replicate`` ``{"catalog": ..., "level": ...}``: bring chunks to their level;
+- ``POST /replicate`` ``{"catalog": ..., "level": ..., "verify": ...}``: bring chunks to
+  their level (and compare their replicas by checksum);
 - ``POST /rebalance`` ``{"catalog": ...}``: even out rows across the workers.
 
 Each runs within its request (a drain or a rebalance of a big catalog takes minutes:
@@ -57,6 +58,11 @@ class ReplicateRequest(BaseModel):
     catalog: str | None = Field(default=None, description="Only this catalog.")
     level: int | None = Field(
         default=None, ge=1, description="Set the catalog's (or every catalog's) level first."
+    )
+    verify: bool = Field(
+        default=False,
+        description="Then compare every chunk's replicas by checksum (as `qserv-py replicate "
+        "--verify`): the answer's `verify` names the partitions whose replicas disagree.",
     )
 
 
@@ -146,7 +152,16 @@ async def post_replicate(
     report = await run_in_threadpool(
         lambda: run(spec, catalog=request.catalog, level=request.level)
     )
-    return _report(report)
+    data = _report(report)
+    if request.verify and spec.backend != "citus":
+        from qserv_py.ops.checksums import verify
+        from qserv_py.ops.replicate import live_workers
+
+        checked = await run_in_threadpool(
+            lambda: verify(spec, catalog=request.catalog, workers=live_workers(spec))
+        )
+        data["verify"] = _report(checked)
+    return data
 
 
 @router.post("/rebalance", summary="Even out rows across the live workers")

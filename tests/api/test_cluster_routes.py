@@ -153,6 +153,12 @@ def test_add_rebalance_drain_remove(
 
     response = api.post("/api/v1/admin/replicate", json={"catalog": "rest"}, headers=AUTH)
     assert response.status_code == 200 and response.json()["healthy"] is True
+    response = api.post(
+        "/api/v1/admin/replicate", json={"catalog": "rest", "verify": True}, headers=AUTH
+    )
+    checked = response.json()["verify"]
+    assert response.status_code == 200 and checked["healthy"] is True, response.text
+    assert checked["partitions"] > 0 and checked["disagreements"] == []
 
 
 def test_the_replication_loop_lives_with_the_service(
