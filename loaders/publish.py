@@ -6,9 +6,11 @@ Publish has two steps:
    chunk that is new or holds no more live rows than the load adds, a new table holds
    the chunk's live rows plus its staged rows, sorted by ``spatial_index``. It carries
    a ``CHECK (chunk_id = …)`` constraint and the parent's indexes, and is analysed.
-   Meanwhile the czar checks that a director's keys are new; a child's keys are
-   checked against the live rows of the chunks that already have some, where a
-   reloaded row would land.
+   A child's keys are checked against the live rows of the chunks that already have
+   some, where a reloaded row would land.
+   A director's keys are not checked here: the director index's primary key refuses a
+   repeated or an existing one in the swap's transaction (which then rolls back whole),
+   and only then are the keys compared to name them.
 2. *Swap*, in one two-phase commit across the workers and the czar. Each new table
    replaces the chunk's partition (detach, drop, rename, attach: the constraint and
    the indexes make the attach instant). The staged rows of the other chunks (an
@@ -83,9 +85,7 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
         done = [0]
 
         def build(instance: Instance) -> list[_Swap]:
-            if instance is spec.czar:  # meanwhile, the czar checks the director keys
-                if table.kind is TableKind.DIRECTOR:
-                    _check_director_keys(instance, catalog, table, txn)
+            if instance is spec.czar:
                 return []
             if spec.backend == "citus":
                 swaps = _citus_appends(instance, catalog, table, txn)
@@ -106,6 +106,8 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
             )
         except _DuplicateKeys as exc:
             _refuse_duplicates(czar, txn, table, exc.key, f"occur {exc.where}", exc.examples)
+        except psycopg.errors.UniqueViolation as exc:  # a chunk's own unique index
+            _diagnose_duplicates(czar, spec.czar, catalog, table, txn, exc)
         try:
             commit_two_phase(
                 spec,
@@ -114,10 +116,8 @@ def publish(spec: ClusterSpec, txn: int, progress: Progress | None = None) -> No
                 label=f"publish:{txn}",
                 every_worker=True,
             )
-        except psycopg.errors.UniqueViolation as exc:  # a replicated table's primary key
-            detail = exc.diag.message_detail or str(exc)
-            key = table.key_column or "key"
-            _refuse_duplicates(czar, txn, table, key, "are already in the table", detail)
+        except psycopg.errors.UniqueViolation as exc:
+            _diagnose_duplicates(czar, spec.czar, catalog, table, txn, exc)
     # (each new partition was analysed when built; ANALYZE of a partitioned parent would
     # re-analyse every partition of the table on PostgreSQL < 17, at a cost growing with
     # the catalog)
@@ -180,6 +180,31 @@ class _DuplicateKeys(Exception):
         super().__init__(key)
         self.key, self.where = key, where
         self.examples = ", ".join(str(r[0]) for r in rows)
+
+
+def _diagnose_duplicates(
+    czar: psycopg.Connection,
+    czar_instance: Instance,
+    catalog: Catalog,
+    table: Table,
+    txn: int,
+    exc: psycopg.errors.UniqueViolation,
+) -> NoReturn:
+    """Refuse load ``txn`` for the duplicate keys a unique index found, named.
+
+    A director's keys are not checked before the publish: the director index's primary
+    key (and each chunk's unique index) refuses a repeated or an existing one inside the
+    publishing transaction, which then rolls back whole. Only then are the keys compared,
+    to say which (an append spends no time on a check that finds nothing)."""
+    if table.kind is TableKind.DIRECTOR:
+        try:
+            _check_director_keys(czar_instance, catalog, table, txn)
+        except _DuplicateKeys as found:
+            _refuse_duplicates(czar, txn, table, found.key, f"occur {found.where}", found.examples)
+    detail = exc.diag.message_detail or str(exc)  # a replicated table's primary key
+    _refuse_duplicates(
+        czar, txn, table, table.key_column or "key", "are already in the table", detail
+    )
 
 
 def _check_director_keys(czar: Instance, catalog: Catalog, table: Table, txn: int) -> None:
@@ -408,6 +433,7 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
             if not chunks:
                 continue
             parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
+            conn.execute(f"SET LOCAL work_mem = '{BUILD_MEMORY}'")  # the sort in memory
             # the rows change: their recorded checksums (qserv_py.ops.checksums) no longer hold
             forget_checksums(
                 conn, schema, [partition_name(table, c, overlap=overlap) for c in chunks]
@@ -424,6 +450,8 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
 
 def _publish_czar(czar: psycopg.Connection, catalog: Catalog, table: Table, txn: int) -> None:
     if table.kind is TableKind.DIRECTOR:
+        czar.execute(f"ANALYZE qserv_stage.{stage_name(txn)}_dirindex")
+        czar.execute(f"SET LOCAL work_mem = '{BUILD_MEMORY}'")
         czar.execute(
             f"INSERT INTO {dirindex_table(catalog.name, table.name)} (key, chunk_id, spatial_index)"
             f" SELECT key, chunk_id, spatial_index FROM qserv_stage.{stage_name(txn)}_dirindex"

@@ -67,13 +67,17 @@ def commit_two_phase(
         for name in worker_work:
             conns[name] = connect(spec.worker(name))
 
-        def begin(name: str) -> None:
-            conns[name].tpc_begin(gid)
-            worker_work[name](conns[name])
+        def begin(name: str | None) -> None:
+            if name is None:
+                assert czar_work is not None
+                czar_work(czar)
+            else:
+                conns[name].tpc_begin(gid)
+                worker_work[name](conns[name])
 
-        on_each(list(worker_work), begin)  # at once: a publish's inserts take a while each
-        if czar_work is not None:
-            czar_work(czar)
+        # all at once, the czar's share too: a publish's inserts take a while each (the
+        # czar's into the director index as long as a worker's)
+        on_each([*worker_work, *([None] if czar_work is not None else [])], begin)
         if every_worker:
             _check_every_worker(czar, set(worker_work), label)
         czar.execute("INSERT INTO qserv_meta.twophase_decisions (gid) VALUES (%s)", (gid,))
