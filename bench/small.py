@@ -359,6 +359,12 @@ def main() -> None:
         "cross-match) on the cluster in WORK/cluster, loaded by an earlier run with the "
         "release of --objects objects (Object and CcdVisit); q3c database built if missing",
     )
+    parser.add_argument(
+        "--loads-only",
+        action="store_true",
+        help="only the first load, the appends and the replicated loads (part 1), on a "
+        "fresh cluster: the append's rate again without the rest",
+    )
     args = parser.parse_args()
     if args.reuse:
         reuse(args)
@@ -376,6 +382,13 @@ def main() -> None:
              "create", "dp02"], check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         ld = loads(cluster_dir, release, append, args.work, args.repeat)
+        if args.loads_only:
+            rate = (ld["append_rows"] / ld["append_s"]) / (ld["first_rows"] / ld["first_s"])
+            print(
+                f"first load {ld['first_rows']:,} rows in {ld['first_s']:.1f} s; append "
+                f"{ld['append_rows']:,} in {ld['append_s']:.1f} s: {rate:.2f}x the rate"
+            )
+            return
         started = time.perf_counter()
         build_q3c(cluster_dir, [release / "Object", append, args.work / "append-1000"])
         print(f"q3c baseline built in {time.perf_counter() - started:.0f} s", flush=True)
