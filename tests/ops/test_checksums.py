@@ -17,11 +17,13 @@ from qserv_py.cli import main
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
+from qserv_py.config import Settings
 from qserv_py.errors import ClusterError
 from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.ops import chunks
 from qserv_py.ops.checksums import verify
 from qserv_py.ops.chunks import copy_chunk
+from qserv_py.ops.loop import ReplicationLoop
 from tests.loaders.conftest import read_table
 from tests.ops.conftest import Loader
 from tests.ops.movement import placement
@@ -151,3 +153,30 @@ def test_a_copy_does_not_publish_across_a_load(
     with connect(spec.czar, autocommit=True) as czar:  # the next copy begins after it: fine
         assert chunks._last_load(czar, "ck_race") > began
     assert copy_chunk(spec, "ck_race", chunk, "worker1", "worker3").copied
+
+
+def test_a_loop_pass_with_nothing_to_copy_verifies_within_its_share(
+    catalog: Loader, ops_settings: Settings
+) -> None:
+    # (named to come first: a pass's share goes to the catalogs in name order)
+    spec = catalog("aloop", ["worker1", "worker2"], 2)
+    before = {w: _records(spec, w, "aloop") for w in ("worker1", "worker2")}
+    assert before == {"worker1": {}, "worker2": {}}
+    off = ReplicationLoop(lambda: spec, ops_settings.model_copy(update={"verify_rows_per_pass": 0}))
+    share = ReplicationLoop(
+        lambda: spec, ops_settings.model_copy(update={"verify_rows_per_pass": 1})
+    )
+    try:
+        report = off.run_once()
+        assert report is not None and report.healthy and not report.copies
+        assert not _records(spec, "worker1", "aloop")  # 0: the loop takes none
+        off.stop()
+        assert share.run_once() is not None
+        first = {w: _records(spec, w, "aloop") for w in ("worker1", "worker2")}
+        assert 0 < sum(map(len, first.values())) < 6  # a chunk's replicas, not the catalog's
+        share.run_once()
+        second = {w: _records(spec, w, "aloop") for w in ("worker1", "worker2")}
+        assert sum(map(len, second.values())) > sum(map(len, first.values()))
+    finally:
+        off.stop()
+        share.stop()
