@@ -860,6 +860,12 @@ def _service_options(p: argparse.ArgumentParser, *, log_level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the command line: `query` and `load` run warm (qserv_py.forkserver)
+        from qserv_py.forkserver import forward
+
+        served = forward(sys.argv[1:])
+        if served is not None:
+            return served
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     import psycopg

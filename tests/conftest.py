@@ -28,6 +28,10 @@ pytest_plugins = ("tests.catalogs",)
 
 _STARTED_PIDS: set[int] = set()
 
+# the command lines the tests start run in processes of their own, as the tests expect
+# (no fork server outliving the session: tests/test_forkserver.py turns it on to test it)
+os.environ.setdefault("QSERV_PY_FORKSERVER", "off")
+
 
 def record_pids(cluster: LocalCluster) -> None:
     """Remember the postmasters of ``cluster`` for the end-of-session check."""
