@@ -94,7 +94,11 @@ def socket_path() -> str | None:
 def forward(argv: Sequence[str]) -> int | None:
     """Run ``qserv-py argv`` in a child of this user's server: its exit status, or None
     if it must run in this process (see the module)."""
-    if os.environ.get(ENV_SWITCH, "").strip().lower() in _OFF or command_of(argv) not in COMMANDS:
+    if (
+        os.environ.get(ENV_SWITCH, "").strip().lower() in _OFF
+        or command_of(argv) not in COMMANDS
+        or not sys.platform.startswith("linux")  # (SO_PEERCRED)
+    ):
         return None
     path = socket_path()
     if path is None:
@@ -147,9 +151,16 @@ def _start_server(path: str) -> None:
     """Start a server for ``path`` in the background (a second one exits at once)."""
     import subprocess
 
+    # from /, with no directory of the command line's on its path (-P), but able to
+    # import this qserv_py as the command line did (a source checkout, say)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = [here, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     with contextlib.suppress(OSError):
         subprocess.Popen(
-            [sys.executable, "-m", "qserv_py.forkserver", path],
+            [sys.executable, "-P", "-m", "qserv_py.forkserver", path],
+            cwd="/",
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
