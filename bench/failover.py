@@ -829,33 +829,46 @@ def forget_checksums(spec: Any, worker: str) -> None:
         conn.execute("DELETE FROM qserv.checksums")
 
 
-def rounds(spec: Any, big: BigChunk, target: str, n: int) -> list[tuple[str, float, float]]:
+def rounds(
+    cluster: Any, spec: Any, big: BigChunk, target: str, n: int
+) -> list[tuple[str, float, float, float]]:
     """``n`` rounds, each: a psycopg COPY to ``target``, the restore of ``target``'s copy
     with the source's checksum not recorded (as after a load), a COPY again, the restore
-    with it recorded (as after ``replicate --verify``); each restore's ratio to the mean
-    of the two COPYs beside it: (kind, seconds to the publish, ratio)."""
+    with it recorded (as after ``replicate --verify``); each restore against the mean of
+    the two COPYs beside it: (kind, seconds to the publish, wall ratio, CPU ratio)."""
     from qserv_py.ops.replicate import replicate
 
-    found: list[tuple[str, float, float]] = []
+    def timed(fn: Callable[[], float]) -> tuple[float, float]:
+        cpu = cluster_cpu(cluster)
+        seconds = fn()
+        return seconds, cluster_cpu(cluster) - cpu
+
+    found: list[tuple[str, float, float, float]] = []
     drop_replica(spec, big, target)
-    before = copy_psycopg(spec, big, target)
+    before = timed(lambda: copy_psycopg(spec, big, target))
     for i in range(n):
         for kind in ("not recorded", "recorded"):
             if kind == "not recorded":
                 for worker in spec.workers:
                     forget_checksums(spec, worker.name)
-            started = time.perf_counter()
-            report = replicate(spec, catalog="big", level=3)  # the third copy, on target
-            (done,) = report.copies
-            assert done.target == target, done
-            # replication is restored at the publish; the statistics follow
-            restored = time.perf_counter() - started - (done.seconds - done.published_s)
-            after = copy_psycopg(spec, big, target)
-            ratio = restored / ((before + after) / 2)
-            found.append((kind, restored, ratio))
+
+            def restore() -> float:
+                started = time.perf_counter()
+                report = replicate(spec, catalog="big", level=3)  # the third copy, on target
+                (done,) = report.copies
+                assert done.target == target, done
+                # replication is restored at the publish; the statistics follow
+                return time.perf_counter() - started - (done.seconds - done.published_s)
+
+            restored, cpu = timed(restore)  # (the CPU includes the statistics: ANALYZE)
+            after = timed(lambda: copy_psycopg(spec, big, target))
+            ratio = restored / ((before[0] + after[0]) / 2)
+            cpu_ratio = cpu / ((before[1] + after[1]) / 2)
+            found.append((kind, restored, ratio, cpu_ratio))
             print(
                 f"  round {i + 1}, source checksum {kind}: {_ms(restored)},"
-                f" {ratio:.2f}x the COPYs beside it ({_ms(before)}, {_ms(after)})",
+                f" {ratio:.2f}x the COPYs beside it ({_ms(before[0])}, {_ms(after[0])});"
+                f" CPU {cpu:.1f} s, {cpu_ratio:.2f}x theirs",
                 flush=True,
             )
             before = after
@@ -931,7 +944,7 @@ def part2(cluster: Any, spec: Any, rounds_n: int = 0) -> tuple[list[str], float]
         baselines(first)
     finally:
         _log_statements(spec, False)
-    paired = rounds(spec, big, second, rounds_n)
+    paired = rounds(cluster, spec, big, second, rounds_n)
     b = statistics.mean(base)
     lines = [
         f"chunk {big.chunk} of catalog big: {big.rows:,} director rows (no overlap rows), "
@@ -979,15 +992,18 @@ def part2(cluster: Any, spec: Any, rounds_n: int = 0) -> tuple[list[str], float]
             f" on {second} with the source's checksum not recorded, a COPY, a restore with it"
             " recorded; each restore to its publish against the mean of the two COPYs beside it:",
             "",
-            "| source's checksum | restores (s) | ratios | median ratio |",
-            "|---|---|---|---:|",
+            "| source's checksum | restores (s) | ratios | median ratio | CPU ratios |"
+            " median CPU ratio |",
+            "|---|---|---|---:|---|---:|",
         ]
         for kind in ("not recorded", "recorded"):
-            mine = [(sec, r) for k, sec, r in paired if k == kind]
+            mine = [(sec, r, c) for k, sec, r, c in paired if k == kind]
             lines.append(
-                f"| {kind} | {' / '.join(f'{sec:.2f}' for sec, _ in mine)} |"
-                f" {' / '.join(f'{r:.2f}×' for _, r in mine)} |"
-                f" **{statistics.median(r for _, r in mine):.2f}×** |"
+                f"| {kind} | {' / '.join(f'{sec:.2f}' for sec, _, _ in mine)} |"
+                f" {' / '.join(f'{r:.2f}×' for _, r, _ in mine)} |"
+                f" **{statistics.median(r for _, r, _ in mine):.2f}×** |"
+                f" {' / '.join(f'{c:.2f}×' for _, _, c in mine)} |"
+                f" {statistics.median(c for _, _, c in mine):.2f}× |"
             )
     for name, _seconds, _rep, steps in ours:
         lines += [
