@@ -241,6 +241,7 @@ def serve(path: str) -> None:
     with open(f"{path}.pid", "w") as pid_file:
         pid_file.write(f"{os.getpid()}\n")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave no socket behind
     try:
         while True:
             try:
@@ -301,6 +302,7 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     code: int = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

@@ -52,6 +52,7 @@ def runtime(tmp_path: Path) -> Iterator[Path]:
         while _alive(pid):
             assert time.monotonic() < deadline, f"fork server {pid} outlived SIGTERM"
             time.sleep(0.1)
+        assert not list(place.glob("*.sock")), "the server left its socket"
 
 
 def _alive(pid: int) -> bool:
