@@ -429,11 +429,12 @@ def _swap_worker(catalog: Catalog, table: Table, txn: int, swaps: list[_Swap]): 
                 f"ALTER TABLE {parent} ATTACH PARTITION {schema}.{part}"
                 f" FOR VALUES IN ({int(chunk)})"
             )
+        if any(appended):
+            conn.execute(f"SET LOCAL work_mem = '{BUILD_MEMORY}'")  # the sorts in memory
         for overlap, chunks in ((False, appended[0]), (True, appended[1])):
             if not chunks:
                 continue
             parent = f"{schema}.{overlap_table_name(table) if overlap else table.sql_name}"
-            conn.execute(f"SET LOCAL work_mem = '{BUILD_MEMORY}'")  # the sort in memory
             # the rows change: their recorded checksums (qserv_py.ops.checksums) no longer hold
             forget_checksums(
                 conn, schema, [partition_name(table, c, overlap=overlap) for c in chunks]

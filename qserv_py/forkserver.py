@@ -271,7 +271,7 @@ def _serve_one(conn: socket.socket, sources: list[str], started: float) -> bool:
         if os.fork() == 0:
             _child(conn, request, fds)  # never returns
         return False
-    except (OSError, ValueError):
+    except (OSError, ValueError, struct.error):  # a peer that went away, a bad request
         return False
     finally:
         for fd in fds:

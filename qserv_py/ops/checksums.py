@@ -308,9 +308,9 @@ class _Run:
 
     def __init__(self, spec: ClusterSpec, live: set[str], counts: Counts, max_rows: int | None):
         self.spec, self.live, self.counts = spec, live, counts
-        self.budget = [-1 if max_rows is None else max_rows]
+        self.budget = max_rows  # rows still to hash (None: no bound)
         self.sessions: dict[str, psycopg.Connection] = {}
-        self.records: dict[tuple[str, str], tuple[set[str], dict[str, Sum]]] = {}
+        self.records: dict[tuple[str, str], _Held] = {}
         self.taken = self.rows_taken = self.compared = 0
         self.disagreements: list[Disagreement] = []
         self.skipped: list[tuple[str, int, str, str]] = []
@@ -353,17 +353,18 @@ class _Run:
         key = (worker, model.sql_name)
         if key not in self.records:  # what the worker holds and has recorded, at once
             self.records[key] = _held_and_recorded(conn, model)
-        held, known = self.records[key]
-        mine = [p for p in parts if p.partition in held]
-        if all(p.partition in known for p in mine):
-            return {p.partition: known[p.partition] for p in mine}
-        if self.budget[0] == 0:
+        held = self.records[key]
+        mine = [p for p in parts if p.partition in held.parents]
+        if all(p.partition in held.known for p in mine):
+            return {p.partition: held.known[p.partition] for p in mine}
+        if self.budget == 0:
             raise _Spent
-        found, rows = _take_replica(conn, model.sql_name, mine, self.counts, model.name, chunk)
-        self.taken += sum(p.partition not in known for p in mine)
+        found, fresh = _take_replica(conn, model, mine, held.hashes, self.counts, chunk)
+        rows = sum(r for _, r, _ in fresh.values())
+        self.taken += len(fresh)
         self.rows_taken += rows
-        if self.budget[0] > 0:
-            self.budget[0] = max(0, self.budget[0] - rows)
+        if self.budget is not None:
+            self.budget = max(0, self.budget - rows)
         return found
 
     def close(self) -> None:
@@ -375,7 +376,17 @@ class _Spent(Exception):
     """The rows a :func:`verify` may hash are hashed."""
 
 
-def _held_and_recorded(conn: psycopg.Connection, model: Catalog) -> tuple[set[str], dict[str, Sum]]:
+@dataclass(frozen=True)
+class _Held:
+    """What a worker holds of a catalog: partition → parent, the row hash's SQL of each
+    parent, and the checksums it has recorded."""
+
+    parents: dict[str, str]
+    hashes: dict[str, str]
+    known: dict[str, Sum]
+
+
+def _held_and_recorded(conn: psycopg.Connection, model: Catalog) -> _Held:
     """The partitions of ``model`` a worker holds, and the checksums it has recorded."""
     prune(conn)
     schema = model.sql_name
@@ -388,38 +399,38 @@ def _held_and_recorded(conn: psycopg.Connection, model: Catalog) -> tuple[set[st
         ).fetchall()
     )
     hashes = {parent: row_hash(columns(conn, schema, parent)) for parent in set(parents.values())}
-    return set(parents), recorded(conn, schema, {c: hashes[p] for c, p in parents.items()})
+    known = recorded(conn, schema, {c: hashes[p] for c, p in parents.items()})
+    return _Held(parents, hashes, known)
 
 
 def _take_replica(
     conn: psycopg.Connection,
-    schema: str,
+    model: Catalog,
     parts: list[Part],
+    parent_hashes: dict[str, str],
     counts: Counts,
-    catalog: str,
     chunk: int,
-) -> tuple[dict[str, Sum], int]:
+) -> tuple[dict[str, Sum], dict[str, tuple[str, int, int]]]:
     """One replica's checksums of a chunk's partitions, the recorded ones read and the
     others taken and recorded, in one transaction that holds the partitions still (a SHARE
-    lock: queries go on, a load that would change them waits); with the rows hashed."""
+    lock: queries go on, a load that would change them waits); and those taken now
+    (partition → (row hash SQL, rows, checksum))."""
     from qserv_py.ops.copy import held_parts
 
-    new_rows = 0
+    schema = model.sql_name
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
         held = held_parts(conn, schema, parts)
         if held:
             names = ", ".join(f"{schema}.{p.partition}" for p in held)
             conn.execute(f"LOCK TABLE {names} IN SHARE MODE")
-        hashes = {p.partition: row_hash(columns(conn, schema, p.parent)) for p in held}
+        hashes = {p.partition: parent_hashes[p.parent] for p in held}
         found = recorded(conn, schema, hashes)
         fresh: dict[str, tuple[str, int, int]] = {}
         for p in held:
-            if p.partition in found:
-                continue
-            rows = counts.get((catalog, chunk, p.table, p.overlap), 0)
-            found[p.partition] = take(conn, schema, p.partition, hashes[p.partition], rows)
-            fresh[p.partition] = (hashes[p.partition], *found[p.partition])
-            new_rows += found[p.partition][0]
+            if p.partition not in found:
+                rows = counts.get((model.name, chunk, p.table, p.overlap), 0)
+                found[p.partition] = take(conn, schema, p.partition, hashes[p.partition], rows)
+                fresh[p.partition] = (hashes[p.partition], *found[p.partition])
         record(conn, schema, fresh)
-    return found, new_rows
+    return found, fresh
