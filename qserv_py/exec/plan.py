@@ -74,10 +74,10 @@ class ExecPlan:
     #: chunk -> the workers holding it, as the plan's metadata said (shared, not copied):
     #: execution moves chunks off a worker known down without asking the czar
     holders: Mapping[int, tuple[str, ...]] | None = field(default=None, repr=False)
-    #: rewrites the statement of one chunk (None: of no chunk) as it is written, on
-    #: native workers: execution puts a small upload's rows of that chunk in its text
-    #: (:mod:`qserv_py.exec.uploads`)
-    per_chunk: Callable[[str, int | None], str] | None = field(
+    #: rewrites a statement as it is written, given the chunks it reads (one chunk's
+    #: branch, or a whole statement's chunks), on native workers: execution puts a small
+    #: upload's rows of those chunks in its text (:mod:`qserv_py.exec.uploads`)
+    per_chunk: Callable[[str, tuple[int, ...]], str] | None = field(
         default=None, repr=False, compare=False
     )
     #: planner settings the worker statements run with, (name, value): measured choices
@@ -114,7 +114,7 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
     template = plan.worker_sql.strip().rstrip(";")
     if "qserv_part__" not in template:
         text = template.replace("{chunks}", _array(chunks))
-        return text if plan.per_chunk is None else plan.per_chunk(text, None)
+        return text if plan.per_chunk is None else plan.per_chunk(text, chunks)
     pieces = _pieces(template)
     if plan.shards is not None:
         return _on_shards(pieces, chunks, plan.shards, plan.shard_chunks)
@@ -126,6 +126,7 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
         )
 
     def one(chunk: int | None) -> str:
+        read = () if chunk is None else (chunk,)
         text = list(pieces)
         for i in range(1, len(pieces), 2):
             table = pieces[i]
@@ -133,8 +134,8 @@ def worker_sql(plan: ExecPlan, chunks: tuple[int, ...], *, citus: bool = False) 
                 text[i] = f"{table}_{chunk}"
             else:
                 text[i] = f"ONLY {table}"  # a partitioned parent alone holds no rows
-        out = "".join(text).replace("{chunks}", _array(() if chunk is None else (chunk,)))
-        return out if plan.per_chunk is None else plan.per_chunk(out, chunk)
+        out = "".join(text).replace("{chunks}", _array(read))
+        return out if plan.per_chunk is None else plan.per_chunk(out, read)
 
     if not chunks:
         return one(None)

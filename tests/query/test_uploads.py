@@ -31,6 +31,7 @@ from qserv_py.errors import (
     UploadError,
 )
 from qserv_py.exec import uploads as shipping
+from qserv_py.exec.plan import worker_sql
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.query.planner import plan as plan_query
 from qserv_py.query.uploads import CHUNK, UploadPlan, upload_table
@@ -587,6 +588,65 @@ def test_inline_and_shipped_uploads_agree(
     assert cut.num_rows == 3 < len(rows)
     assert cut.schema.metadata[b"truncated"] == b"true"
     assert all(not tables for tables in shipping.upload_tables(spec).values())
+
+
+def test_small_cross_matches_probe_the_parent(client: Client, objects: pa.Table) -> None:
+    """An inline inner cross-match, in each form it is written, reads its director's
+    partitioned parent once per target copy: one statement per batch, not a branch per
+    chunk, naming the batch's partitions so that one gone fails it. (Their rows equal the
+    oracle's: test_cross_match_equals_oracle.)"""
+    targets = edge_targets(client, objects, ARCSEC)
+    for lang, text in XMATCH_FORMS:
+        planned = client.plan(text.format(r="1.0 / 3600"), lang, uploads={"t": targets})
+        assert isinstance(planned, UploadPlan)
+        inline = shipping._inline(client.spec, planned, planned.shipments, 16)
+        assert inline is not None
+        chunks = next(iter(planned.chunks.values()))
+        statement = worker_sql(inline, chunks[:3])
+        assert "LATERAL (SELECT * FROM qt.object AS o WHERE" in statement, text
+        assert "UNION ALL" not in statement and "qserv_part__" not in statement
+        present = ",".join(f"qt.object_{c}" for c in chunks[:3])
+        assert f"'{{{present}}}'::regclass[] IS NOT NULL" in statement
+
+
+def test_a_probe_finds_its_partition_gone(
+    client: Client,
+    client2: Client,
+    spec: ClusterSpec,
+    oracle: psycopg.Connection,
+    objects: pa.Table,
+) -> None:
+    """A chunk's partition gone from the worker that a probing statement reads it on (it
+    moved away meanwhile) fails the statement as naming it would: the batch runs again on
+    the chunk's other holder, and no match of that chunk is lost."""
+    targets = edge_targets(client, objects, 30 * ARCSEC, seed=9)  # qt2's chunks are qt's
+    text = (
+        "SELECT t.id, o.objectId FROM TAP_UPLOAD.t t JOIN qt2.Object o "
+        "ON CONTAINS(POINT(o.coord_ra, o.coord_dec), CIRCLE(t.ra, t.dec, 30.0 / 3600)) = 1"
+    )
+    planned = client2.plan(text, uploads={"t": targets})
+    layout = client2.context.states["qt2"].layout
+    assert layout is not None
+    matched = set(client2.query(text, uploads={"t": targets}).column("objectId").to_pylist())
+    own = layout.chunk_of(
+        spatial_index(objects.column("ra").to_numpy(), objects.column("dec").to_numpy())
+    )
+    where = dict(zip(objects.column("objectid").to_pylist(), own.tolist(), strict=True))
+    worker, chunk = next(
+        (w, c) for w, cs in planned.chunks.items() for c in cs
+        if any(where[i] == c for i in matched)
+    )  # fmt: skip
+    with psycopg.connect(spec.worker(worker).dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE qt2.object DETACH PARTITION qt2.object_{chunk}")
+        conn.execute(f"ALTER TABLE qt2.object_{chunk} RENAME TO object_{chunk}_away")
+        try:
+            check(client2, oracle, text, {"t": targets}, xmatch=True)
+        finally:
+            conn.execute(f"ALTER TABLE qt2.object_{chunk}_away RENAME TO object_{chunk}")
+            conn.execute(
+                f"ALTER TABLE qt2.object ATTACH PARTITION qt2.object_{chunk}"
+                f" FOR VALUES IN ({chunk})"
+            )
 
 
 def test_sweep_drops_old_leftovers(spec: ClusterSpec, client: Client) -> None:
