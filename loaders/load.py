@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,8 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 class LoadOptions:
     publish: bool = True
     ignore_extra: bool = False
-    replication: int = 1
+    #: workers per chunk; None: the catalog's level (``catalog create --replication``)
+    replication: int | None = None
     max_rows_per_chunk: int = DEFAULT_MAX_ROWS_PER_CHUNK
     min_order: int = DEFAULT_MIN_ORDER
     max_order: int = DEFAULT_MAX_ORDER
@@ -118,6 +119,7 @@ def _load(
         metadata_version(czar)
         catalog = get_catalog(czar, catalog_name)
         table = _table(catalog, table_name)
+        options = _with_level(spec, czar, catalog, options)
         _check_options(spec, table, options)
         inputs = plan_inputs(table, resolve_files(files), ignore_extra=options.ignore_extra)
         counts = _survey(czar, catalog, table, inputs, options, progress)
@@ -192,7 +194,31 @@ def _table(catalog: Catalog, name: str) -> Table:
         ) from None
 
 
+def _with_level(
+    spec: ClusterSpec, czar: psycopg.Connection, catalog: Catalog, options: LoadOptions
+) -> LoadOptions:
+    """``options`` with a replication level: the catalog's unless given (on Citus, 1:
+    Citus writes every placement of a shard itself)."""
+    if options.replication is not None:
+        return options
+    level = 1
+    if spec.backend != "citus":
+        row = czar.execute(
+            "SELECT replication FROM qserv_meta.catalogs WHERE name = %s", (catalog.sql_name,)
+        ).fetchone()
+        level = int(row[0]) if row else 1
+    return replace(options, replication=level)
+
+
 def _check_options(spec: ClusterSpec, table: Table, options: LoadOptions) -> None:
+    assert options.replication is not None  # (_with_level)
+    if spec.backend == "citus" and options.replication != 1:
+        raise LoadError(
+            f"replication {options.replication}: on Citus a load writes every placement "
+            "Citus keeps of each shard, and their number is the catalog's, set when it is "
+            "created (`qserv-py catalog create --replication N`); load without "
+            "--replication"
+        )
     if not 1 <= options.replication <= len(spec.workers):
         raise LoadError(
             f"replication {options.replication} needs that many workers; the cluster has "

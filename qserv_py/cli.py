@@ -172,9 +172,14 @@ def cmd_catalog_create(args: argparse.Namespace, settings: Settings) -> int:
     path = _schema_file(args.schema)
     catalog = load_catalog(path)
     create_catalog(
-        _spec(settings), catalog, path.read_text(), citus_shard_count=settings.citus_shard_count
+        _spec(settings),
+        catalog,
+        path.read_text(),
+        citus_shard_count=settings.citus_shard_count,
+        replication=args.replication,
     )
-    print(f"created catalog {catalog.name} ({len(catalog.tables)} tables) on every worker")
+    level = f", replication {args.replication}" if args.replication > 1 else ""
+    print(f"created catalog {catalog.name} ({len(catalog.tables)} tables{level}) on every worker")
     return 0
 
 
@@ -722,6 +727,13 @@ def build_parser() -> argparse.ArgumentParser:
     catsub = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = catsub.add_parser("create", help="create a catalog from a Felis schema on every worker")
     p.add_argument("schema", help="a Felis YAML file, or the name of a shipped schema (dp02)")
+    p.add_argument(
+        "--replication",
+        type=int,
+        default=1,
+        help="copies of each chunk the catalog keeps (the replication loop's level; on "
+        "Citus each shard's placements, fixed here)",
+    )
     p.set_defaults(handler=cmd_catalog_create)
     p = catsub.add_parser("drop", help="remove a catalog and its data everywhere")
     p.add_argument("name")
@@ -748,7 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="Parquet files, directories or glob patterns")
     p.add_argument("--no-publish", action="store_true", help="stage only; publish with `txn`")
     p.add_argument("--ignore-extra", action="store_true", help="skip columns not in the table")
-    p.add_argument("--replication", type=int, default=1, help="workers per chunk (default 1)")
+    p.add_argument(
+        "--replication",
+        type=int,
+        default=None,
+        help="workers per chunk (default: the catalog's level, 1 unless set)",
+    )
     p.add_argument("--max-rows-per-chunk", type=int, default=1_000_000)
     p.add_argument("--min-order", type=int, default=1, help="coarsest chunk order (default 1)")
     p.add_argument("--max-order", type=int, default=10, help="finest chunk order (default 10)")

@@ -95,7 +95,9 @@ router = APIRouter(
 class Options(BaseModel):
     """How the rows are laid out and placed (as ``qserv-py load``'s options)."""
 
-    replication: int = Field(default=1, ge=1, description="Workers per chunk.")
+    replication: int | None = Field(
+        default=None, ge=1, description="Workers per chunk (default: the catalog's level)."
+    )
     max_rows_per_chunk: int = Field(
         default=DEFAULT_MAX_ROWS_PER_CHUNK,
         ge=1,
@@ -318,7 +320,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def start_load(body: LoadStart, service: ServiceDep, spool: SpoolDep) -> Load:
     catalog, table = _table(service.spec, body.catalog, body.table)
     workers = len(service.spec.workers)
-    if body.options.replication > workers:
+    if body.options.replication is not None and body.options.replication > workers:
         raise LoadError(
             f"replication {body.options.replication} needs that many workers; the cluster "
             f"has {workers}"

@@ -66,13 +66,30 @@ def get_catalog(czar: psycopg.Connection, name: str) -> Catalog:
 
 
 def create_catalog(
-    spec: ClusterSpec, catalog: Catalog, schema_text: str, *, citus_shard_count: int = 32
+    spec: ClusterSpec,
+    catalog: Catalog,
+    schema_text: str,
+    *,
+    citus_shard_count: int = 32,
+    replication: int = 1,
 ) -> None:
-    """Create ``catalog`` on every worker and register it on the czar.
+    """Create ``catalog`` on every worker and register it on the czar, with the
+    replication level ``replication`` (each chunk on that many workers: the level the
+    replication loop keeps; loads may place more copies).
 
     On Citus its partitioned tables are distributed tables of ``citus_shard_count`` shards
-    and its replicated tables reference tables (:func:`qserv_py.cluster.citus.distribute_ddl`).
+    with ``replication`` placements each (Citus's shard replication, fixed here: Citus
+    writes every placement and reads another when a node fails), and its replicated
+    tables reference tables (:func:`qserv_py.cluster.citus.distribute_ddl`).
     """
+    nodes = _replica_holders(spec)
+    if not 1 <= replication <= nodes:
+        where = "Citus worker nodes" if spec.backend == "citus" else "workers"
+        raise CatalogError(
+            f"replication {replication}: each chunk needs that many {where}, and the "
+            f"cluster has {nodes}; choose a level from 1 to {nodes}, or add {where} first "
+            "(`qserv-py worker add`)"
+        )
     for table in catalog.tables_of_kind(TableKind.DIRECTOR):
         assert table.key_column is not None
         if table.column(table.key_column).datatype not in ("byte", "short", "int", "long"):
@@ -93,7 +110,7 @@ def create_catalog(
         from qserv_py.cluster.citus import distribute_ddl
 
         statements = create_catalog_ddl(catalog, spec.reader_user, list_partitions=False)
-        statements += distribute_ddl(catalog, citus_shard_count)
+        statements += distribute_ddl(catalog, citus_shard_count, replication)
     else:
         statements = create_catalog_ddl(catalog, spec.reader_user)
 
@@ -105,7 +122,7 @@ def create_catalog(
         commit_two_phase(
             spec,
             {w.name: on_worker for w in spec.workers},
-            lambda czar: _register(czar, catalog, schema_text),
+            lambda czar: _register(czar, catalog, schema_text, replication),
             label=f"catalog-create:{catalog.sql_name}",
             every_worker=True,
         )
@@ -156,14 +173,29 @@ def drop_catalog(spec: ClusterSpec, name: str) -> None:
     _tap_schema_follows(spec, sql_name)
 
 
-def _register(czar: psycopg.Connection, catalog: Catalog, schema_text: str) -> None:
+def _replica_holders(spec: ClusterSpec) -> int:
+    """How many servers can hold a copy of a chunk: the workers, or on Citus the active
+    worker nodes."""
+    if spec.backend != "citus":
+        return len(spec.workers)
+    from qserv_py.cluster.citus import active_workers
+
+    return len(active_workers(spec.coordinator))
+
+
+def _register(
+    czar: psycopg.Connection, catalog: Catalog, schema_text: str, replication: int
+) -> None:
     for statement in create_dirindex_ddl(catalog):
         czar.execute(statement)
     czar.execute(
         "INSERT INTO qserv_meta.catalogs (name, spelling, description, overlap_arcsec,"
-        " schema_yaml) VALUES (%s, %s, %s, %s, %s)",
-        (catalog.sql_name, catalog.name, catalog.description, catalog.overlap_arcsec, schema_text),
-    )
+        " schema_yaml, replication) VALUES (%s, %s, %s, %s, %s, %s)",
+        (
+            catalog.sql_name, catalog.name, catalog.description, catalog.overlap_arcsec,
+            schema_text, replication,
+        ),
+    )  # fmt: skip
     for ordinal, table in enumerate(catalog.tables, 1):
         czar.execute(
             "INSERT INTO qserv_meta.tables (catalog, name, spelling, ordinal, kind, description,"

@@ -245,23 +245,27 @@ def active_workers(coordinator: Instance) -> list[tuple[str, int]]:
 # --- catalogs ------------------------------------------------------------------------------
 
 
-def distribute_ddl(catalog: Catalog, shard_count: int) -> list[str]:
-    """Statements making the (plain, just created) tables of ``catalog`` Citus tables.
+def distribute_ddl(catalog: Catalog, shard_count: int, replication: int = 1) -> list[str]:
+    """Statements making the (plain, just created) tables of ``catalog`` Citus tables,
+    in one transaction.
 
     Partitioned tables (directors, their overlap tables, children) become tables
     hash-distributed on ``chunk_id`` with ``shard_count`` shards, all in the default
-    colocation group (same shard count and column type): a chunk is never split across
-    shards, and a chunk's rows of every table, overlap included, lie in the same shard on
-    the same node, so joins on ``chunk_id`` equality run on the shards. A shard holds
-    several chunks; an index on ``chunk_id`` finds a chunk's rows inside it. Replicated
-    tables become reference tables (a copy on every node). See docs/decisions.md.
+    colocation group (same shard count, replication factor and column type): a chunk is
+    never split across shards, and a chunk's rows of every table, overlap included, lie in
+    the same shard on the same nodes, so joins on ``chunk_id`` equality run on the shards.
+    A shard holds several chunks; an index on ``chunk_id`` finds a chunk's rows inside it.
+    With ``replication`` above 1 each shard has that many placements on distinct nodes
+    (``citus.shard_replication_factor``: Citus writes all of them and reads another when
+    a node fails). Replicated tables become reference tables (a copy on every node). See
+    docs/decisions.md.
     """
     from qserv_py.schema.ddl import index_name, overlap_table_name
 
     if not 1 <= shard_count <= 64000:
         raise ClusterError(f"citus shard count {shard_count} must be between 1 and 64000")
     schema = catalog.sql_name
-    statements = []
+    statements = [f"SET LOCAL citus.shard_replication_factor = {int(replication)}"]
     for table in catalog.tables:
         names = [table.sql_name]
         if table.kind is TableKind.DIRECTOR:

@@ -46,7 +46,14 @@ import pyarrow as pa
 from psycopg import sql
 
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import InstanceUnreachable, QservError, QueryError, QueryKilled, QueryTimeout
+from qserv_py.errors import (
+    InstanceUnreachable,
+    QservError,
+    QueryError,
+    QueryKilled,
+    QueryTimeout,
+    WorkerError,
+)
 from qserv_py.exec import citus_direct, limits, pools, tracking
 from qserv_py.exec.arrow import fetch_table
 from qserv_py.exec.batches import Prepare, run_batches
@@ -127,7 +134,12 @@ def execute(
             pass
         except (QueryKilled, QueryTimeout):
             raise
-        except QservError:  # e.g. the shard's table is gone from the node (42P01)
+        except (InstanceUnreachable, WorkerError) as exc:  # a node failed (or its shard is
+            # gone): Citus reads the shards' other placements, if any
+            direct.still_placed()  # (the map is read again if the placements changed)
+            log.info("a direct read failed (%s): answered through the coordinator", exc)
+            return run(spec, plan)
+        except QservError:  # e.g. the query's own error: the coordinator's if shards moved
             if direct.still_placed():
                 raise
         log.info("Citus moved shards during a query: answered through the coordinator")

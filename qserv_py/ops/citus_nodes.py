@@ -12,9 +12,8 @@ not used. ``pg_dist_node`` is the truth about the nodes; the cluster file's
 What Citus cannot do is refused before anything is changed, with what to do instead:
 draining the last node that can hold shards, removing a node that still holds shards,
 removing or draining the coordinator (it holds the czar metadata, not shards), and a
-replication level above 1 (qserv_py's tables are streaming-replicated Citus tables, whose
-shards Citus does not copy: a Citus node is made highly available with PostgreSQL
-standbys, see docs/citus.md).
+replication level above the catalog's (the number of placements Citus keeps of each shard
+is fixed when the catalog is created, see docs/citus.md).
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from qserv_py.ops.clusterfile import workers_changed
 
 if TYPE_CHECKING:
     from qserv_py.cluster.local import LocalCluster
-    from qserv_py.ops.workers import WorkerInfo
+    from qserv_py.ops.workers import LostReport, WorkerInfo
 
 Progress = Callable[..., None]
 
@@ -327,33 +326,31 @@ def rebalance(
 def replicate(
     spec: ClusterSpec, *, catalog: str | None = None, level: int | None = None
 ) -> CitusReplicationReport:
-    """Report each catalog's shards and placements as Citus holds them. Citus keeps one
-    placement of each shard of qserv_py's (streaming-replicated) tables and cannot copy
-    them, so a level above 1 is refused; a shard without a placement on an active node
-    is reported (its node is down or disabled)."""
+    """Report each catalog's shards and their placements as Citus holds them. A catalog's
+    level is the number of placements Citus keeps of each of its shards, fixed when it was
+    created (``catalog create --replication``: Citus's shard replication factor). With
+    ``level`` (at most the catalog's), first every shard with fewer placements on active
+    nodes than its catalog's level gets them back: Citus's ``replicate_table_shards``
+    copies it, with its colocated shards, to nodes without one (writes to those shards
+    wait while it copies; queries go on). A level above a catalog's is refused: Citus
+    cannot add placements to a colocation group."""
     started = time.monotonic()
-    if level is not None and level != 1:
-        raise ConfigError(
-            f"replication level {level}: on Citus each shard of qserv_py's tables has one "
-            "placement (they are streaming-replicated Citus tables, whose shards Citus does "
-            "not copy); make the Citus nodes highly available with PostgreSQL standbys "
-            "instead (docs/citus.md, 'Replication'), and keep level 1"
-        )
     name = catalog.lower() if catalog else None
     with connect(spec.coordinator, autocommit=True) as conn:
-        found = conn.execute(
-            "SELECT name, replication FROM qserv_meta.catalogs"
-            " WHERE %s::text IS NULL OR name = %s ORDER BY name",
-            (name, name),
-        ).fetchall()
-        if name is not None and not found:
-            raise UnknownCatalog(f"no catalog {name!r} on the cluster (`qserv-py catalog list`)")
-        if level is not None:
-            conn.execute(
-                "UPDATE qserv_meta.catalogs SET replication = 1"
-                " WHERE %s::text IS NULL OR name = %s",
+        found = [
+            str(c)
+            for (c,) in conn.execute(
+                "SELECT name FROM qserv_meta.catalogs"
+                " WHERE %s::text IS NULL OR name = %s ORDER BY name",
                 (name, name),
             )
+        ]
+        if name is not None and not found:
+            raise UnknownCatalog(f"no catalog {name!r} on the cluster (`qserv-py catalog list`)")
+        factors = _factors(conn, found)
+        if level is not None:
+            _check_level(level, factors)
+            _restore(conn, factors)
         rows = conn.execute(
             "SELECT n.nspname, c.relname, s.shardid,"
             " count(p.placementid) FILTER (WHERE d.isactive)"
@@ -364,17 +361,71 @@ def replicate(
             " LEFT JOIN pg_dist_node d ON d.groupid = p.groupid AND d.noderole = 'primary'"
             " WHERE t.partmethod = 'h' AND n.nspname = ANY(%s)"
             " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            ([c for c, _ in found],),
+            (found,),
         ).fetchall()
-    levels = {str(c): (1 if level is not None else int(lv)) for c, lv in found}
-    shards: dict[str, list[int]] = {c: [] for c in levels}
+    shards: dict[str, list[int]] = {c: [] for c in found}
     unavailable = []
     for schema, table, shard, live in rows:
         shards[str(schema)].append(int(live))
         if not live:
             unavailable.append((f"{schema}.{table}", int(shard)))
-    report = {c: (len(v), min(v, default=0), levels[c]) for c, v in shards.items()}
+    report = {c: (len(v), min(v, default=0), factors.get(c, (1, ""))[0]) for c, v in shards.items()}
     return CitusReplicationReport(report, tuple(unavailable), seconds=time.monotonic() - started)
+
+
+def _factors(conn: psycopg.Connection, catalogs: list[str]) -> dict[str, tuple[int, str]]:
+    """Each catalog's shard replication factor, and one of its distributed tables (those
+    of a catalog share one colocation group); the czar metadata records the level."""
+    rows = conn.execute(
+        "SELECT n.nspname, max(g.replicationfactor), min(format('%%I.%%I', n.nspname,"
+        " c.relname)) FROM pg_dist_partition t JOIN pg_class c ON c.oid = t.logicalrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_dist_colocation g ON g.colocationid = t.colocationid"
+        " WHERE t.partmethod = 'h' AND n.nspname = ANY(%s) GROUP BY 1",
+        (catalogs,),
+    ).fetchall()
+    factors = {str(c): (int(f), str(t)) for c, f, t in rows}
+    for catalog, (factor, _) in factors.items():
+        conn.execute(
+            "UPDATE qserv_meta.catalogs SET replication = %s WHERE name = %s AND replication <> %s",
+            (factor, catalog, factor),
+        )
+    return factors
+
+
+def _check_level(level: int, factors: dict[str, tuple[int, str]]) -> None:
+    """Refuse a level above a catalog's (or below 1)."""
+    if level < 1:
+        raise ConfigError(f"replication level {level}: a level is at least 1")
+    above = {c: f for c, (f, _) in factors.items() if level > f}
+    if above:
+        named = ", ".join(f"{c} ({f})" for c, f in sorted(above.items()))
+        raise ConfigError(
+            f"replication level {level}: on Citus a catalog keeps the number of placements "
+            f"of each shard it was created with, and {named} has fewer (Citus cannot add "
+            "placements to a colocation group); create the catalog again with `qserv-py "
+            f"catalog create --replication {level}` and load it, or ask for its own level"
+        )
+
+
+def _restore(conn: psycopg.Connection, factors: dict[str, tuple[int, str]]) -> None:
+    """Give every shard its catalog's number of placements on active nodes again."""
+    for catalog, (factor, table) in sorted(factors.items()):
+        if factor < 2:
+            continue
+        try:
+            conn.execute(
+                "SELECT replicate_table_shards(%s::regclass, shard_replication_factor => %s,"
+                " shard_transfer_mode => %s)",
+                (table, factor, TRANSFER_MODE),
+            )
+        except psycopg.Error as exc:
+            raise WorkerOpError(
+                f"catalog {catalog}: Citus could not give each shard {factor} placements "
+                f"({exc.diag.message_primary or exc}); each needs {factor} active nodes "
+                "that take shards: add or activate nodes (`qserv-py worker add`, `worker "
+                "activate`), then run `qserv-py replicate` again"
+            ) from exc
 
 
 def as_worker_info(node: CitusNode) -> WorkerInfo:
@@ -386,15 +437,50 @@ def as_worker_info(node: CitusNode) -> WorkerInfo:
     )
 
 
-def refuse_lost(spec: ClusterSpec, name: str) -> None:
-    """``worker remove --lost`` has no Citus equivalent: each shard of qserv_py's tables
-    has one placement, so a node whose host is gone takes its shards with it, and Citus
-    refuses to remove it (``citus_remove_node``) while it holds them."""
+def remove_lost(spec: ClusterSpec, name: str, *, local: LocalCluster | None = None) -> LostReport:
+    """``worker remove --lost`` on Citus: node ``name``'s host is gone. If every shard
+    placement it held has another on an active node (a catalog created with
+    ``--replication`` 2 or more), Citus forgets it (``citus_disable_node``, then
+    ``citus_remove_node``, which drops its placements), it leaves the cluster file, and
+    each catalog's shards get their level back on the nodes left (:func:`_restore`; if
+    they cannot, the report says why). A node holding the only placement of a shard is
+    refused, with what to do instead."""
+    from qserv_py.ops.workers import LostReport
+
     node = find_node(spec, name)
-    raise WorkerOpError(
-        f"Citus node {node.name} holds the only placement of its {node.shards} shards "
-        "(Citus keeps one copy of each shard of qserv_py's tables), so it cannot be "
-        "forgotten as lost: bring it back, or promote its PostgreSQL standby and point Citus "
-        f"at it (`SELECT citus_update_node({node.node_id}, '<host>', <port>)`); if it is "
-        f"empty, remove it with `qserv-py worker remove {node.name}`"
-    )
+    with connect(spec.coordinator, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)"
+            " WHERE n.nodeid = %s AND NOT EXISTS (SELECT 1 FROM pg_dist_placement q"
+            " JOIN pg_dist_node m ON m.groupid = q.groupid AND m.noderole = 'primary'"
+            " WHERE q.shardid = p.shardid AND m.nodeid <> n.nodeid AND m.isactive)",
+            (node.node_id,),
+        ).fetchone()
+        alone = int(row[0]) if row else 0
+        if alone:
+            raise WorkerOpError(
+                f"Citus node {node.name} holds the only placement of {alone} shards (their "
+                "catalogs keep one placement of each shard: `catalog create --replication "
+                "N` sets more), so it cannot be forgotten as lost: bring it back, or promote "
+                "its PostgreSQL standby and point Citus at it (`SELECT citus_update_node("
+                f"{node.node_id}, '<host>', <port>)`); if it is empty, remove it with "
+                f"`qserv-py worker remove {node.name}`"
+            )
+        conn.execute(
+            "SELECT citus_disable_node(%s, %s, synchronous => true)", (node.host, node.port)
+        )
+        conn.execute("SELECT citus_remove_node(%s, %s)", (node.host, node.port))
+    named = any(w.name == node.name for w in spec.citus_workers)
+    if named and spec.path is not None:
+        with workers_changed(spec, remove=node.name):
+            pass
+    if local is not None and named:
+        local.remove_worker_instance(node.name)
+    error = None
+    with connect(spec.coordinator, autocommit=True) as conn:
+        catalogs = [str(c) for (c,) in conn.execute("SELECT name FROM qserv_meta.catalogs")]
+        try:
+            _restore(conn, _factors(conn, catalogs))
+        except WorkerOpError as exc:
+            error = str(exc)
+    return LostReport(node.name, node.shards, [], None, error, True)

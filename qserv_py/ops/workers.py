@@ -449,7 +449,7 @@ def remove_lost_worker(
     if spec.backend == "citus":
         from qserv_py.ops import citus_nodes
 
-        citus_nodes.refuse_lost(spec, name)
+        return citus_nodes.remove_lost(spec, name, local=local)
     held, lost = declare_lost(spec, name)
     rest = dataclasses.replace(spec, workers=tuple(w for w in spec.workers if w.name != name))
     report, error = None, None

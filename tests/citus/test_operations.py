@@ -83,7 +83,7 @@ def test_what_citus_cannot_do_is_refused_and_nothing_changes(
         workers.remove_worker(spec, "worker1")
     with pytest.raises(WorkerOpError, match="holds the only placement"):
         workers.remove_lost_worker(spec, "worker1")
-    with pytest.raises(ConfigError, match="replication level 2: on Citus each shard"):
+    with pytest.raises(ConfigError, match="replication level 2: on Citus a catalog keeps"):
         citus_nodes.replicate(spec, level=2)
     # an operator's Citus tool marks worker2 as taking no shards: worker1 is the last
     # node that can hold them, so draining it is refused before Citus is asked

@@ -12,12 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from qserv_py.cli import main
+from qserv_py.cluster.catalogs import create_catalog, drop_catalog
 from qserv_py.cluster.db import connect
 from qserv_py.cluster.spec import ClusterSpec
-from qserv_py.errors import LoadError, LoadInputError
+from qserv_py.errors import CatalogError, LoadError, LoadInputError
 from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.loaders.publish import abort
 from qserv_py.loaders.txn import list_txns
+from qserv_py.schema import default_catalog_path, parse_catalog
 from qserv_py.schema.ddl import dirindex_table
 from qserv_py.sky.healpix import ORDER, angular_separation, order_ipix, unit_vectors
 from tests.loaders.conftest import as_int, read_table, worker_count, worker_rows
@@ -173,6 +175,31 @@ def test_replication_two(
             assert chunks <= {c for c, _ in placement}
     with pytest.raises(LoadError, match="replication 3 needs that many workers"):
         load(spec, cat, "Object", [release / "Object"], LoadOptions(replication=3))
+
+
+def test_a_catalog_created_at_level_two_loads_two_copies(spec: ClusterSpec, release: Path) -> None:
+    """``catalog create --replication 2``: a load without ``--replication`` places each
+    chunk on two workers (the catalog's level); a level above the workers is refused."""
+    name = "ld_level"
+    text = default_catalog_path("dp02").read_text().replace("name: dp02", f"name: {name}", 1)
+    with pytest.raises(CatalogError, match="replication 3: each chunk needs that many workers"):
+        create_catalog(spec, parse_catalog(text, name), text, replication=3)
+    create_catalog(spec, parse_catalog(text, name), text, replication=2)
+    try:
+        options = LoadOptions(max_rows_per_chunk=300, min_order=2, max_order=8)
+        load(spec, name, "Object", [release / "Object"], options)
+        with connect(spec.czar) as czar:
+            copies = czar.execute(
+                "SELECT chunk_id, count(DISTINCT worker) FROM qserv_meta.placement"
+                " WHERE catalog = %s GROUP BY 1",
+                (name,),
+            ).fetchall()
+            level = czar.execute(
+                "SELECT replication FROM qserv_meta.catalogs WHERE name = %s", (name,)
+            ).fetchone()
+        assert copies and all(n == 2 for _, n in copies) and level == (2,)
+    finally:
+        drop_catalog(spec, name)
 
 
 def test_stage_then_publish_or_abort(
