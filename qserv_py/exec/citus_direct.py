@@ -37,6 +37,7 @@ from psycopg.conninfo import make_conninfo
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.exec.plan import ExecPlan, partitioned_tables
 from qserv_py.exec.pools import borrow, czar_pool
+from qserv_py.ops.health import health
 
 #: set False to send every query through the coordinator (bench/citus_backend.py compares)
 ENABLED = True
@@ -235,6 +236,8 @@ def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct |
     - a plan of one batch (at most ``batch_chunks`` chunks: id lookups, light curves,
       cones) without planner settings: one statement Citus's router plans in about a
       millisecond, measured faster than the direct read with its placement check;
+    - a node that holds the chunks known to be failing (this process's health view: a
+      read failed there, or its probe did), until its probe finds it up again;
     - direct reads disabled, no chunks, a query of reference tables only, a statement
       that reads its chunk list elsewhere (an upload's rows per chunk) or rewrites per
       chunk, a reference table named beside the partitioned ones, or a table whose
@@ -261,6 +264,9 @@ def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct |
     if placed is None:
         return None
     by_node, names = placed
+    view = health(current.spec)
+    if not all(view.usable(node) for node in by_node):
+        return None  # a node seen failing: Citus's route reads the shards' other placements
     chunks = {
         node: tuple(c for _, c in sorted(cs)) for node, cs in by_node.items()
     }  # by shard, then chunk

@@ -22,6 +22,7 @@ from qserv_py.cluster.db import connect as db_connect
 from qserv_py.cluster.local import LocalCluster
 from qserv_py.cluster.spec import ClusterSpec
 from qserv_py.errors import CatalogError, ConfigError, LoadError
+from qserv_py.exec import citus_direct
 from qserv_py.loaders.load import LoadOptions, load
 from qserv_py.ops import citus_nodes
 from qserv_py.schema import default_catalog_path, parse_catalog
@@ -102,8 +103,12 @@ def test_queries_stay_exact_with_a_node_down_and_the_node_is_replaced(
     client, added = replicated
     spec = citus_cluster.spec()
     [instance] = [i for i in citus_cluster.instances() if i.name == added]
+    count = client.plan("SELECT COUNT(*) FROM Object")
+    assert citus_direct.route(spec, count) is not None  # read straight from the nodes
     citus_cluster._stop_instance(instance)
     _check(client, oracle, SAMPLE)
+    # the node seen failing: later reads go through the coordinator at once
+    assert citus_direct.route(spec, count) is None
     with pytest.raises(ConfigError, match="replication level 3: on Citus a catalog keeps"):
         citus_nodes.replicate(spec, catalog=REPLICATED, level=3)
     assert main(["--cluster", str(citus_cluster.root), "worker", "remove", added, "--lost"]) == 0
