@@ -182,6 +182,68 @@ def partition_targets(
         return empty, empty, empty, empty
     k = neighbourhood_order(radius_deg)
     own = ancestor(spatial_index(ra[good], dec[good]), k)
+    coarse = None if chunk_density is None else widened_orders(layout, chunk_density, k)
+    if coarse is not None:
+        # most targets of sparse sky: the whole 3×3 block inside the own pixel's widened
+        # ancestor, which lies in its chunk: one range, found without the block
+        at = np.searchsorted(layout.lo, own << (2 * (ORDER - k)), side="right") - 1
+        inside = _inside_ancestor(own, k - coarse[at])
+        if inside.any():
+            width = 2 * (ORDER - coarse[at[inside]])
+            lo = (own[inside] >> (2 * (k - coarse[at[inside]]))) << width
+            parts = [
+                (good[inside], layout.uniq[at[inside]], lo, lo + (np.int64(1) << width)),
+                _partition_blocks(good[~inside], own[~inside], k, layout, coarse),
+            ]
+            rows, chunks, lo, hi = (np.concatenate(c) for c in zip(*parts, strict=True))
+            by_lo = np.argsort(lo, kind="stable")
+            return rows[by_lo], chunks[by_lo], lo[by_lo], hi[by_lo]
+    return _partition_blocks(good, own, k, layout, coarse)
+
+
+def widened_orders(layout: Layout, chunk_density: npt.NDArray[np.float64], k: int) -> IntArray:
+    """The order each chunk's block pixels widen to: the coarsest (not coarser than the
+    chunk, nor finer than ``k``) whose pixels hold at most CANDIDATES_PER_PIXEL objects
+    at the chunk's density."""
+    wanted = np.log(np.maximum(chunk_density, 1e-300) * ORDER0_AREA_DEG2)
+    wanted = np.ceil((wanted - math.log(CANDIDATES_PER_PIXEL)) / math.log(4))
+    return np.clip(wanted, layout.orders, k).astype(np.int64)
+
+
+def _inside_ancestor(pixels: IntArray, levels: IntArray) -> npt.NDArray[np.bool_]:
+    """Whether each pixel lies off the border of its ancestor ``levels`` orders coarser
+    (nested scheme: its x and y inside the ancestor neither first nor last), so that all
+    its 8 neighbours share that ancestor. False where ``levels`` < 2."""
+    levels = np.asarray(levels, dtype=np.int64)
+    sub = (pixels & ((np.int64(1) << (2 * levels)) - 1)).astype(np.uint64)
+    last = (np.int64(1) << levels) - 1
+    x, y = _even_bits(sub), _even_bits(sub >> np.uint64(1))
+    return (levels >= 2) & (x > 0) & (x < last) & (y > 0) & (y < last)
+
+
+def _even_bits(v: npt.NDArray[np.uint64]) -> IntArray:
+    """The even bits of each value, packed (the x of a nested sub-index)."""
+    v = v & np.uint64(0x5555555555555555)
+    for shift, mask in (
+        (1, 0x3333333333333333),
+        (2, 0x0F0F0F0F0F0F0F0F),
+        (4, 0x00FF00FF00FF00FF),
+        (8, 0x0000FFFF0000FFFF),
+        (16, 0x00000000FFFFFFFF),
+    ):
+        v = (v | (v >> np.uint64(shift))) & np.uint64(mask)
+    return v.astype(np.int64)
+
+
+def _partition_blocks(
+    good: IntArray, own: IntArray, k: int, layout: Layout, coarse: IntArray | None
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """:func:`partition_targets` of the targets ``good`` from their 3×3 blocks of
+    order-``k`` pixels around ``own``; ``coarse``: the order each chunk's pixels widen
+    to (None: not widened)."""
+    empty = np.empty(0, np.int64)
+    if len(good) == 0:
+        return empty, empty, empty, empty
     block = neighbours(own, k)
     # a missing neighbour (8 at some base-pixel corners) is the own pixel again
     pixels = np.where(block >= 0, block, own[:, None])
@@ -191,12 +253,9 @@ def partition_targets(
     position = np.searchsorted(layout.lo, lo, side="right") - 1
     if np.any(hi > layout.hi[position]):  # chunks smaller than the block's pixels
         return _partition_fine(good, pixels.ravel(), k, layout)
-    if chunk_density is not None:
-        wanted = np.log(np.maximum(chunk_density, 1e-300) * ORDER0_AREA_DEG2)
-        wanted = np.ceil((wanted - math.log(CANDIDATES_PER_PIXEL)) / math.log(4))
-        coarse = np.clip(wanted, layout.orders, k).astype(np.int64)[position]
-        width = 2 * (ORDER - coarse)
-        lo = (pixels >> (2 * (k - coarse))) << width
+    if coarse is not None:
+        width = 2 * (ORDER - coarse[position])
+        lo = (pixels >> (2 * (k - coarse[position]))) << width
         hi = lo + (np.int64(1) << width)
     # a block widened into one pixel (most, in sparse sky) is one range; the others: their
     # ranges by lo (so by chunk), the same one once, contiguous ones merged

@@ -35,8 +35,20 @@ from qserv_py.exec.plan import worker_sql
 from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.query.planner import plan as plan_query
 from qserv_py.query.uploads import CHUNK, UploadPlan, upload_table
-from qserv_py.query.xmatch import density, partition_targets
-from qserv_py.sky.healpix import angular_separation, spatial_index
+from qserv_py.query.xmatch import (
+    _inside_ancestor,
+    _partition_blocks,
+    density,
+    partition_targets,
+    widened_orders,
+)
+from qserv_py.sky.healpix import (
+    ORDER,
+    ancestor,
+    angular_separation,
+    neighbourhood_order,
+    spatial_index,
+)
 from qserv_py.sky.layout import Layout, PixelCounts
 from tests.query.test_corpus import compare
 
@@ -110,6 +122,35 @@ def test_partition_finds_every_pair_once(
         assert np.all(copies == 1), f"target {t}: objects found {copies.tolist()} times"
         pairs += len(found)
     assert pairs > 100
+
+
+@pytest.mark.parametrize("radius", [0.5 * ARCSEC, ARCSEC, 60 * ARCSEC, 0.3])
+def test_targets_inside_their_widened_pixel_take_the_short_way(
+    sky: tuple[np.ndarray, np.ndarray, Layout, np.ndarray], radius: float
+) -> None:
+    """A target whose 3×3 block lies inside its widened pixel gets that pixel's range
+    without its block being made: the same copies as every target's block gives."""
+    _, _, layout, index = sky
+    chunk_of = layout.chunk_of(index)
+    chunks, counts = np.unique(chunk_of, return_counts=True)
+    dens = density(layout, dict(zip(chunks.tolist(), counts.tolist(), strict=True)))
+    rng = np.random.default_rng(17)
+    n = 20_000
+    tra = np.concatenate([rng.uniform(0, 360, n), rng.normal(10, 1, n) % 360])
+    tdec = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, n))), rng.normal(-30, 1, n)])
+    tra[:10], tdec[:10] = 0.0, np.linspace(-90, 90, 10)  # RA 0, the poles
+    got = partition_targets(tra, tdec, radius, layout, dens)
+    k = neighbourhood_order(radius)
+    own = ancestor(spatial_index(tra, tdec), k)
+    coarse = widened_orders(layout, dens, k)
+    blocks = _partition_blocks(np.arange(len(tra)), own, k, layout, coarse)
+    assert sorted(zip(*(a.tolist() for a in got), strict=True)) == sorted(
+        zip(*(a.tolist() for a in blocks), strict=True)
+    )
+    assert np.all(np.diff(got[2]) >= 0)
+    at = np.searchsorted(layout.lo, own << (2 * (ORDER - k)), side="right") - 1
+    short = _inside_ancestor(own, k - coarse[at]).mean()
+    assert short > 0.5 if radius <= ARCSEC else short < 0.5  # the short way is taken
 
 
 def test_sparse_targets_get_one_range(
