@@ -36,6 +36,7 @@ from qserv_py.sky.healpix import (
     IntArray,
     ancestor,
     index_range,
+    inside_ancestor,
     neighbourhood_order,
     neighbours,
     spatial_index,
@@ -187,7 +188,7 @@ def partition_targets(
         # most targets of sparse sky: the whole 3×3 block inside the own pixel's widened
         # ancestor, which lies in its chunk: one range, found without the block
         at = np.searchsorted(layout.lo, own << (2 * (ORDER - k)), side="right") - 1
-        inside = _inside_ancestor(own, k - coarse[at])
+        inside = inside_ancestor(own, k - coarse[at])
         if inside.any():
             width = 2 * (ORDER - coarse[at[inside]])
             lo = (own[inside] >> (2 * (k - coarse[at[inside]]))) << width
@@ -208,31 +209,6 @@ def widened_orders(layout: Layout, chunk_density: npt.NDArray[np.float64], k: in
     wanted = np.log(np.maximum(chunk_density, 1e-300) * ORDER0_AREA_DEG2)
     wanted = np.ceil((wanted - math.log(CANDIDATES_PER_PIXEL)) / math.log(4))
     return np.clip(wanted, layout.orders, k).astype(np.int64)
-
-
-def _inside_ancestor(pixels: IntArray, levels: IntArray) -> npt.NDArray[np.bool_]:
-    """Whether each pixel lies off the border of its ancestor ``levels`` orders coarser
-    (nested scheme: its x and y inside the ancestor neither first nor last), so that all
-    its 8 neighbours share that ancestor. False where ``levels`` < 2."""
-    levels = np.asarray(levels, dtype=np.int64)
-    sub = (pixels & ((np.int64(1) << (2 * levels)) - 1)).astype(np.uint64)
-    last = (np.int64(1) << levels) - 1
-    x, y = _even_bits(sub), _even_bits(sub >> np.uint64(1))
-    return (levels >= 2) & (x > 0) & (x < last) & (y > 0) & (y < last)
-
-
-def _even_bits(v: npt.NDArray[np.uint64]) -> IntArray:
-    """The even bits of each value, packed (the x of a nested sub-index)."""
-    v = v & np.uint64(0x5555555555555555)
-    for shift, mask in (
-        (1, 0x3333333333333333),
-        (2, 0x0F0F0F0F0F0F0F0F),
-        (4, 0x00FF00FF00FF00FF),
-        (8, 0x0000FFFF0000FFFF),
-        (16, 0x00000000FFFFFFFF),
-    ):
-        v = (v | (v >> np.uint64(shift))) & np.uint64(mask)
-    return v.astype(np.int64)
 
 
 def _partition_blocks(

@@ -200,3 +200,29 @@ def angular_separation(
     )
     den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(dra)
     return np.degrees(np.arctan2(num, den))
+
+
+def inside_ancestor(pixels: IntArray, levels: IntArray) -> npt.NDArray[np.bool_]:
+    """Whether each pixel lies off the border of its ancestor ``levels`` orders coarser
+    (nested scheme: its x and y inside the ancestor neither first nor last), so that all
+    its 8 neighbours share that ancestor. False where ``levels`` < 2."""
+    levels = np.asarray(levels, dtype=np.int64)
+    shifts = np.clip(levels, 0, ORDER)
+    sub = (pixels & ((np.int64(1) << (2 * shifts)) - 1)).astype(np.uint64)
+    last = (np.int64(1) << shifts) - 1
+    x, y = _even_bits(sub), _even_bits(sub >> np.uint64(1))
+    return (levels >= 2) & (x > 0) & (x < last) & (y > 0) & (y < last)
+
+
+def _even_bits(v: npt.NDArray[np.uint64]) -> IntArray:
+    """The even bits of each value, packed (the x of a nested sub-index)."""
+    v = v & np.uint64(0x5555555555555555)
+    for shift, mask in (
+        (1, 0x3333333333333333),
+        (2, 0x0F0F0F0F0F0F0F0F),
+        (4, 0x00FF00FF00FF00FF),
+        (8, 0x0000FFFF0000FFFF),
+        (16, 0x00000000FFFFFFFF),
+    ):
+        v = (v | (v >> np.uint64(shift))) & np.uint64(mask)
+    return v.astype(np.int64)

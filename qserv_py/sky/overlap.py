@@ -27,6 +27,7 @@ from qserv_py.sky.healpix import (
     ORDER,
     IntArray,
     ancestor,
+    inside_ancestor,
     mean_pixel_size_deg,
     neighbourhood_order,
     neighbours,
@@ -84,7 +85,12 @@ def _candidates(
 ) -> tuple[IntArray, IntArray]:
     """(row, block pixel at ``order``) pairs where the pixel meets another chunk."""
     shift = 2 * (ORDER - order)
-    block = neighbours(ancestor(index, order), order)
+    own = ancestor(index, order)
+    # a row whose block lies inside its own chunk (most: all but a band along the chunk's
+    # edges) has no candidate: its block is not made
+    orders = layout.orders[np.searchsorted(layout.lo, index, side="right") - 1]
+    edge = np.flatnonzero(~inside_ancestor(own, order - orders))
+    block = neighbours(own[edge], order)
     rows_out: list[IntArray] = []
     pixels_out: list[IntArray] = []
     for j in range(block.shape[1]):
@@ -93,7 +99,7 @@ def _candidates(
         which, touched = layout.chunks_overlapping(
             pixel[valid] << shift, (pixel[valid] + 1) << shift
         )
-        rows = valid[which]
+        rows = edge[valid[which]]
         foreign = touched != chunk[rows]
         rows_out.append(rows[foreign])
         pixels_out.append(pixel[valid][which][foreign])

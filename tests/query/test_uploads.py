@@ -36,7 +36,6 @@ from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
 from qserv_py.query.planner import plan as plan_query
 from qserv_py.query.uploads import CHUNK, UploadPlan, upload_table
 from qserv_py.query.xmatch import (
-    _inside_ancestor,
     _partition_blocks,
     density,
     partition_targets,
@@ -46,6 +45,7 @@ from qserv_py.sky.healpix import (
     ORDER,
     ancestor,
     angular_separation,
+    inside_ancestor,
     neighbourhood_order,
     spatial_index,
 )
@@ -149,7 +149,7 @@ def test_targets_inside_their_widened_pixel_take_the_short_way(
     )
     assert np.all(np.diff(got[2]) >= 0)
     at = np.searchsorted(layout.lo, own << (2 * (ORDER - k)), side="right") - 1
-    short = _inside_ancestor(own, k - coarse[at]).mean()
+    short = inside_ancestor(own, k - coarse[at]).mean()
     assert short > 0.5 if radius <= ARCSEC else short < 0.5  # the short way is taken
 
 
