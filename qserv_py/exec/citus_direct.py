@@ -37,7 +37,6 @@ from psycopg.conninfo import make_conninfo
 from qserv_py.cluster.spec import ClusterSpec, Instance
 from qserv_py.exec.plan import ExecPlan, partitioned_tables
 from qserv_py.exec.pools import borrow, czar_pool
-from qserv_py.ops.health import health
 
 #: set False to send every query through the coordinator (bench/citus_backend.py compares)
 ENABLED = True
@@ -152,16 +151,22 @@ def _load(spec: ClusterSpec) -> ShardMap:
         rows = conn.execute(_MAP).fetchall()
     version: Version = (int(rows[0][0]), int(rows[0][1]), str(rows[0][2]))
     found: dict[str, list[tuple[int, int, str, Node]]] = {}
+    replicated: set[str] = set()
     for *_, schema, table, low, high, name, host, port in rows:
         if schema is None:
             continue  # no distributed table at all
         shards = found.setdefault(f"{schema}.{table}", [])
         if shards and shards[-1][0] == low:
-            continue  # a second placement of the same shard: the first one is read
+            replicated.add(f"{schema}.{table}")  # a second placement of the same shard
+            continue
         shards.append((int(low), int(high), str(name), (str(host), int(port))))
+    # a table whose shards have several placements (a catalog created with --replication
+    # 2 or more) is left out, so read through the coordinator, whose executor reads
+    # another placement when a node fails: a direct read has no failover of its own
     tables = {
         t: _Shards(*(tuple(col) for col in zip(*s, strict=True)))  # type: ignore[arg-type]
         for t, s in found.items()
+        if t not in replicated
     }
     nodes = sorted({n for s in tables.values() for n in s.nodes})
     return ShardMap(version, tables, *_direct_spec(spec, nodes))
@@ -236,8 +241,8 @@ def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct |
     - a plan of one batch (at most ``batch_chunks`` chunks: id lookups, light curves,
       cones) without planner settings: one statement Citus's router plans in about a
       millisecond, measured faster than the direct read with its placement check;
-    - a node that holds the chunks known to be failing (this process's health view: a
-      read failed there, or its probe did), until its probe finds it up again;
+    - a table whose shards have several placements (read through the coordinator, which
+      fails over between them);
     - direct reads disabled, no chunks, a query of reference tables only, a statement
       that reads its chunk list elsewhere (an upload's rows per chunk) or rewrites per
       chunk, a reference table named beside the partitioned ones, or a table whose
@@ -264,9 +269,6 @@ def route(spec: ClusterSpec, plan: ExecPlan, batch_chunks: int = 16) -> Direct |
     if placed is None:
         return None
     by_node, names = placed
-    view = health(current.spec)
-    if not all(view.usable(node) for node in by_node):
-        return None  # a node seen failing: Citus's route reads the shards' other placements
     chunks = {
         node: tuple(c for _, c in sorted(cs)) for node, cs in by_node.items()
     }  # by shard, then chunk

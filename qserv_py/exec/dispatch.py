@@ -227,6 +227,12 @@ def _execute(
                     on_progress=on_progress,
                     prepare=prepare,
                 )
+                if run.reason is None and done + len(router.missing) < total:
+                    # a backstop: an answer missing chunks is refused, never returned
+                    raise WorkerError(
+                        f"query {query.id} read {done} of its {total} chunks; it is not "
+                        "answered (an internal error of qserv_py: please report it)"
+                    )
                 if run.gathered is not None:
                     table = pa.concat_tables(run.gathered)
                 else:
