@@ -68,17 +68,33 @@ def fresh_cluster(cluster_dir: Path, settings: dict[str, Any] | None = None) -> 
     return cluster
 
 
-def baseline(cluster: Path, release: Path) -> None:
-    """COPY into plain tables on the czar instance, then btrees (the subprocess side)."""
+def copy_parquet(
+    copy: Any, folder: Path, types: list[str], ra: str = "coord_ra", dec: str = "coord_dec"
+) -> None:
+    """Write every Parquet file of ``folder`` into a binary ``COPY ... FROM STDIN``: each
+    batch's columns then its spatial_index (from columns ``ra`` and ``dec``), encoded as
+    the loader encodes them (``types``: the PostgreSQL types, spatial_index's last)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
+    from qserv_py.sky.healpix import spatial_index
+
+    copy.write(HEADER)
+    for path in sorted(folder.glob("*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=262_144):
+            index = spatial_index(batch.column(ra), batch.column(dec))
+            copy.write(encode_batch([*batch.columns, pa.array(index)], types))
+    copy.write(TRAILER)
+
+
+def baseline(cluster: Path, release: Path) -> None:
+    """COPY into plain tables on the czar instance, then btrees (the subprocess side)."""
     from psycopg import sql
 
     from qserv_py.cluster.db import connect
     from qserv_py.cluster.spec import read_cluster_file
-    from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
     from qserv_py.schema import default_catalog
-    from qserv_py.sky.healpix import spatial_index
 
     spec = read_cluster_file(cluster)
     catalog = default_catalog("dp02")
@@ -103,12 +119,7 @@ def baseline(cluster: Path, release: Path) -> None:
                     sql.Identifier(table.sql_name), sql.SQL(", ").join(map(sql.Identifier, cols))
                 )
             ) as copy:
-                copy.write(HEADER)
-                for path in sorted((release / name).glob("*.parquet")):
-                    for batch in pq.ParquetFile(path).iter_batches(batch_size=262_144):
-                        index = spatial_index(batch.column("coord_ra"), batch.column("coord_dec"))
-                        copy.write(encode_batch([*batch.columns, pa.array(index)], types))
-                copy.write(TRAILER)
+                copy_parquet(copy, release / name, types)
             conn.commit()
             conn.execute(f"CREATE INDEX ON {table.sql_name} (spatial_index)")
             conn.execute(f"CREATE INDEX ON {table.sql_name} (objectid)")

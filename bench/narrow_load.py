@@ -71,14 +71,11 @@ def write_rows(out: Path, rows: int) -> Path:
 def baseline(cluster: Path, folder: Path) -> None:
     """The baseline side (its own process): COPY, spatial index, CLUSTER, key, ANALYZE."""
     import psycopg
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    from bench.load import copy_parquet
     from qserv_py.cluster.db import connect
     from qserv_py.cluster.spec import read_cluster_file
-    from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
     from qserv_py.schema import default_catalog
-    from qserv_py.sky.healpix import spatial_index
 
     spec = read_cluster_file(cluster)
     table = default_catalog(CATALOG).table(TABLE)
@@ -96,12 +93,7 @@ def baseline(cluster: Path, folder: Path) -> None:
         with conn.cursor().copy(
             f"COPY source ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.write(HEADER)
-            for path in sorted(folder.glob("*.parquet")):
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=262_144):
-                    index = spatial_index(batch.column("ra"), batch.column("dec"))
-                    copy.write(encode_batch([*batch.columns, pa.array(index)], types))
-            copy.write(TRAILER)
+            copy_parquet(copy, folder, types, "ra", "dec")
         conn.commit()
         conn.execute("CREATE INDEX source_spatial ON source (spatial_index)")
         conn.execute("CLUSTER source USING source_spatial")

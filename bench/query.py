@@ -168,15 +168,13 @@ def release_dir(work: Path, objects: int, forced: float) -> Path:
 def build_oracle(cluster: Path, release: Path) -> None:
     """The oracle database on the czar instance (see the module's docstring)."""
     import psycopg
-    import pyarrow.parquet as pq
     from psycopg import sql
 
+    from bench.load import copy_parquet
     from qserv_py.cluster.db import connect
     from qserv_py.cluster.metadata import spatial_sql
     from qserv_py.cluster.spec import read_cluster_file
-    from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
     from qserv_py.schema import default_catalog
-    from qserv_py.sky.healpix import spatial_index
 
     spec = read_cluster_file(cluster)
     catalog = default_catalog("dp02")
@@ -206,12 +204,7 @@ def build_oracle(cluster: Path, release: Path) -> None:
                 target, sql.SQL(", ").join(map(sql.Identifier, cols))
             )
             with conn.cursor().copy(copy_sql) as copy:
-                copy.write(HEADER)
-                for path in sorted((release / name).glob("*.parquet")):
-                    for batch in pq.ParquetFile(path).iter_batches(batch_size=262_144):
-                        index = spatial_index(batch.column("coord_ra"), batch.column("coord_dec"))
-                        copy.write(encode_batch([*batch.columns, pa.array(index)], types))
-                copy.write(TRAILER)
+                copy_parquet(copy, release / name, types)
             conn.commit()  # created and filled in one transaction: no WAL, as the loader
             conn.execute(sql.SQL("CREATE INDEX ON {} (spatial_index)").format(target))
             conn.execute(sql.SQL("CREATE INDEX ON {} (objectid)").format(target))

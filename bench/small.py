@@ -259,6 +259,35 @@ def build_q3c(cluster: Path, folders: list[Path]) -> None:
         conn.execute("VACUUM (ANALYZE) object")
 
 
+def q3c_sides(
+    conn: Any, rows: list[tuple[Any, ...]], join: str
+) -> tuple[Callable[[], list[Any]], Callable[[], list[Any]]]:
+    """The Q3C baseline of a cross-match of ``rows`` (id, ra, dec): a table ``targets``
+    of them made now (ANALYZEd), and two runs of ``join`` (its ``{t}`` the targets'
+    table): from that table, and after COPYing the rows into a new temporary table
+    first, in one transaction (what an upload costs there)."""
+    conn.execute("DROP TABLE IF EXISTS targets")
+    conn.execute("CREATE TABLE targets (id bigint, ra float8, dec float8)")
+    with conn.cursor().copy("COPY targets FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    conn.execute("ANALYZE targets")
+
+    def q3c() -> list[Any]:
+        return conn.execute(join.format(t="targets")).fetchall()
+
+    def q3c_upload() -> list[Any]:
+        with conn.transaction():
+            conn.execute("CREATE TEMP TABLE up (id bigint, ra float8, dec float8) ON COMMIT DROP")
+            with conn.cursor().copy("COPY up FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute("ANALYZE up")
+            return conn.execute(join.format(t="up")).fetchall()
+
+    return q3c, q3c_upload
+
+
 def xmatch(cluster: Path, release: Path, n: int, repeat: int) -> dict[str, Any]:
     """qserv_py's upload cross-match of ``n`` targets against q3c_join on one database."""
     import psycopg
@@ -273,29 +302,11 @@ def xmatch(cluster: Path, release: Path, n: int, repeat: int) -> dict[str, Any]:
     client = qserv_py.connect(cluster, default_catalog="dp02")
     spec = read_cluster_file(cluster)
     conn = psycopg.connect(**dict(spec.czar.conninfo, dbname=Q3C_DB), autocommit=True)
-    rows = _rows(targets, "id", "ra", "dec")
-    conn.execute("DROP TABLE IF EXISTS targets")
-    conn.execute("CREATE TABLE targets (id bigint, ra float8, dec float8)")
-    with conn.cursor().copy("COPY targets FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    conn.execute("ANALYZE targets")
     join = (
         "SELECT t.id, o.objectid FROM {t} t JOIN object o"
         f" ON q3c_join(t.ra, t.dec, o.coord_ra, o.coord_dec, {radius!r})"
     )
-
-    def q3c() -> list[tuple[int, int]]:
-        return conn.execute(join.format(t="targets")).fetchall()
-
-    def q3c_upload() -> list[tuple[int, int]]:
-        with conn.transaction():
-            conn.execute("CREATE TEMP TABLE up (id bigint, ra float8, dec float8) ON COMMIT DROP")
-            with conn.cursor().copy("COPY up FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            conn.execute("ANALYZE up")
-            return conn.execute(join.format(t="up")).fetchall()
+    q3c, q3c_upload = q3c_sides(conn, _rows(targets, "id", "ra", "dec"), join)
 
     def ours() -> Any:
         return client.query(text, uploads={"t": targets})

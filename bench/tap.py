@@ -313,15 +313,12 @@ def build_xmatch_oracle(cluster: Path, release: Path) -> None:
     """Database ``oracle_xmatch`` on the czar instance: dp02.object with the same rows,
     a ``spatial_index`` column and its btree (as each worker partition has), analyzed."""
     import psycopg
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    from bench.load import copy_parquet
     from qserv_py.cluster.db import connect
     from qserv_py.cluster.metadata import spatial_sql
     from qserv_py.cluster.spec import read_cluster_file
-    from qserv_py.loaders.pgcopy import HEADER, TRAILER, encode_batch
     from qserv_py.schema import default_catalog
-    from qserv_py.sky.healpix import spatial_index
 
     spec = read_cluster_file(cluster)
     table = default_catalog("dp02").table("Object")
@@ -339,12 +336,7 @@ def build_xmatch_oracle(cluster: Path, release: Path) -> None:
         with conn.cursor().copy(
             f"COPY dp02.object ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.write(HEADER)
-            for path in sorted((release / "Object").glob("*.parquet")):
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=262_144):
-                    index = spatial_index(batch.column("coord_ra"), batch.column("coord_dec"))
-                    copy.write(encode_batch([*batch.columns, pa.array(index)], types))
-            copy.write(TRAILER)
+            copy_parquet(copy, release / "Object", types)
         conn.commit()
         conn.execute("CREATE INDEX ON dp02.object (spatial_index)")
         conn.commit()

@@ -152,41 +152,26 @@ def run_case(
         f"SELECT t.id, o.{key} FROM TAP_UPLOAD.t AS t JOIN {table} AS o ON CONTAINS("
         f"POINT(o.{ra}, o.{dec}), CIRCLE(t.ra, t.dec, {radius!r})) = 1"
     )
-    rows = list(zip(*(targets.column(c).to_pylist() for c in ("id", "ra", "dec")), strict=True))
-    conn.execute("DROP TABLE IF EXISTS targets")
-    conn.execute("CREATE TABLE targets (id bigint, ra float8, dec float8)")
-    with conn.cursor().copy("COPY targets FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    conn.execute("ANALYZE targets")
+    from bench.small import q3c_sides
+
     join = (
         f"SELECT t.id, o.id FROM {{t}} t JOIN {base} o"
         f" ON q3c_join(t.ra, t.dec, o.ra, o.dec, {radius!r})"
     )
+    rows = list(zip(*(targets.column(c).to_pylist() for c in ("id", "ra", "dec")), strict=True))
+    q3c, q3c_upload = q3c_sides(conn, rows, join)
 
     def ours() -> list[tuple[int, int]]:
         got = client.query(text, uploads={"t": targets})
         return list(zip(*(c.to_pylist() for c in got.columns), strict=True))
 
-    def q3c() -> list[tuple[int, int]]:
-        return conn.execute(join.format(t="targets")).fetchall()
-
-    def q3c_upload() -> list[tuple[int, int]]:
-        with conn.transaction():
-            conn.execute("CREATE TEMP TABLE up (id bigint, ra float8, dec float8) ON COMMIT DROP")
-            with conn.cursor().copy("COPY up FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            conn.execute("ANALYZE up")
-            return conn.execute(join.format(t="up")).fetchall()
-
-    sides: dict[str, Callable[[], list[tuple[int, int]]]] = {
+    sides: dict[str, Callable[[], list[Any]]] = {
         "qserv_py": ours,
         "q3c_join": q3c,
         "q3c_upload": q3c_upload,
     }
     times: dict[str, list[float]] = {s: [] for s in sides}
-    answers: dict[str, list[tuple[int, int]]] = {}
+    answers: dict[str, list[Any]] = {}
     names = list(sides)
     for r in range(rounds + 1):  # the first round warms up
         for name in names[r % 3 :] + names[: r % 3]:
